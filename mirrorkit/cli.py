@@ -1,0 +1,540 @@
+"""The command line: parse, call one core function, print. The only importer of typer and tqdm.
+
+Exit codes: 0 success, 1 the operation failed, 2 usage error, 130 interrupted.
+Results go to stdout (``--json`` where it lists or reports); progress and logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from tqdm import tqdm
+
+from mirrorkit import __version__, mirror, publish, snapshot
+from mirrorkit import sync as sync_mod
+from mirrorkit.errors import MirrorkitError, UsageError
+from mirrorkit.fetch import RetryPolicy
+from mirrorkit.models import MirrorSpec, UpdateResult
+from mirrorkit.profile import load_profile
+from mirrorkit.store import Store, default_store_path
+
+app = typer.Typer(
+    help="Verified offline snapshot mirrors of Debian/Ubuntu APT archives.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+mirror_app = typer.Typer(help="Mirrors: follow an upstream suite.", no_args_is_help=True)
+snapshot_app = typer.Typer(help="Snapshots: immutable, dated package sets.", no_args_is_help=True)
+publish_app = typer.Typer(help="Publish a snapshot as a signed APT tree.", no_args_is_help=True)
+app.add_typer(mirror_app, name="mirror")
+app.add_typer(snapshot_app, name="snapshot")
+app.add_typer(publish_app, name="publish")
+
+JSON = typer.Option(False, "--json", help="Machine-readable output on stdout.")
+
+
+@dataclass
+class _Globals:
+    store: Path
+    quiet: bool = False
+    verbose: bool = False
+    gnupghome: str | None = None
+
+
+_G = _Globals(store=Path())
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _fail(exc: MirrorkitError) -> NoReturn:
+    _err(f"error: {exc.message}")
+    if exc.hint:
+        _err(f"hint: {exc.hint}")
+    raise typer.Exit(exc.exit_code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the core's errors into a message, a hint and an exit code."""
+    try:
+        yield
+    except MirrorkitError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        _err("error: interrupted; nothing was committed (completed downloads are kept).")
+        _err("hint: run the same command again to resume.")
+        raise typer.Exit(130) from None
+
+
+def open_store() -> Store:
+    return Store(_G.store)
+
+
+class TqdmReporter:
+    """Progress bars on a terminal (files and bytes); log lines unless --quiet."""
+
+    def __init__(self) -> None:
+        self._bar: tqdm[Any] | None = None
+        self._files = 0
+        self._total_files = 0
+
+    def info(self, message: str) -> None:
+        if not _G.quiet:
+            _err(message)
+
+    def start(self, label: str, files: int, total_bytes: int) -> None:
+        self._files, self._total_files = 0, files
+        if _G.quiet or not sys.stderr.isatty() or files == 0:
+            return
+        self._bar = tqdm(
+            total=total_bytes,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=label,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+        self._bar.set_postfix_str(f"0/{files} files")
+
+    def advance(self, files: int, nbytes: int) -> None:
+        if self._bar is None:
+            return
+        if nbytes:
+            self._bar.update(nbytes)
+        if files:
+            self._files += files
+            self._bar.set_postfix_str(f"{self._files}/{self._total_files} files", refresh=False)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _emit_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mirrorkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    store: Path | None = typer.Option(
+        None, "--store", help="Store directory [default: $MIRRORKIT_HOME or XDG data dir]."
+    ),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors and results."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="More detail on stderr."),
+    gnupghome: str | None = typer.Option(
+        None, "--gnupghome", help="GnuPG home for signing [default: $GNUPGHOME]."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    _G.store = store or default_store_path()
+    _G.quiet, _G.verbose, _G.gnupghome = quiet, verbose, gnupghome
+
+
+def _summary_line(result: UpdateResult) -> str:
+    s = result.summary
+    if not result.changed:
+        return (
+            f"{result.mirror}: unchanged ({result.packages} packages, "
+            f"Release of {result.release_date}); fetched 0 files"
+        )
+    return (
+        f"{result.mirror}: {result.packages} packages; fetched {s.fetched} files, reused "
+        f"{s.reused}, {s.bytes / 1e6:.1f} MB in {s.seconds:.1f} s ({s.mb_per_s:.1f} MB/s)"
+    )
+
+
+# --- mirror -----------------------------------------------------------------------------------
+
+_NOT_YET = "is not implemented yet"
+
+
+@mirror_app.command("add")
+def mirror_add(
+    name: str | None = typer.Argument(None, help="Mirror name."),
+    url: str | None = typer.Argument(None, help="Upstream URL, e.g. http://deb.debian.org/debian"),
+    suite: str | None = typer.Argument(None, help="Suite (codename); 'path/' for a flat repo."),
+    component: list[str] = typer.Option([], "-c", "--component", help="Component [main]."),
+    architecture: list[str] = typer.Option([], "-a", "--architecture", help="Arch [amd64]."),
+    keyring: Path | None = typer.Option(None, "--keyring", help="Keyring that signs upstream."),
+    fingerprint: list[str] = typer.Option(
+        [], "--fingerprint", help="Allowed signer fingerprint (repeatable)."
+    ),
+    profile: Path | None = typer.Option(None, "--profile", help="Add every upstream of a profile."),
+    filter_query: str | None = typer.Option(None, "--filter", help="Package query (not yet)."),
+    with_deps: bool = typer.Option(False, "--with-deps", help="With dependency closure (not yet)."),
+    with_recommends: bool = typer.Option(False, "--with-recommends", help="(not yet)"),
+    with_sources: bool = typer.Option(False, "--with-sources", help="(not yet)"),
+    with_udebs: bool = typer.Option(False, "--with-udebs", help="(not yet)"),
+) -> None:
+    """Start following an upstream suite (verified with KEYRING)."""
+    with user_errors():
+        if filter_query or with_deps or with_recommends:
+            raise MirrorkitError(f"filtered mirrors (--filter/--with-deps) {_NOT_YET}")
+        if with_sources or with_udebs:
+            raise MirrorkitError(f"mirroring sources and udebs {_NOT_YET}")
+        store = open_store()
+        if profile is not None:
+            specs = load_profile(profile).upstreams
+        else:
+            if not (name and url and suite and keyring):
+                raise UsageError(
+                    "mirror add needs NAME URL SUITE and --keyring (or --profile FILE)",
+                    "e.g. mirrorkit mirror add bookworm http://deb.debian.org/debian bookworm "
+                    "--keyring /usr/share/keyrings/debian-archive-keyring.gpg",
+                )
+            specs = (
+                MirrorSpec(
+                    name=name,
+                    url=url.rstrip("/"),
+                    suite=suite,
+                    components=tuple(component),
+                    architectures=tuple(architecture),
+                    keyring=str(keyring.resolve()),
+                    fingerprints=tuple(f.replace(" ", "").upper() for f in fingerprint),
+                ),
+            )
+        with store.locked():
+            for spec in specs:
+                added = mirror.add(store, spec, replace=profile is not None)
+                typer.echo(f"added mirror {added.spec.name}: {added.spec.url} {added.spec.suite}")
+
+
+def _update_options(
+    jobs: int, max_tries: int, limit_rate: str | None, allow_expired: bool, allow_rollback: bool
+) -> mirror.UpdateOptions:
+    if jobs < 1 or max_tries < 1:
+        raise UsageError("--jobs and --max-tries must be at least 1")
+    return mirror.UpdateOptions(
+        jobs=jobs,
+        max_tries=max_tries,
+        limit_rate=_parse_rate(limit_rate) if limit_rate else None,
+        allow_expired=allow_expired,
+        allow_rollback=allow_rollback,
+        retry=RetryPolicy(max_tries=max_tries),
+    )
+
+
+def _parse_rate(text: str) -> float:
+    units = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}
+    t = text.strip().lower().removesuffix("/s").removesuffix("b")
+    unit = t[-1] if t and t[-1] in "kmg" else ""
+    try:
+        value = float(t[: len(t) - len(unit)]) * units[unit]
+    except ValueError as exc:
+        raise UsageError(
+            f"invalid rate {text!r}", "use e.g. 500k, 10M (bytes per second)."
+        ) from exc
+    if value <= 0:
+        raise UsageError(f"invalid rate {text!r}: must be positive")
+    return value
+
+
+JOBS = typer.Option(8, "--jobs", "-j", help="Concurrent downloads.")
+MAX_TRIES = typer.Option(5, "--max-tries", help="Attempts per file before giving up.")
+LIMIT_RATE = typer.Option(None, "--limit-rate", help="Bandwidth cap, e.g. 10M (bytes/s).")
+ALLOW_EXPIRED = typer.Option(
+    False, "--allow-expired", help="Accept a Release past its Valid-Until (replay risk)."
+)
+ALLOW_ROLLBACK = typer.Option(
+    False, "--allow-rollback", help="Accept a Release older than the last accepted one."
+)
+
+
+@mirror_app.command("update")
+def mirror_update(
+    name: str,
+    jobs: int = JOBS,
+    max_tries: int = MAX_TRIES,
+    limit_rate: str | None = LIMIT_RATE,
+    allow_expired: bool = ALLOW_EXPIRED,
+    allow_rollback: bool = ALLOW_ROLLBACK,
+) -> None:
+    """Fetch and verify the upstream's current state."""
+    with user_errors():
+        options = _update_options(jobs, max_tries, limit_rate, allow_expired, allow_rollback)
+        result = mirror.update(open_store(), name, options, TqdmReporter())
+    typer.echo(_summary_line(result))
+
+
+def _mirror_json(m: mirror.Mirror) -> dict[str, Any]:
+    return {
+        "spec": asdict(m.spec),
+        "created_at": m.created_at,
+        "state": None if m.state is None else {**asdict(m.state), "packages": m.state.packages},
+    }
+
+
+@mirror_app.command("list")
+def mirror_list(json_out: bool = JSON) -> None:
+    """List mirrors."""
+    with user_errors():
+        mirrors = mirror.list_all(open_store())
+    if json_out:
+        _emit_json([_mirror_json(m) for m in mirrors])
+        return
+    for m in mirrors:
+        when = m.state.release_date if m.state else "never updated"
+        count = m.state.packages if m.state else 0
+        typer.echo(f"{m.spec.name}\t{m.spec.url} {m.spec.suite}\t{count} packages\t{when}")
+
+
+@mirror_app.command("show")
+def mirror_show(name: str, json_out: bool = JSON) -> None:
+    """Show a mirror's spec and last verified state."""
+    with user_errors():
+        m = mirror.load(open_store(), name)
+    if json_out:
+        _emit_json(_mirror_json(m))
+        return
+    s = m.spec
+    typer.echo(f"Name: {s.name}\nURL: {s.url}\nSuite: {s.suite}")
+    typer.echo(f"Components: {' '.join(s.components)}\nArchitectures: {' '.join(s.architectures)}")
+    typer.echo(f"Keyring: {s.keyring}")
+    if s.fingerprints:
+        typer.echo(f"Fingerprints: {' '.join(s.fingerprints)}")
+    if m.state is None:
+        typer.echo("State: never updated")
+        return
+    st = m.state
+    typer.echo(f"Release date: {st.release_date}\nValid until: {st.valid_until or '-'}")
+    typer.echo(f"Signer: {st.signer}\nInRelease SHA256: {st.inrelease_sha256}")
+    typer.echo(f"Fetched at: {st.fetched_at}\nPackages: {st.packages}")
+    for i in st.indexes:
+        typer.echo(f"  {i.component}/binary-{i.architecture}: {i.packages} packages")
+
+
+@mirror_app.command("rm")
+def mirror_rm(name: str) -> None:
+    """Forget a mirror (its snapshots stay; pool files stay until gc)."""
+    with user_errors():
+        store = open_store()
+        with store.locked():
+            mirror.remove(store, name)
+    typer.echo(f"removed mirror {name}")
+
+
+# --- snapshot ---------------------------------------------------------------------------------
+
+
+def _snapshot_json(
+    info: snapshot.SnapshotInfo, problems: list[str] | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": info.name,
+        "created_at": info.created_at,
+        "mirrorkit_version": info.mirrorkit_version,
+        "sources": list(info.sources),
+        "indexes": [asdict(i) for i in info.indexes],
+        "packages": info.packages,
+        "digest": info.digest,
+    }
+    if problems is not None:
+        out["intact"] = not problems
+        out["problems"] = problems
+    return out
+
+
+@snapshot_app.command("create")
+def snapshot_create(
+    name: str | None = typer.Argument(None, help="Snapshot name [MIRROR-YYYYMMDD]."),
+    from_mirror: str | None = typer.Option(None, "--from-mirror", help="Mirror to freeze."),
+    from_debs: list[Path] = typer.Option([], "--from-debs", help="Your own .deb files (not yet)."),
+) -> None:
+    """Freeze a mirror's current state into an immutable snapshot."""
+    with user_errors():
+        if from_debs:
+            raise MirrorkitError(f"snapshot create --from-debs {_NOT_YET}")
+        if not from_mirror:
+            raise UsageError("snapshot create needs --from-mirror MIRROR")
+        info = snapshot.create_from_mirror(open_store(), from_mirror, name)
+    typer.echo(f"created snapshot {info.name} ({info.packages} packages)")
+
+
+@snapshot_app.command("list")
+def snapshot_list(json_out: bool = JSON) -> None:
+    """List snapshots."""
+    with user_errors():
+        infos = snapshot.list_all(open_store())
+    if json_out:
+        _emit_json([_snapshot_json(i) for i in infos])
+        return
+    for i in infos:
+        sources = ", ".join(str(s.get("mirror") or s.get("snapshot")) for s in i.sources)
+        typer.echo(f"{i.name}\t{i.created_at}\t{i.packages} packages\tfrom {sources}")
+
+
+@snapshot_app.command("show")
+def snapshot_show(
+    name: str,
+    packages: bool = typer.Option(False, "--packages", help="List every package."),
+    json_out: bool = JSON,
+) -> None:
+    """Show a snapshot's provenance and check it is intact on disk (exit 1 if not)."""
+    with user_errors():
+        store = open_store()
+        info = snapshot.load(store, name)
+        problems = snapshot.check(store, info)
+        pkgs = snapshot.packages(store, info) if packages else []
+    if json_out:
+        out = _snapshot_json(info, problems)
+        if packages:
+            out["package_list"] = [
+                {
+                    "name": p.name,
+                    "version": p.version,
+                    "architecture": p.architecture,
+                    "component": p.component,
+                    "sha256": p.sha256,
+                    "size": p.size,
+                }
+                for p in sorted(pkgs, key=lambda p: (p.name, p.version, p.architecture))
+            ]
+        _emit_json(out)
+    else:
+        typer.echo(f"Name: {info.name}\nCreated: {info.created_at}")
+        typer.echo(f"mirrorkit version: {info.mirrorkit_version}\nDigest: {info.digest}")
+        typer.echo(f"Packages: {info.packages}")
+        for s in info.sources:
+            typer.echo("Source:")
+            for k, v in sorted(s.items()):
+                typer.echo(f"  {k}: {v}")
+        for i in info.indexes:
+            typer.echo(f"Index: {i.component}/binary-{i.architecture} ({i.packages} packages)")
+        typer.echo("Integrity: intact" if not problems else "Integrity: MODIFIED OR DAMAGED")
+        for problem in problems:
+            typer.echo(f"  {problem}")
+        seen: set[tuple[str, str]] = set()
+        for p in sorted(pkgs, key=lambda p: (p.name, p.version, p.architecture)):
+            if (p.ref, p.sha256) not in seen:
+                seen.add((p.ref, p.sha256))
+                typer.echo(f"{p.ref}\t{p.sha256}")
+    if problems:
+        raise typer.Exit(1)
+
+
+@snapshot_app.command("rm")
+def snapshot_rm(
+    name: str, force: bool = typer.Option(False, "--force", help="Even if something needs it.")
+) -> None:
+    """Remove a snapshot (refused while a channel or snapshot needs it)."""
+    with user_errors():
+        snapshot.remove(open_store(), name, force=force)
+    typer.echo(f"removed snapshot {name}")
+
+
+@snapshot_app.command("merge")
+def snapshot_merge(
+    dest: str,
+    sources: list[str],
+    latest: bool = typer.Option(False, "--latest", help="Highest version wins."),
+    all_versions: bool = typer.Option(False, "--all-versions", help="Keep every version."),
+) -> None:
+    """Merge snapshots into a new one (default: for each package the later SRC wins)."""
+    with user_errors():
+        if latest and all_versions:
+            raise UsageError("--latest and --all-versions exclude each other")
+        policy = "latest" if latest else "all-versions" if all_versions else "later"
+        info = snapshot.merge(open_store(), dest, sources, policy)
+    typer.echo(f"created snapshot {info.name} ({info.packages} packages, policy {policy})")
+
+
+# --- publish ----------------------------------------------------------------------------------
+
+
+def _print_published(pub: publish.Published) -> None:
+    r = pub.result
+    _err(
+        f"published {pub.snapshot} as suite {r.suite} in {r.root} "
+        f"({r.linked} pool files linked, {r.reused} already there)"
+    )
+    _err(f"public key: {r.key_file} (copy it to the clients, e.g. /etc/apt/keyrings/)")
+    _err("client source (/etc/apt/sources.list.d/mirrorkit.sources):")
+    typer.echo(pub.client_stanza())
+
+
+@publish_app.command("fs")
+def publish_fs(
+    name: str = typer.Argument(..., metavar="SNAPSHOT_OR_CHANNEL"),
+    directory: Path = typer.Argument(..., metavar="DIR"),
+    suite: str | None = typer.Option(None, "--suite", help="Suite name [the snapshot's name]."),
+    key: str | None = typer.Option(None, "--key", help="Signing key (id, fingerprint, uid)."),
+    origin: str | None = typer.Option(None, "--origin", help="Release Origin field."),
+    label: str | None = typer.Option(None, "--label", help="Release Label field."),
+    valid_for: str | None = typer.Option(
+        None, "--valid-for", help="Set Valid-Until this far ahead, e.g. 14d."
+    ),
+) -> None:
+    """Publish a snapshot as a signed APT tree in DIR (suite switched atomically)."""
+    with user_errors():
+        if not key:
+            raise UsageError(
+                "publish needs a signing key: --key KEYID",
+                "clients verify what you publish; create one with 'gpg --quick-gen-key'.",
+            )
+        pub = publish.publish_fs(
+            open_store(),
+            name,
+            directory,
+            key=key,
+            suite=suite,
+            gnupghome=_G.gnupghome,
+            origin=origin,
+            label=label,
+            valid_for=valid_for,
+        )
+    _print_published(pub)
+
+
+# --- sync -------------------------------------------------------------------------------------
+
+
+@app.command("sync")
+def sync_cmd(
+    profile: Path = typer.Argument(..., metavar="PROFILE.toml"),
+    jobs: int = JOBS,
+    max_tries: int = MAX_TRIES,
+    limit_rate: str | None = LIMIT_RATE,
+    no_publish: bool = typer.Option(False, "--no-publish", help="Update and snapshot only."),
+    allow_expired: bool = ALLOW_EXPIRED,
+    allow_rollback: bool = ALLOW_ROLLBACK,
+) -> None:
+    """The main job: update the profile's mirrors, snapshot them, publish."""
+    with user_errors():
+        options = _update_options(jobs, max_tries, limit_rate, allow_expired, allow_rollback)
+        result = sync_mod.sync(
+            open_store(),
+            profile,
+            options=options,
+            no_publish=no_publish,
+            gnupghome=_G.gnupghome,
+            reporter=TqdmReporter(),
+        )
+    for update in result.updates:
+        _err(_summary_line(update))
+    typer.echo(f"snapshot: {result.snapshot.name} ({result.snapshot.packages} packages)")
+    if result.published is not None:
+        _print_published(result.published)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,89 @@
+"""One error hierarchy. Every error says what went wrong and, where possible, what to do.
+
+The CLI prints ``error: <message>`` and ``hint: <hint>`` and exits with ``exit_code``.
+Third-party exceptions are wrapped at the boundary (``raise FetchError(...) from exc``).
+"""
+
+from __future__ import annotations
+
+
+class MirrorkitError(Exception):
+    """Root of every error mirrorkit reports to a user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(MirrorkitError):
+    """The user asked for something that cannot be done as asked (bad name, missing option)."""
+
+    exit_code = 2
+
+
+class ProfileError(MirrorkitError):
+    """A profile file is malformed: names the file, the key and what is expected."""
+
+
+class NotFoundError(MirrorkitError):
+    """A mirror, snapshot or channel that does not exist."""
+
+
+class ConflictError(MirrorkitError):
+    """The object exists already, or something else still needs it."""
+
+
+class StoreLockedError(MirrorkitError):
+    """Another mirrorkit process holds the store lock."""
+
+
+class FetchError(MirrorkitError):
+    """A download failed after every retry (network, HTTP status)."""
+
+    def __init__(self, url: str, reason: str, hint: str | None = None) -> None:
+        super().__init__(f"{url}: {reason}", hint)
+        self.url = url
+        self.reason = reason
+
+
+class IntegrityError(MirrorkitError):
+    """Bytes do not match what the signed index promises (size or SHA256)."""
+
+    def __init__(
+        self, what: str, expected: str, got: str, *, kind: str = "SHA256", hint: str | None = None
+    ) -> None:
+        super().__init__(
+            f"{what}: {kind} mismatch (expected {expected}, got {got})",
+            hint
+            or "the upstream may be mid-sync or the download was tampered with; "
+            "nothing was stored. Run the update again later.",
+        )
+        self.what = what
+        self.expected = expected
+        self.got = got
+
+
+class SignatureError(MirrorkitError):
+    """A signature is missing, bad, or made by a key the mirror does not trust."""
+
+
+class ReleaseError(MirrorkitError):
+    """A Release file is expired, older than the last accepted one, or does not fit the mirror."""
+
+
+class FormatError(MirrorkitError):
+    """Malformed repository metadata (Release, Packages) or a hostile path in it."""
+
+
+class PublishError(MirrorkitError):
+    """Publishing a tree failed; the previously published suite is still in place."""
+
+
+class StorageError(MirrorkitError):
+    """The disk refused a write (full, read-only, permissions)."""

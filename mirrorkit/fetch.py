@@ -1,0 +1,363 @@
+"""Downloads: one httpx.AsyncClient, bounded concurrency, one retry policy, resume, and streaming
+verification (size + SHA256) before anything enters the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+from urllib.parse import quote
+
+import httpx
+
+from mirrorkit import __version__
+from mirrorkit.errors import FetchError, IntegrityError, StorageError
+from mirrorkit.models import FetchSummary, FileRef
+from mirrorkit.progress import NullReporter, Reporter
+from mirrorkit.store import Pool
+
+_CHUNK = 1 << 18
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retry transport errors and 429/5xx with full-jitter exponential backoff.
+
+    A 404 or a hash mismatch is never retried: trying again cannot make it right.
+    """
+
+    max_tries: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    statuses: frozenset[int] = field(default_factory=lambda: frozenset({429, 500, 502, 503, 504}))
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        if retry_after:
+            wait = _parse_retry_after(retry_after)
+            if wait is not None:
+                # Honour the server, but never sleep longer than we would back off at most.
+                return min(max(wait, 0.0), self.max_delay)
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+def _parse_retry_after(value: str) -> float | None:
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError):
+        return None
+
+
+class _ResumedMismatch(IntegrityError):
+    """A hash mismatch on a file that was resumed: maybe two versions of it were joined."""
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def join_url(base: str, path: str) -> str:
+    # Pool file names may contain '%' (an escaped epoch colon), '+' and '~': quote all but '/'.
+    return base.rstrip("/") + "/" + quote(path, safe="/+~")
+
+
+class _RateLimit:
+    """One shared byte budget per second across all transfers (``--limit-rate``)."""
+
+    def __init__(self, bytes_per_s: float) -> None:
+        self.rate = bytes_per_s
+        self.start = time.monotonic()
+        self.sent = 0
+
+    async def take(self, n: int) -> None:
+        self.sent += n
+        ahead = self.sent / self.rate - (time.monotonic() - self.start)
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+
+
+def _write_chunk(fh: IO[bytes], hasher: Any, chunk: bytes) -> None:
+    hasher.update(chunk)
+    fh.write(chunk)
+
+
+def _hash_file(path: Path) -> Any:
+    hasher = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            hasher.update(block)
+    return hasher
+
+
+class Fetcher:
+    """Use as ``async with Fetcher(...) as f:``; every request goes through one client."""
+
+    def __init__(
+        self,
+        *,
+        jobs: int = 8,
+        retry: RetryPolicy | None = None,
+        reporter: Reporter | None = None,
+        limit_rate: float | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.jobs = max(1, jobs)
+        self.retry = retry or RetryPolicy()
+        self.reporter = reporter or NullReporter()
+        self._rate = _RateLimit(limit_rate) if limit_rate else None
+        self._client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=self.jobs, max_keepalive_connections=self.jobs),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            follow_redirects=True,
+            # identity: sizes and hashes are of the file itself, never of a transfer encoding.
+            headers={"User-Agent": f"mirrorkit/{__version__}", "Accept-Encoding": "identity"},
+            trust_env=False,
+        )
+        self.bytes_transferred = 0
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._client.aclose()
+
+    async def _with_retries(self, url: str, attempt_fn: Any) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await attempt_fn()
+            except _Retryable as exc:
+                if attempt >= self.retry.max_tries:
+                    raise FetchError(
+                        url,
+                        f"{exc.reason} (gave up after {attempt} tries)",
+                        "the server or network is failing; run the command again later "
+                        "(completed files are kept), or raise --max-tries.",
+                    ) from exc
+                await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
+
+    def _check_status(self, url: str, resp: httpx.Response) -> None:
+        if resp.status_code in self.retry.statuses:
+            raise _Retryable(f"HTTP {resp.status_code}", resp.headers.get("Retry-After"))
+        if resp.status_code >= 400:
+            hint = None
+            if resp.status_code == 404:
+                hint = "check the mirror's URL and suite, or the upstream is mid-sync; try later."
+            raise FetchError(url, f"HTTP {resp.status_code} {resp.reason_phrase}", hint)
+
+    async def get_bytes(
+        self, url: str, *, max_size: int = 256 << 20, missing_ok: bool = False
+    ) -> bytes | None:
+        """A small file into memory (Release, InRelease). ``None`` on 404 when ``missing_ok``."""
+
+        async def attempt() -> bytes | None:
+            try:
+                async with self._client.stream("GET", url) as resp:
+                    if resp.status_code == 404 and missing_ok:
+                        return None
+                    self._check_status(url, resp)
+                    body = bytearray()
+                    async for chunk in resp.aiter_raw(_CHUNK):
+                        body += chunk
+                        if len(body) > max_size:
+                            raise FetchError(url, f"larger than {max_size} bytes; refusing it")
+                    self.bytes_transferred += len(body)
+                    return bytes(body)
+            except httpx.TransportError as exc:
+                raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+
+        result: bytes | None = await self._with_retries(url, attempt)
+        return result
+
+    async def get_verified(self, url: str, ref: FileRef, what: str) -> bytes:
+        """A file the signed Release lists, checked for size and SHA256 before it is returned."""
+
+        async def attempt() -> bytes:
+            try:
+                async with self._client.stream("GET", url) as resp:
+                    self._check_status(url, resp)
+                    hasher = hashlib.sha256()
+                    body = bytearray()
+                    async for chunk in resp.aiter_raw(_CHUNK):
+                        body += chunk
+                        if len(body) > ref.size:
+                            raise IntegrityError(what, str(ref.size), "more", kind="size")
+                        hasher.update(chunk)
+                    self.bytes_transferred += len(body)
+            except httpx.TransportError as exc:
+                raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            if len(body) != ref.size:
+                raise IntegrityError(what, str(ref.size), str(len(body)), kind="size")
+            digest = hasher.hexdigest()
+            if digest != ref.sha256:
+                raise IntegrityError(what, ref.sha256, digest)
+            return bytes(body)
+
+        result: bytes = await self._with_retries(url, attempt)
+        return result
+
+    async def fetch_to_pool(
+        self,
+        base_url: str,
+        items: Sequence[FileRef],
+        pool: Pool,
+        partial_dir: Path,
+        label: str = "packages",
+    ) -> FetchSummary:
+        """Download every ``items`` file the pool lacks, ``jobs`` at a time, into the pool.
+
+        Fails fast: the first file that cannot be fetched or verified cancels the rest; files
+        already verified stay in the pool and partial files stay for the next run to resume.
+        """
+        started = time.monotonic()
+        unique: dict[str, FileRef] = {}
+        for ref in items:
+            unique.setdefault(ref.sha256, ref)
+        todo = [ref for sha, ref in unique.items() if not pool.has(sha)]
+        reused = len(unique) - len(todo)
+        # Largest first: the long transfers start early and the tail stays short.
+        todo.sort(key=lambda r: (-r.size, r.path))
+        partial_dir.mkdir(parents=True, exist_ok=True)
+        self.reporter.start(label, len(todo), sum(r.size for r in todo))
+        queue = iter(todo)
+        moved = 0
+
+        async def worker() -> None:
+            nonlocal moved
+            for ref in queue:
+                moved += await self._fetch_file(
+                    join_url(base_url, ref.path), ref, pool, partial_dir
+                )
+                self.reporter.advance(1, 0)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.jobs, len(todo))):
+                    group.create_task(worker())
+        except BaseExceptionGroup as eg:
+            # Report the first real failure, not the group wrapper.
+            first = eg.exceptions[0]
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from None
+        finally:
+            self.reporter.finish()
+        return FetchSummary(
+            fetched=len(todo),
+            reused=reused,
+            bytes=moved,
+            seconds=time.monotonic() - started,
+        )
+
+    async def _fetch_file(self, url: str, ref: FileRef, pool: Pool, partial_dir: Path) -> int:
+        part = partial_dir / ref.sha256
+        validator_file = partial_dir / f"{ref.sha256}.validator"
+        restarted = False
+        moved = 0
+        while True:
+            try:
+
+                async def attempt() -> int:
+                    return await self._download(url, ref, part, validator_file)
+
+                got: int = await self._with_retries(url, attempt)
+                moved += got
+                break
+            except IntegrityError as exc:
+                # A resumed file that fails its hash may have joined two versions of the file
+                # (upstream changed between runs): start over once from byte zero.
+                part.unlink(missing_ok=True)
+                validator_file.unlink(missing_ok=True)
+                if not isinstance(exc, _ResumedMismatch) or restarted:
+                    raise IntegrityError(exc.what, exc.expected, exc.got) from None
+                restarted = True
+        pool.commit(part, ref.sha256)
+        validator_file.unlink(missing_ok=True)
+        return moved
+
+    async def _download(self, url: str, ref: FileRef, part: Path, validator_file: Path) -> int:
+        offset = part.stat().st_size if part.exists() else 0
+        if offset >= ref.size:
+            part.unlink()
+            offset = 0
+        headers: dict[str, str] = {}
+        hasher: Any = hashlib.sha256()
+        if offset:
+            hasher = await asyncio.to_thread(_hash_file, part)
+            headers["Range"] = f"bytes={offset}-"
+            if validator_file.exists():
+                headers["If-Range"] = validator_file.read_text()
+        received = 0
+        resumed = False
+        try:
+            async with self._client.stream("GET", url, headers=headers) as resp:
+                self._check_status(url, resp)
+                if resp.status_code == 206 and offset:
+                    content_range = resp.headers.get("Content-Range", "")
+                    if not content_range.startswith(f"bytes {offset}-"):
+                        part.unlink(missing_ok=True)
+                        raise _Retryable(f"bad Content-Range {content_range!r} for a resume")
+                    mode, resumed = "ab", True
+                elif resp.status_code == 200:
+                    # The server ignored Range (or the file changed, per If-Range): the body is
+                    # the whole file, so start over rather than append it to the partial one.
+                    offset, mode, hasher = 0, "wb", hashlib.sha256()
+                else:
+                    raise FetchError(url, f"unexpected HTTP {resp.status_code} for a download")
+                validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+                if validator and not validator.startswith("W/"):
+                    validator_file.write_text(validator)
+                length = resp.headers.get("Content-Length")
+                if length is not None and length.isdigit() and offset + int(length) != ref.size:
+                    part.unlink(missing_ok=True)
+                    raise IntegrityError(url, str(ref.size), str(offset + int(length)), kind="size")
+                try:
+                    with part.open(mode) as fh:
+                        async for chunk in resp.aiter_raw(_CHUNK):
+                            received += len(chunk)
+                            if offset + received > ref.size:
+                                raise IntegrityError(
+                                    url, str(ref.size), f"more than {ref.size}", kind="size"
+                                )
+                            await asyncio.to_thread(_write_chunk, fh, hasher, chunk)
+                            self.reporter.advance(0, len(chunk))
+                            if self._rate:
+                                await self._rate.take(len(chunk))
+                except OSError as exc:
+                    raise StorageError(
+                        f"{part}: cannot write ({exc.strerror})",
+                        "free disk space and run the update again.",
+                    ) from exc
+        except httpx.TransportError as exc:
+            self.bytes_transferred += received
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        self.bytes_transferred += received
+        total = offset + received
+        if total != ref.size:
+            # A short body with a matching Content-Length: the server is lying, not flaky.
+            part.unlink(missing_ok=True)
+            raise IntegrityError(url, str(ref.size), str(total), kind="size")
+        digest = hasher.hexdigest()
+        if digest != ref.sha256:
+            error = _ResumedMismatch if resumed else IntegrityError
+            raise error(url, ref.sha256, digest)
+        return received

@@ -1,0 +1,424 @@
+"""Mirrors: follow an upstream suite, verify it, and keep its packages in the pool.
+
+A mirror's record (``mirrors/NAME.json``) holds what it follows and the last *committed* state:
+the verified InRelease, the indices (in the meta store) and provenance. ``update`` changes that
+state only at its very end, after every file is verified and durable; an interrupted update
+leaves the previous state as it was and the next run resumes the partial downloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mirrorkit import archive, gpg
+from mirrorkit.errors import (
+    ConflictError,
+    FetchError,
+    FormatError,
+    NotFoundError,
+    ReleaseError,
+    SignatureError,
+)
+from mirrorkit.fetch import Fetcher, RetryPolicy
+from mirrorkit.models import FetchSummary, FileRef, IndexRef, MirrorSpec, Package, UpdateResult
+from mirrorkit.progress import NullReporter, Reporter
+from mirrorkit.store import Store, check_name, read_json, syncfs, write_json
+
+FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorState:
+    """What the last completed update verified and stored."""
+
+    inrelease_sha256: str
+    signer: str
+    release_date: str  # ISO 8601, UTC
+    valid_until: str | None
+    fetched_at: str
+    spec_digest: str
+    indexes: tuple[IndexRef, ...]
+
+    @property
+    def packages(self) -> int:
+        return sum(i.packages for i in self.indexes)
+
+
+@dataclass(frozen=True, slots=True)
+class Mirror:
+    spec: MirrorSpec
+    created_at: str
+    state: MirrorState | None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateOptions:
+    jobs: int = 8
+    max_tries: int = 5
+    limit_rate: float | None = None
+    allow_expired: bool = False
+    allow_rollback: bool = False
+    retry: RetryPolicy | None = None  # tests shorten the backoff
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _spec_digest(spec: MirrorSpec) -> str:
+    return hashlib.sha256(repr(asdict(spec)).encode()).hexdigest()
+
+
+def _record_path(store: Store, name: str) -> Path:
+    return store.mirrors / f"{check_name(name, 'mirror')}.json"
+
+
+def _to_json(mirror: Mirror) -> dict[str, Any]:
+    spec = asdict(mirror.spec)
+    state = None
+    if mirror.state is not None:
+        state = asdict(mirror.state)
+    return {"format": FORMAT, "spec": spec, "created_at": mirror.created_at, "state": state}
+
+
+def _from_json(data: dict[str, Any]) -> Mirror:
+    s = data["spec"]
+    spec = MirrorSpec(
+        name=s["name"],
+        url=s["url"],
+        suite=s["suite"],
+        components=tuple(s["components"]),
+        architectures=tuple(s["architectures"]),
+        keyring=s["keyring"],
+        fingerprints=tuple(s["fingerprints"]),
+    )
+    state = None
+    if (st := data.get("state")) is not None:
+        state = MirrorState(
+            inrelease_sha256=st["inrelease_sha256"],
+            signer=st["signer"],
+            release_date=st["release_date"],
+            valid_until=st["valid_until"],
+            fetched_at=st["fetched_at"],
+            spec_digest=st["spec_digest"],
+            indexes=tuple(IndexRef(**i) for i in st["indexes"]),
+        )
+    return Mirror(spec=spec, created_at=data["created_at"], state=state)
+
+
+def add(store: Store, spec: MirrorSpec, *, replace: bool = False) -> Mirror:
+    """Record a new mirror. With ``replace``, change an existing mirror's spec (profiles do
+    this), keeping its state so the next update reuses everything it can."""
+    path = _record_path(store, spec.name)
+    if not spec.flat and not spec.components:
+        spec = MirrorSpec(**{**asdict(spec), "components": ("main",)})
+    if not spec.architectures:
+        spec = MirrorSpec(**{**asdict(spec), "architectures": ("amd64",)})
+    if not spec.url.startswith(("http://", "https://")):
+        raise ConflictError(
+            f"mirror {spec.name}: unsupported URL {spec.url!r}", "use an http:// or https:// URL."
+        )
+    state = None
+    created = _now().isoformat()
+    if path.exists():
+        if not replace:
+            raise ConflictError(
+                f"mirror {spec.name} exists already",
+                f"use 'mirrorkit mirror rm {spec.name}' first, or pick another name.",
+            )
+        old = load(store, spec.name)
+        state, created = old.state, old.created_at
+    mirror = Mirror(spec=spec, created_at=created, state=state)
+    write_json(path, _to_json(mirror), tmp_dir=store.tmp)
+    return mirror
+
+
+def load(store: Store, name: str) -> Mirror:
+    path = _record_path(store, name)
+    if not path.exists():
+        raise NotFoundError(f"no mirror named {name!r}", "see 'mirrorkit mirror list'.")
+    return _from_json(read_json(path))
+
+
+def list_all(store: Store) -> list[Mirror]:
+    if not store.mirrors.is_dir():
+        return []
+    return [_from_json(read_json(p)) for p in sorted(store.mirrors.glob("*.json"))]
+
+
+def remove(store: Store, name: str) -> None:
+    """Forget a mirror. Its pool files stay until ``gc``; snapshots taken from it are
+    unaffected (they hold their own references)."""
+    path = _record_path(store, name)
+    if not path.exists():
+        raise NotFoundError(f"no mirror named {name!r}", "see 'mirrorkit mirror list'.")
+    path.unlink()
+
+
+def packages(store: Store, indexes: Sequence[IndexRef]) -> list[Package]:
+    result: list[Package] = []
+    for ref in indexes:
+        text = store.meta.get(ref.sha256)
+        result.extend(
+            archive.parse_packages(
+                text, ref.component, f"{ref.component}/binary-{ref.architecture}"
+            )
+        )
+    return result
+
+
+def dists_url(spec: MirrorSpec) -> str:
+    if spec.flat:
+        return spec.url.rstrip("/") + "/" + spec.suite.strip("/")
+    return f"{spec.url.rstrip('/')}/dists/{spec.suite}"
+
+
+def update(
+    store: Store,
+    name: str,
+    options: UpdateOptions | None = None,
+    reporter: Reporter | None = None,
+) -> UpdateResult:
+    """Bring mirror ``name`` up to date with its upstream. See the module docstring."""
+    options = options or UpdateOptions()
+    reporter = reporter or NullReporter()
+    mirror = load(store, name)
+    return asyncio.run(_update(store, mirror, options, reporter))
+
+
+async def _fetch_release(fetcher: Fetcher, spec: MirrorSpec) -> tuple[bytes, gpg.Verified]:
+    """(raw signed file, verified payload). InRelease first, then Release + Release.gpg."""
+    base = dists_url(spec)
+    keyring = Path(spec.keyring)
+    raw = await fetcher.get_bytes(f"{base}/InRelease", max_size=64 << 20, missing_ok=True)
+    if raw is not None:
+        verified = await asyncio.to_thread(
+            gpg.verify_clearsigned, raw, keyring, spec.fingerprints, f"{base}/InRelease"
+        )
+        return raw, verified
+    release = await fetcher.get_bytes(f"{base}/Release", max_size=64 << 20)
+    assert release is not None
+    signature = await fetcher.get_bytes(f"{base}/Release.gpg", max_size=1 << 20, missing_ok=True)
+    if signature is None:
+        raise SignatureError(
+            f"{base}: neither InRelease nor Release.gpg exists: the archive is unsigned",
+            "mirrorkit only mirrors signed archives; ask the publisher to sign it.",
+        )
+    verified = await asyncio.to_thread(
+        gpg.verify_detached, release, signature, keyring, spec.fingerprints, f"{base}/Release"
+    )
+    return release, verified
+
+
+def _check_release(
+    spec: MirrorSpec,
+    release: archive.Release,
+    previous: MirrorState | None,
+    options: UpdateOptions,
+    where: str,
+) -> None:
+    now = _now()
+    if not spec.flat and spec.suite not in (release.suite, release.codename):
+        raise ReleaseError(
+            f"{where}: signed Release is for suite {release.suite!r} "
+            f"(codename {release.codename!r}), not {spec.suite!r}",
+            "the server answered with another suite's files; check the mirror's suite.",
+        )
+    if release.valid_until is not None and release.valid_until < now and not options.allow_expired:
+        raise ReleaseError(
+            f"{where}: Release expired at {release.valid_until.isoformat()} (Valid-Until)",
+            "the upstream is stale or an attacker replays old files; try another upstream, or "
+            "pass --allow-expired if you know why.",
+        )
+    if previous is not None and release.date is not None and not options.allow_rollback:
+        last = datetime.fromisoformat(previous.release_date)
+        if release.date < last:
+            raise ReleaseError(
+                f"{where}: Release Date {release.date.isoformat()} is older than the last "
+                f"accepted one ({last.isoformat()}): refusing a rollback",
+                "the upstream may be a stale mirror; pass --allow-rollback to accept it anyway.",
+            )
+
+
+def _index_targets(
+    spec: MirrorSpec, release: archive.Release, where: str
+) -> list[tuple[str, str, list[tuple[str, FileRef]]]]:
+    """(component, architecture, [(compression, ref), ...]) for every index to fetch.
+
+    The list per target usually has one entry; it has two when a suite publishes
+    architecture-``all`` packages in a separate ``binary-all`` index."""
+    targets: list[tuple[str, str, list[tuple[str, FileRef]]]] = []
+    if spec.flat:
+        picked = archive.pick_index(release, "Packages")
+        if picked is None:
+            raise FormatError(f"{where}: the Release lists no Packages index")
+        for arch in spec.architectures:
+            targets.append(("main", arch, [picked]))
+        return targets
+    for component in spec.components:
+        rcomp = archive.map_component(component, release.components)
+        if release.components and rcomp not in release.components:
+            raise ReleaseError(
+                f"{where}: component {component!r} is not in this suite "
+                f"(it has: {', '.join(release.components)})",
+                "fix the mirror's components.",
+            )
+        for arch in spec.architectures:
+            if release.architectures and arch not in release.architectures:
+                raise ReleaseError(
+                    f"{where}: architecture {arch!r} is not in this suite "
+                    f"(it has: {', '.join(release.architectures)})",
+                    "fix the mirror's architectures.",
+                )
+            picked = archive.pick_index(release, f"{rcomp}/binary-{arch}/Packages")
+            if picked is None:
+                raise FormatError(
+                    f"{where}: the Release lists no {rcomp}/binary-{arch}/Packages index"
+                )
+            found = [picked]
+            if (
+                arch != "all"
+                and "all" in release.architectures
+                and not release.no_arch_all_packages
+            ):
+                extra = archive.pick_index(release, f"{rcomp}/binary-all/Packages")
+                if extra is not None:
+                    found.append(extra)
+            targets.append((component, arch, found))
+    return targets
+
+
+async def _fetch_index(
+    fetcher: Fetcher, base: str, release: archive.Release, compression: str, ref: FileRef
+) -> bytes:
+    what = f"{base}/{ref.path}"
+    data: bytes | None = None
+    if release.by_hash:
+        # by-hash names never change under a client's feet; fall back as apt does.
+        hashed = f"{base}/{archive.by_hash_path(ref.path, ref.sha256)}"
+        try:
+            data = await fetcher.get_verified(hashed, ref, what)
+        except FetchError as exc:
+            if not exc.reason.startswith("HTTP 404"):
+                raise
+    if data is None:
+        data = await fetcher.get_verified(f"{base}/{ref.path}", ref, what)
+    return await asyncio.to_thread(archive.decompress, data, compression, what)
+
+
+def _filter_arch(text: bytes, arch: str) -> bytes:
+    """For flat repositories: one Packages file holds every architecture."""
+    keep = [
+        s
+        for s in archive.iter_stanzas(text)
+        if (m := archive.field(s, b"Architecture")) is not None and m in (arch.encode(), b"all")
+    ]
+    return archive.join_stanzas(keep)
+
+
+async def _update(
+    store: Store, mirror: Mirror, options: UpdateOptions, reporter: Reporter
+) -> UpdateResult:
+    spec = mirror.spec
+    base = dists_url(spec)
+    retry = options.retry or RetryPolicy(max_tries=options.max_tries)
+    with store.locked():
+        async with Fetcher(
+            jobs=options.jobs, retry=retry, reporter=reporter, limit_rate=options.limit_rate
+        ) as fetcher:
+            raw, verified = await _fetch_release(fetcher, spec)
+            release = archive.parse_release(verified.payload, f"{base}/Release")
+            _check_release(spec, release, mirror.state, options, base)
+            raw_sha = hashlib.sha256(raw).hexdigest()
+            previous = mirror.state
+            if (
+                previous is not None
+                and previous.inrelease_sha256 == raw_sha
+                and previous.spec_digest == _spec_digest(spec)
+                and all(store.meta.has(i.sha256) for i in previous.indexes)
+            ):
+                reporter.info(f"{spec.name}: upstream unchanged since {previous.release_date}")
+                return UpdateResult(spec.name, False, previous.packages, previous.release_date)
+
+            targets = _index_targets(spec, release, base)
+            unique = {ref.sha256: (comp, ref) for _, _, found in targets for comp, ref in found}
+            texts = await asyncio.gather(
+                *(_fetch_index(fetcher, base, release, c, r) for c, r in unique.values())
+            )
+            by_sha = dict(zip(unique, texts, strict=True))
+
+            indexes: list[tuple[str, str, bytes, list[Package]]] = []
+            for component, arch, found in targets:
+                text = b"".join(by_sha[ref.sha256].rstrip(b"\n") + b"\n\n" for _, ref in found)
+                if spec.flat:
+                    text = _filter_arch(text, arch)
+                what = f"{base}/{found[0][1].path}"
+                pkgs = await asyncio.to_thread(archive.parse_packages, text, component, what)
+                indexes.append((component, arch, text, pkgs))
+
+            refs = [
+                FileRef(p.filename, p.size, p.sha256) for _, _, _, pkgs in indexes for p in pkgs
+            ]
+            _check_consistent(refs, base)
+            summary: FetchSummary = await fetcher.fetch_to_pool(
+                spec.url, refs, store.pool, store.partial, label=spec.name
+            )
+
+        # Everything verified: make it durable, then (and only then) commit the new state.
+        index_refs = tuple(
+            IndexRef(component, arch, store.meta.put(text), len(pkgs))
+            for component, arch, text, pkgs in indexes
+        )
+        store.meta.put(raw)
+        await asyncio.to_thread(syncfs, store.root)
+        state = MirrorState(
+            inrelease_sha256=raw_sha,
+            signer=verified.signer,
+            release_date=(release.date or _now()).astimezone(UTC).isoformat(),
+            valid_until=release.valid_until.isoformat() if release.valid_until else None,
+            fetched_at=_now().isoformat(),
+            spec_digest=_spec_digest(spec),
+            indexes=index_refs,
+        )
+        write_json(
+            _record_path(store, spec.name),
+            _to_json(Mirror(spec=spec, created_at=mirror.created_at, state=state)),
+            tmp_dir=store.tmp,
+        )
+        return UpdateResult(spec.name, True, state.packages, state.release_date, summary)
+
+
+def _check_consistent(refs: list[FileRef], where: str) -> None:
+    """One file name, one content: an index that says otherwise is broken."""
+    seen: dict[str, FileRef] = {}
+    for ref in refs:
+        other = seen.setdefault(ref.path, ref)
+        if other.sha256 != ref.sha256:
+            raise FormatError(
+                f"{where}: {ref.path} is listed with two different SHA256 sums",
+                "the upstream's indices disagree with each other; try again later.",
+            )
+
+
+def provenance(mirror: Mirror) -> dict[str, Any]:
+    if mirror.state is None:
+        raise NotFoundError(
+            f"mirror {mirror.spec.name} has never been updated",
+            f"run 'mirrorkit mirror update {mirror.spec.name}' first.",
+        )
+    return {
+        "kind": "mirror",
+        "mirror": mirror.spec.name,
+        "url": mirror.spec.url,
+        "suite": mirror.spec.suite,
+        "inrelease_sha256": mirror.state.inrelease_sha256,
+        "signer": mirror.state.signer,
+        "release_date": mirror.state.release_date,
+        "fetched_at": mirror.state.fetched_at,
+    }

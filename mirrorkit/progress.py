@@ -1,0 +1,33 @@
+"""How the core reports progress without knowing about terminals: cli.py draws it with tqdm."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Reporter(Protocol):
+    def info(self, message: str) -> None:
+        """A line of log for stderr (shown unless --quiet)."""
+
+    def start(self, label: str, files: int, total_bytes: int) -> None:
+        """A transfer of ``files`` files / ``total_bytes`` bytes begins."""
+
+    def advance(self, files: int, nbytes: int) -> None:
+        """``files`` completed and ``nbytes`` transferred since the last call."""
+
+    def finish(self) -> None:
+        """The transfer ended (successfully or not)."""
+
+
+class NullReporter:
+    def info(self, message: str) -> None:
+        pass
+
+    def start(self, label: str, files: int, total_bytes: int) -> None:
+        pass
+
+    def advance(self, files: int, nbytes: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass

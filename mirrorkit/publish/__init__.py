@@ -1,0 +1,147 @@
+"""Publishing: one layout plan (layout.py), written by fs.py (and, later, an object-store writer).
+
+This module ties a snapshot to a plan and a signing key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mirrorkit import gpg, mirror, snapshot
+from mirrorkit.errors import NotFoundError, UsageError
+from mirrorkit.models import Package
+from mirrorkit.publish.fs import PublishResult, publish_tree
+from mirrorkit.publish.layout import SuitePlan, plan_suite
+from mirrorkit.store import Store, check_name, read_json
+
+_DURATION = re.compile(r"^(\d+)([smhdw]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise UsageError(
+            f"invalid duration {text!r}", "use a number with s, m, h, d or w, e.g. '7d'."
+        )
+    return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+
+
+def release_date(info: snapshot.SnapshotInfo) -> datetime:
+    """SOURCE_DATE_EPOCH if set, else the snapshot's creation time: the same snapshot gives
+    the same Release bytes every time it is published."""
+    if epoch := os.environ.get("SOURCE_DATE_EPOCH"):
+        try:
+            return datetime.fromtimestamp(int(epoch), UTC)
+        except ValueError as exc:
+            raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from exc
+    return datetime.fromisoformat(info.created_at).astimezone(UTC)
+
+
+def resolve_target(store: Store, name: str) -> tuple[snapshot.SnapshotInfo, str]:
+    """A snapshot name, or a channel name (the snapshot it points at). Returns the snapshot
+    and the default suite name (the name the user gave)."""
+    channel_file = store.channels / f"{check_name(name, 'snapshot or channel')}.json"
+    if not snapshot.exists(store, name) and channel_file.exists():
+        data = read_json(channel_file)
+        return snapshot.load(store, str(data["snapshot"])), name
+    if not snapshot.exists(store, name):
+        raise NotFoundError(
+            f"no snapshot or channel named {name!r}", "see 'mirrorkit snapshot list'."
+        )
+    return snapshot.load(store, name), name
+
+
+def group_indexes(
+    store: Store, info: snapshot.SnapshotInfo
+) -> dict[tuple[str, str], list[Package]]:
+    grouped: dict[tuple[str, str], list[Package]] = defaultdict(list)
+    for ref in info.indexes:
+        grouped[(ref.component, ref.architecture)].extend(mirror.packages(store, [ref]))
+    return dict(grouped)
+
+
+def plan_for(
+    store: Store,
+    info: snapshot.SnapshotInfo,
+    *,
+    suite: str,
+    origin: str | None = None,
+    label: str | None = None,
+    valid_for: str | None = None,
+) -> SuitePlan:
+    valid_until = None
+    if valid_for:
+        valid_until = datetime.now(UTC).replace(microsecond=0) + parse_duration(valid_for)
+    return plan_suite(
+        group_indexes(store, info),
+        suite=suite,
+        date=release_date(info),
+        origin=origin or "mirrorkit",
+        label=label or "mirrorkit",
+        description=f"mirrorkit snapshot {info.name}",
+        valid_until=valid_until,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    result: PublishResult
+    snapshot: str
+    components: tuple[str, ...]
+    architectures: tuple[str, ...]
+    fingerprint: str
+
+    def client_stanza(self, uri: str | None = None, signed_by: str | None = None) -> str:
+        return "\n".join(
+            [
+                "Types: deb",
+                f"URIs: {uri or self.result.root.resolve().as_uri()}",
+                f"Suites: {self.result.suite}",
+                f"Components: {' '.join(self.components)}",
+                f"Architectures: {' '.join(self.architectures)}",
+                f"Signed-By: {signed_by or self.result.key_file.resolve()}",
+            ]
+        )
+
+
+def publish_fs(
+    store: Store,
+    name: str,
+    target: Path,
+    *,
+    key: str,
+    suite: str | None = None,
+    gnupghome: str | None = None,
+    origin: str | None = None,
+    label: str | None = None,
+    valid_for: str | None = None,
+) -> Published:
+    """Publish snapshot (or channel) ``name`` into directory ``target`` as suite ``suite``."""
+    info, default_suite = resolve_target(store, name)
+    suite = check_name(suite or default_suite, "suite")
+    fingerprint = gpg.resolve_signing_key(key, gnupghome)
+    plan = plan_for(store, info, suite=suite, origin=origin, label=label, valid_for=valid_for)
+    inrelease, release_gpg = gpg.sign_release(plan.release, fingerprint, gnupghome)
+    public_key = gpg.export_public_key(fingerprint, gnupghome)
+    result = publish_tree(
+        target,
+        plan,
+        store.pool,
+        inrelease,
+        release_gpg,
+        public_key,
+        key_name=f"mirrorkit-archive-{fingerprint[-16:].lower()}",
+    )
+    return Published(
+        result=result,
+        snapshot=info.name,
+        components=plan.components,
+        architectures=plan.architectures,
+        fingerprint=fingerprint,
+    )

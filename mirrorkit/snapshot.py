@@ -1,0 +1,305 @@
+"""Snapshots: immutable, dated, self-verifying records of a set of packages.
+
+A snapshot is one JSON file, ``snapshots/NAME/snapshot.json``, written once (temp dir + rename)
+and never changed. It names its Packages indices in the meta store by SHA256 (so a snapshot
+costs only metadata, and two snapshots of an unchanged mirror share every byte), records where
+its packages came from, and carries a digest of its own contents so that a change on disk is
+detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from debian.debian_support import version_compare
+
+from mirrorkit import __version__, archive, mirror
+from mirrorkit.errors import ConflictError, NotFoundError, StorageError, UsageError
+from mirrorkit.models import IndexRef, Package
+from mirrorkit.store import Store, canonical_json, check_name, fsync_dir, read_json
+
+FORMAT = 1
+MERGE_POLICIES = ("later", "latest", "all-versions")
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    name: str
+    created_at: str
+    mirrorkit_version: str
+    sources: tuple[dict[str, Any], ...]
+    indexes: tuple[IndexRef, ...]
+    digest: str
+
+    @property
+    def packages(self) -> int:
+        return sum(i.packages for i in self.indexes)
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return tuple(sorted({i.component for i in self.indexes}))
+
+    @property
+    def architectures(self) -> tuple[str, ...]:
+        return tuple(sorted({i.architecture for i in self.indexes}))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _dir(store: Store, name: str) -> Path:
+    return store.snapshots / check_name(name, "snapshot")
+
+
+def _body(info: SnapshotInfo) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "name": info.name,
+        "created_at": info.created_at,
+        "mirrorkit_version": info.mirrorkit_version,
+        "sources": list(info.sources),
+        "indexes": [
+            {
+                "component": i.component,
+                "architecture": i.architecture,
+                "sha256": i.sha256,
+                "packages": i.packages,
+            }
+            for i in info.indexes
+        ],
+    }
+
+
+def _digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def exists(store: Store, name: str) -> bool:
+    return (_dir(store, name) / "snapshot.json").exists()
+
+
+def default_name(store: Store, base: str, today: date | None = None) -> str:
+    """``BASE-YYYYMMDD``, then ``-2``, ``-3``... if taken."""
+    stem = f"{base}-{(today or _now().date()).strftime('%Y%m%d')}"
+    return unique_name(store, stem)
+
+
+def unique_name(store: Store, stem: str) -> str:
+    name, n = stem, 1
+    while exists(store, name):
+        n += 1
+        name = f"{stem}-{n}"
+    return name
+
+
+def _write(
+    store: Store, name: str, sources: Sequence[dict[str, Any]], indexes: Sequence[IndexRef]
+) -> SnapshotInfo:
+    check_name(name, "snapshot")
+    final = _dir(store, name)
+    if final.exists():
+        raise ConflictError(
+            f"snapshot {name} exists already; snapshots never change",
+            "pick another name, or remove it first with 'mirrorkit snapshot rm'.",
+        )
+    draft = SnapshotInfo(
+        name=name,
+        created_at=_now().isoformat(),
+        mirrorkit_version=__version__,
+        sources=tuple(sources),
+        indexes=tuple(sorted(indexes, key=lambda i: (i.component, i.architecture))),
+        digest="",
+    )
+    body = _body(draft)
+    digest = _digest(body)
+    store.init()
+    staging = Path(tempfile.mkdtemp(dir=store.tmp, prefix=f"snapshot-{name}-"))
+    try:
+        data = canonical_json({**body, "digest": digest}) + b"\n"
+        path = staging / "snapshot.json"
+        with path.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(path, 0o444)
+        os.rename(staging, final)
+        fsync_dir(store.snapshots)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if final.exists():
+            raise ConflictError(f"snapshot {name} was created by another process") from exc
+        raise StorageError(f"{final}: cannot write snapshot ({exc.strerror})") from exc
+    return replace(draft, digest=digest)
+
+
+def create_from_mirror(store: Store, mirror_name: str, name: str | None = None) -> SnapshotInfo:
+    """Freeze the mirror's last committed state."""
+    mirror.load(store, mirror_name)
+    return create_from_mirrors(store, name or default_name(store, mirror_name), [mirror_name])
+
+
+def load(store: Store, name: str) -> SnapshotInfo:
+    path = _dir(store, name) / "snapshot.json"
+    if not path.exists():
+        raise NotFoundError(f"no snapshot named {name!r}", "see 'mirrorkit snapshot list'.")
+    data = read_json(path)
+    try:
+        return SnapshotInfo(
+            name=data["name"],
+            created_at=data["created_at"],
+            mirrorkit_version=data["mirrorkit_version"],
+            sources=tuple(data["sources"]),
+            indexes=tuple(IndexRef(**i) for i in data["indexes"]),
+            digest=data["digest"],
+        )
+    except (KeyError, TypeError) as exc:
+        raise StorageError(
+            f"{path}: not a valid snapshot record ({exc})", "the store was modified by hand."
+        ) from exc
+
+
+def list_all(store: Store) -> list[SnapshotInfo]:
+    if not store.snapshots.is_dir():
+        return []
+    return [
+        load(store, p.name)
+        for p in sorted(store.snapshots.iterdir())
+        if (p / "snapshot.json").exists()
+    ]
+
+
+def packages(store: Store, info: SnapshotInfo) -> list[Package]:
+    return mirror.packages(store, info.indexes)
+
+
+def check(store: Store, info: SnapshotInfo) -> list[str]:
+    """Problems with the snapshot as it is on disk: an empty list means intact.
+
+    Checks the record's digest, every index's SHA256, and that every package's pool object is
+    present with the right size (hashing every .deb is the bundle verifier's job)."""
+    problems: list[str] = []
+    path = _dir(store, info.name) / "snapshot.json"
+    data = read_json(path)
+    recorded = data.pop("digest", "")
+    if _digest(data) != recorded:
+        problems.append(f"{path}: contents do not match the recorded digest (modified on disk)")
+    for ref in info.indexes:
+        try:
+            text = store.meta.get(ref.sha256)
+        except Exception as exc:  # report every problem, not only the first
+            problems.append(f"index {ref.component}/binary-{ref.architecture}: {exc}")
+            continue
+        for p in archive.parse_packages(text, ref.component):
+            obj = store.pool.path(p.sha256)
+            try:
+                size = obj.stat().st_size
+            except FileNotFoundError:
+                problems.append(f"{p.ref}: pool object {p.sha256} is missing")
+                continue
+            if size != p.size:
+                problems.append(f"{p.ref}: pool object {p.sha256} has {size} bytes, not {p.size}")
+    return problems
+
+
+def dependents(store: Store, name: str) -> list[str]:
+    """What needs snapshot ``name``: channels pointing at it, snapshots made from it."""
+    needed: list[str] = []
+    if store.channels.is_dir():
+        for ch in sorted(store.channels.glob("*.json")):
+            data = read_json(ch)
+            if data.get("snapshot") == name:
+                needed.append(f"channel {ch.stem}")
+    for other in list_all(store):
+        if any(s.get("kind") == "snapshot" and s.get("snapshot") == name for s in other.sources):
+            needed.append(f"snapshot {other.name}")
+    return needed
+
+
+def remove(store: Store, name: str, *, force: bool = False) -> None:
+    with store.locked():
+        load(store, name)
+        needed = dependents(store, name)
+        if needed and not force:
+            raise ConflictError(
+                f"snapshot {name} is needed by: {', '.join(needed)}",
+                "repoint or remove those first, or pass --force.",
+            )
+        final = _dir(store, name)
+        trash = Path(tempfile.mkdtemp(dir=store.tmp, prefix="rm-"))
+        # Rename first so the snapshot disappears atomically, then delete at leisure.
+        os.rename(final, trash / name)
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def merge_indexes(
+    store: Store, sources: Sequence[Sequence[IndexRef]], policy: str = "later"
+) -> list[IndexRef]:
+    """Merge the indices of several sources, per (component, architecture): ``later`` (for each
+    name+architecture the later source wins), ``latest`` (the highest version wins) or
+    ``all-versions`` (keep every version)."""
+    if policy not in MERGE_POLICIES:
+        raise UsageError(f"unknown merge policy {policy!r}", f"use one of {MERGE_POLICIES}.")
+    chosen: dict[tuple[str, str], dict[tuple[str, str], Package]] = {}
+    for indexes in sources:
+        for ref in indexes:
+            # Within one source, the highest version of a name+arch stands for it.
+            best: dict[tuple[str, str], Package] = {}
+            for p in mirror.packages(store, [ref]):
+                key = (p.name, p.architecture)
+                if policy == "all-versions":
+                    key = (p.name, f"{p.architecture} {p.version}")
+                old = best.get(key)
+                if old is None or version_compare(p.version, old.version) > 0:
+                    best[key] = p
+            merged = chosen.setdefault((ref.component, ref.architecture), {})
+            for key, p in best.items():
+                old = merged.get(key)
+                if old is None or policy != "latest" or version_compare(p.version, old.version) > 0:
+                    merged[key] = p
+    result: list[IndexRef] = []
+    for (component, arch), pkgs in sorted(chosen.items()):
+        ordered = sorted(pkgs.values(), key=lambda p: (p.name, p.architecture, p.version))
+        text = archive.render_packages(ordered)
+        result.append(IndexRef(component, arch, store.meta.put(text), len(ordered)))
+    return result
+
+
+def merge(store: Store, dest: str, sources: Sequence[str], policy: str = "later") -> SnapshotInfo:
+    """A new snapshot DEST from snapshots SOURCES (see :func:`merge_indexes` for policies)."""
+    if not sources:
+        raise UsageError("merge needs at least one source snapshot")
+    with store.locked():
+        infos = [load(store, s) for s in sources]
+        indexes = merge_indexes(store, [i.indexes for i in infos], policy)
+        provenance = [
+            {"kind": "snapshot", "snapshot": i.name, "digest": i.digest, "policy": policy}
+            for i in infos
+        ]
+        return _write(store, dest, provenance, indexes)
+
+
+def create_from_mirrors(
+    store: Store, name: str, mirror_names: Sequence[str], policy: str = "later"
+) -> SnapshotInfo:
+    """One snapshot of several mirrors' committed states, merged with ``policy``; its
+    provenance lists every upstream. With one mirror this is a plain snapshot of it."""
+    with store.locked():
+        mirrors = [mirror.load(store, m) for m in mirror_names]
+        sources = [mirror.provenance(m) for m in mirrors]
+        states = [m.state for m in mirrors if m.state is not None]
+        if len(states) == 1:
+            indexes: Sequence[IndexRef] = states[0].indexes
+        else:
+            indexes = merge_indexes(store, [s.indexes for s in states], policy)
+            for source in sources:
+                source["policy"] = policy
+        return _write(store, name, sources, indexes)

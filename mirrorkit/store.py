@@ -1,0 +1,272 @@
+"""The store on disk: its layout, the lock, atomic writes, and the content-addressed objects.
+
+```
+STORE/
+  lock                      flock'ed by every command that changes the store
+  tmp/                      temp files (same filesystem, so rename is atomic); tmp/partial/ resumes
+  pool/ab/<sha256>          .deb files, by SHA256 of their bytes, write-once, read-only
+  meta/ab/<sha256>.zst      indices and InRelease files, by SHA256 of their *uncompressed* bytes
+  mirrors/NAME.json         a mirror's spec and last committed state
+  snapshots/NAME/snapshot.json
+```
+Nothing becomes visible before it is verified: write to a temp file, check, fsync, rename.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from mirrorkit.errors import IntegrityError, StorageError, StoreLockedError, UsageError
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+
+
+def check_name(name: str, kind: str) -> str:
+    if not _SAFE_NAME.match(name) or ".." in name:
+        raise UsageError(
+            f"invalid {kind} name {name!r}",
+            "use letters, digits and . _ + - (not starting with a punctuation mark).",
+        )
+    return name
+
+
+def default_store_path() -> Path:
+    if env := os.environ.get("MIRRORKIT_HOME"):
+        return Path(env)
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "mirrorkit"
+
+
+def _storage_error(path: Path | str, exc: OSError) -> StorageError:
+    hint = None
+    if exc.errno == errno.ENOSPC:
+        hint = "the disk is full; free space and run the command again (nothing was committed)."
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "check permissions on the store (--store or $MIRRORKIT_HOME)."
+    return StorageError(f"{path}: cannot write ({exc.strerror or exc})", hint)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    directory = tmp_dir or path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _storage_error(path, exc) from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any, *, tmp_dir: Path | None = None) -> None:
+    atomic_write(path, canonical_json(obj) + b"\n", tmp_dir=tmp_dir)
+
+
+def canonical_json(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, indent=1, ensure_ascii=False).encode()
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise StorageError(
+            f"{path}: corrupt JSON ({exc})", "the store was modified by hand or damaged."
+        ) from exc
+
+
+def syncfs(path: Path) -> None:
+    """Make everything written under ``path``'s filesystem durable, in one call.
+
+    One syncfs after a batch of downloads is far cheaper than an fsync per file, and gives the
+    same guarantee at the point that matters: before the mirror's new state is committed.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        libc_name = ctypes.util.find_library("c")
+        libc = ctypes.CDLL(libc_name, use_errno=True) if libc_name else None
+        if libc is None or not hasattr(libc, "syncfs") or libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+class Pool:
+    """Content-addressed, write-once files named by the SHA256 of their bytes."""
+
+    def __init__(self, root: Path, tmp: Path) -> None:
+        self.root = root
+        self.tmp = tmp
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).exists()
+
+    def commit(self, tmp_file: Path, sha256: str) -> Path:
+        """Move a verified temp file into the pool (read-only). Idempotent."""
+        dest = self.path(sha256)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(tmp_file, 0o444)
+            os.replace(tmp_file, dest)
+        except OSError as exc:
+            raise _storage_error(dest, exc) from exc
+        return dest
+
+    def put_bytes(self, data: bytes, sha256: str | None = None) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and digest != sha256:
+            raise IntegrityError("pool object", sha256, digest)
+        if not self.has(digest):
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="put-")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                Path(tmp).unlink(missing_ok=True)
+                raise _storage_error(self.path(digest), exc) from exc
+            self.commit(Path(tmp), digest)
+        return digest
+
+
+class MetaStore:
+    """Content-addressed metadata (Packages text, InRelease), zstd-compressed on disk but named
+    by the SHA256 of the uncompressed bytes, so unchanged indices cost nothing twice."""
+
+    def __init__(self, root: Path, tmp: Path) -> None:
+        self.root = root
+        self.tmp = tmp
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / f"{sha256}.zst"
+
+    def has(self, sha256: str) -> bool:
+        return self.path(sha256).exists()
+
+    def put(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        dest = self.path(digest)
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            compressed = zstandard.ZstdCompressor(level=3, threads=-1).compress(data)
+            atomic_write(dest, compressed, tmp_dir=self.tmp)
+        return digest
+
+    def get(self, sha256: str, *, verify: bool = True) -> bytes:
+        path = self.path(sha256)
+        try:
+            compressed = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise StorageError(
+                f"{path}: metadata object missing from the store",
+                "the store is damaged; re-run 'mirrorkit mirror update' for the mirror.",
+            ) from exc
+        try:
+            data = zstandard.ZstdDecompressor().decompressobj().decompress(compressed)
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(str(path), "zstd data", f"corrupt ({exc})", kind="format") from exc
+        if verify:
+            got = hashlib.sha256(data).hexdigest()
+            if got != sha256:
+                raise IntegrityError(
+                    str(path), sha256, got, hint="the store was modified on disk; restore it."
+                )
+        return data
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.partial = self.tmp / "partial"
+        self.pool = Pool(root / "pool", self.tmp)
+        self.meta = MetaStore(root / "meta", self.tmp)
+        self.mirrors = root / "mirrors"
+        self.snapshots = root / "snapshots"
+        self.channels = root / "channels"
+        self._lock_depth = 0
+
+    def init(self) -> None:
+        try:
+            for d in (
+                self.tmp,
+                self.partial,
+                self.pool.root,
+                self.meta.root,
+                self.mirrors,
+                self.snapshots,
+                self.channels,
+            ):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _storage_error(self.root, exc) from exc
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive lock for commands that change the store; fails at once if another process
+        holds it. Re-entrant within this process (one operation may call another)."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
+            return
+        self.init()
+        lock_path = self.root / "lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                raise StoreLockedError(
+                    f"the store {self.root} is locked by another mirrorkit process (pid {holder})",
+                    "wait for it to finish and run the command again (the lock is released "
+                    "when that process exits, even if it crashed).",
+                ) from exc
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            self._lock_depth = 1
+            try:
+                yield
+            finally:
+                self._lock_depth = 0
+        finally:
+            os.close(fd)

@@ -1,0 +1,93 @@
+"""The main job: update a profile's mirrors, snapshot them into one snapshot, publish it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mirrorkit import mirror, publish, snapshot
+from mirrorkit.errors import MirrorkitError, UsageError
+from mirrorkit.models import UpdateResult
+from mirrorkit.profile import Profile, load_profile, snapshot_name
+from mirrorkit.progress import NullReporter, Reporter
+from mirrorkit.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    profile: Profile
+    updates: tuple[UpdateResult, ...]
+    snapshot: snapshot.SnapshotInfo
+    published: publish.Published | None
+
+
+def _check_supported(profile: Profile, no_publish: bool) -> None:
+    """Refuse, before downloading anything, what this version cannot do yet."""
+    if profile.filter is not None:
+        raise MirrorkitError(
+            f"{profile.path}: [filter] (dependency-closed filtering) is not implemented yet",
+            "remove the [filter] section to mirror the whole suite.",
+        )
+    pub = profile.publish
+    if pub is None or no_publish:
+        return
+    if pub.s3 is not None:
+        raise MirrorkitError(
+            f"{profile.path}: publish.s3: publishing to S3 is not implemented yet",
+            "publish to a directory with publish.fs, or run with --no-publish.",
+        )
+    if pub.channel is not None:
+        raise MirrorkitError(
+            f"{profile.path}: publish.channel: channels are not implemented yet",
+            "remove publish.channel; the suite is published under publish.suite.",
+        )
+    if not pub.key:
+        raise UsageError(
+            f"{profile.path}: publish.key: a signing key is required to publish",
+            "set publish.key to a key id in your GnuPG keyring, or run with --no-publish.",
+        )
+
+
+def sync(
+    store: Store,
+    profile_path: str | Path,
+    *,
+    options: mirror.UpdateOptions | None = None,
+    no_publish: bool = False,
+    gnupghome: str | None = None,
+    reporter: Reporter | None = None,
+) -> SyncResult:
+    reporter = reporter or NullReporter()
+    profile = load_profile(profile_path)
+    _check_supported(profile, no_publish)
+    updates: list[UpdateResult] = []
+    with store.locked():
+        for spec in profile.upstreams:
+            mirror.add(store, spec, replace=True)
+        for spec in profile.upstreams:
+            reporter.info(f"updating {spec.name} ({spec.url} {spec.suite})")
+            updates.append(mirror.update(store, spec.name, options, reporter))
+        stem = snapshot_name(profile.snapshot, profile.name, datetime.now(UTC).date())
+        info = snapshot.create_from_mirrors(
+            store,
+            snapshot.unique_name(store, stem),
+            [s.name for s in profile.upstreams],
+            profile.snapshot.merge,
+        )
+        published = None
+        pub = profile.publish
+        if pub is not None and pub.fs is not None and not no_publish:
+            assert pub.key is not None
+            published = publish.publish_fs(
+                store,
+                info.name,
+                pub.fs,
+                key=pub.key,
+                suite=pub.suite or profile.name,
+                gnupghome=gnupghome,
+                origin=pub.origin,
+                label=pub.label,
+                valid_for=pub.valid_for,
+            )
+    return SyncResult(profile, tuple(updates), info, published)

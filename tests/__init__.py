@@ -1,0 +1,1 @@
+"""mirrorkit test suite."""

@@ -1,0 +1,332 @@
+"""Build real, signed Debian archives for tests with tools independent of mirrorkit.
+
+Packages indices come from ``apt-ftparchive``; the Release file is written here, following the
+layout of deb.debian.org (MD5Sum/SHA256 lists with right-aligned sizes, an entry for the
+uncompressed ``Packages`` even when only compressed files are shipped, ``by-hash`` copies), and
+signed with the gpg CLI. Nothing in here imports mirrorkit, so the archive is an independent
+oracle for what mirrorkit must accept.
+"""
+
+from __future__ import annotations
+
+import bz2
+import datetime as dt
+import gzip
+import hashlib
+import lzma
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.helpers.debs import deb_filename
+from tests.helpers.gpgkeys import TestKey, clearsign, detach_sign
+
+__all__ = [
+    "Archive",
+    "build_archive",
+    "build_flat_archive",
+    "deb_fields",
+    "format_date",
+    "resign",
+    "write_release",
+]
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_KNOWN_COMPRESSIONS = ("plain", "gz", "xz", "bz2", "zst")
+
+
+@dataclass
+class Archive:
+    root: Path
+    suite: str
+    components: list[str]  # names as users write them in sources.list (e.g. "main")
+    architectures: list[str]
+    key: TestKey
+    debs: dict[str, Path]  # file name relative to root ("pool/main/h/hello/...") -> path
+    codename: str = ""
+    # component as users write it -> name in Release / under dists/ ("main" -> "updates/main")
+    release_components: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dists(self) -> Path:
+        return self.root / "dists" / self.suite
+
+    @property
+    def release(self) -> Path:
+        return self.dists / "Release"
+
+    @property
+    def inrelease(self) -> Path:
+        return self.dists / "InRelease"
+
+    @property
+    def release_gpg(self) -> Path:
+        return self.dists / "Release.gpg"
+
+    def component_dir(self, component: str) -> Path:
+        """Directory of a component's indices (honours ``release_components``)."""
+        return self.dists / self.release_components.get(component, component)
+
+
+def format_date(when: dt.datetime) -> str:
+    """RFC 2822 date the way Debian writes it (``Sat, 10 Jun 2023 08:55:59 UTC``).
+
+    Built by hand because strftime's %a/%b follow the process locale.
+    """
+    when = when.astimezone(dt.UTC)
+    return (
+        f"{_DAYS[when.weekday()]}, {when.day:02d} {_MONTHS[when.month - 1]} {when.year} "
+        f"{when:%H:%M:%S} UTC"
+    )
+
+
+def deb_fields(deb: Path) -> dict[str, str]:
+    """Package, Version and Architecture of a .deb, read by dpkg-deb (not by mirrorkit)."""
+    out = subprocess.run(
+        ["dpkg-deb", "--field", str(deb), "Package", "Version", "Architecture"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    fields = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def _compress(data: bytes, kind: str) -> bytes:
+    if kind == "gz":
+        # mtime=0 keeps the bytes identical between runs (golden files, by-hash names).
+        return gzip.compress(data, compresslevel=9, mtime=0)
+    if kind == "xz":
+        return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64)
+    if kind == "bz2":
+        return bz2.compress(data)
+    if kind == "zst":
+        # The zstd CLI is an independent implementation from the zstandard module mirrorkit uses.
+        return subprocess.run(
+            ["zstd", "-q", "-c", "-19"], input=data, capture_output=True, check=True
+        ).stdout
+    raise ValueError(f"unknown compression {kind!r}")
+
+
+_SUFFIX = {"plain": "", "gz": ".gz", "xz": ".xz", "bz2": ".bz2", "zst": ".zst"}
+
+
+def _write_index(
+    directory: Path, basename: str, data: bytes, compressions: Sequence[str], by_hash: bool
+) -> None:
+    """Write ``basename`` in every asked compression, plus by-hash copies when asked.
+
+    The plain file is always written first (the Release needs its hashes) and removed again at
+    the end unless "plain" was asked for, as on deb.debian.org where only .xz/.gz are shipped.
+    """
+    for kind in compressions:
+        if kind not in _KNOWN_COMPRESSIONS:
+            raise ValueError(f"unknown compression {kind!r}")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / basename).write_bytes(data)
+    kept: list[bytes] = []
+    for kind in compressions:
+        if kind == "plain":
+            kept.append(data)
+            continue
+        blob = _compress(data, kind)
+        (directory / (basename + _SUFFIX[kind])).write_bytes(blob)
+        kept.append(blob)
+    if by_hash:
+        hashdir = directory / "by-hash" / "SHA256"
+        hashdir.mkdir(parents=True, exist_ok=True)
+        for blob in kept:
+            (hashdir / hashlib.sha256(blob).hexdigest()).write_bytes(blob)
+
+
+def _hash_lines(files: Sequence[tuple[str, bytes]], algo: str) -> list[str]:
+    entries = [(name, len(data), hashlib.new(algo, data).hexdigest()) for name, data in files]
+    # dak pads sizes to the widest one in the list; parsers must cope with the extra spaces.
+    width = max((len(str(size)) for _name, size, _h in entries), default=1)
+    return [f" {digest} {size:>{width}} {name}" for name, size, digest in entries]
+
+
+def _collect_index_files(dists: Path) -> list[tuple[str, bytes]]:
+    """Every file below ``dists/<something>/`` except by-hash copies, as (relative name, bytes)."""
+    result: list[tuple[str, bytes]] = []
+    for path in sorted(dists.rglob("*")):
+        rel = path.relative_to(dists).as_posix()
+        if not path.is_file() or "/by-hash/" in f"/{rel}" or "/" not in rel:
+            continue
+        result.append((rel, path.read_bytes()))
+    return result
+
+
+def write_release(
+    dists: Path,
+    files: Sequence[tuple[str, bytes]],
+    *,
+    fields: dict[str, str],
+    md5: bool = True,
+) -> bytes:
+    """Write ``dists/Release`` from header ``fields`` and the (name, bytes) index ``files``."""
+    lines = [f"{k}: {v}" for k, v in fields.items()]
+    ordered = sorted(files)
+    if md5:
+        lines.append("MD5Sum:")
+        lines.extend(_hash_lines(ordered, "md5"))
+    lines.append("SHA256:")
+    lines.extend(_hash_lines(ordered, "sha256"))
+    text = ("\n".join(lines) + "\n").encode()
+    (dists / "Release").write_bytes(text)
+    return text
+
+
+def _sign_release(dists: Path, key: TestKey) -> None:
+    release = (dists / "Release").read_bytes()
+    (dists / "InRelease").write_bytes(clearsign(key, release))
+    (dists / "Release.gpg").write_bytes(detach_sign(key, release))
+
+
+def _ftparchive_packages(root: Path, rel_dir: str, arch: str | None) -> bytes:
+    # Run from root so that Filename: is relative to the archive root, as apt expects.
+    cmd = ["apt-ftparchive"]
+    if arch is not None:
+        # --arch keeps only *_<arch>.deb and *_all.deb, which is exactly Debian's split.
+        cmd += ["--arch", arch]
+    cmd += ["packages", rel_dir]
+    return subprocess.run(cmd, cwd=root, check=True, capture_output=True).stdout
+
+
+def build_archive(
+    root: Path,
+    key: TestKey,
+    packages: dict[str, list[Path]],
+    *,
+    suite: str = "stable",
+    codename: str | None = None,
+    architectures: list[str] | None = None,
+    compressions: tuple[str, ...] = ("xz", "gz"),
+    by_hash: bool = True,
+    valid_until: str | None = None,
+    date: str | None = None,
+    release_components: dict[str, str] | None = None,
+    inrelease: bool = True,
+    release_gpg: bool = True,
+    origin: str = "Mirrorkit Test",
+    label: str = "Mirrorkit Test",
+) -> Archive:
+    """Build a signed archive at ``root`` from ``packages`` (component -> list of .deb paths).
+
+    Layout: ``pool/<component>/<first letter>/<name>/<file>`` and
+    ``dists/<suite>/<component>/binary-<arch>/Packages{.xz,.gz,...}``. With
+    ``release_components={"main": "updates/main"}`` both the Release and the directories use
+    ``updates/main`` (like bookworm-security) while ``Archive.components`` keeps ``main``.
+    ``architectures`` defaults to ``["amd64"]``.
+    """
+    archs = list(architectures) if architectures is not None else ["amd64"]
+    rc = dict(release_components or {})
+    root.mkdir(parents=True, exist_ok=True)
+    dists = root / "dists" / suite
+    debs: dict[str, Path] = {}
+
+    plain_indices: list[tuple[str, bytes]] = []
+    for component, deb_paths in packages.items():
+        comp_name = rc.get(component, component)
+        pool_rel = f"pool/{comp_name}"
+        for deb in deb_paths:
+            f = deb_fields(deb)
+            name = f["Package"]
+            filename = deb_filename(name, f["Version"], f["Architecture"])
+            rel = f"{pool_rel}/{name[0]}/{name}/{filename}"
+            dest = root / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(deb, dest)
+            debs[rel] = dest
+        (root / pool_rel).mkdir(parents=True, exist_ok=True)
+
+        for arch in archs:
+            data = _ftparchive_packages(root, pool_rel, arch)
+            bin_dir = dists / comp_name / f"binary-{arch}"
+            _write_index(bin_dir, "Packages", data, compressions, by_hash)
+            plain_indices.append((f"{comp_name}/binary-{arch}/Packages", data))
+            # Per-directory Release file, as Debian ships it (apt ignores it, mirrors copy it).
+            (bin_dir / "Release").write_text(
+                f"Archive: {suite}\nOrigin: {origin}\nLabel: {label}\n"
+                f"Component: {comp_name}\nArchitecture: {arch}\n"
+            )
+
+    files = dict(_collect_index_files(dists))
+    files.update(dict(plain_indices))  # listed even when the plain file is not shipped
+    if "plain" not in compressions:
+        for name, _data in plain_indices:
+            (dists / name).unlink()
+
+    when = date if date is not None else format_date(dt.datetime.now(dt.UTC))
+    header: dict[str, str] = {
+        "Origin": origin,
+        "Label": label,
+        "Suite": suite,
+        "Codename": codename if codename is not None else suite,
+        "Date": when,
+    }
+    if valid_until is not None:
+        header["Valid-Until"] = valid_until
+    if by_hash:
+        header["Acquire-By-Hash"] = "yes"
+    header["Architectures"] = " ".join(archs)
+    header["Components"] = " ".join(rc.get(c, c) for c in packages)
+    header["Description"] = f"Mirrorkit test archive {suite}"
+    write_release(dists, sorted(files.items()), fields=header)
+
+    release = (dists / "Release").read_bytes()
+    if inrelease:
+        (dists / "InRelease").write_bytes(clearsign(key, release))
+    if release_gpg:
+        (dists / "Release.gpg").write_bytes(detach_sign(key, release))
+
+    return Archive(
+        root=root,
+        suite=suite,
+        components=list(packages),
+        architectures=archs,
+        key=key,
+        debs=debs,
+        codename=codename if codename is not None else suite,
+        release_components=rc,
+    )
+
+
+def build_flat_archive(root: Path, key: TestKey, debs: list[Path], subdir: str = "flat") -> Path:
+    """Build a flat repository (``deb URI flat/``) in ``root/<subdir>`` and return that dir.
+
+    ``Filename:`` entries are relative to ``root`` (``flat/foo_1.0_all.deb``), which is how apt
+    resolves them for a flat source whose URI is ``root``.
+    """
+    flat = root / subdir
+    flat.mkdir(parents=True, exist_ok=True)
+    for deb in debs:
+        f = deb_fields(deb)
+        shutil.copyfile(deb, flat / deb_filename(f["Package"], f["Version"], f["Architecture"]))
+    data = _ftparchive_packages(root, subdir, None)
+    (flat / "Packages").write_bytes(data)
+    gz = gzip.compress(data, compresslevel=9, mtime=0)
+    (flat / "Packages.gz").write_bytes(gz)
+    header = {
+        "Origin": "Mirrorkit Test Flat",
+        "Label": "Mirrorkit Test Flat",
+        # apt compares the source's "flat/" (minus the slash) with Suite/Codename and warns
+        # "Conflicting distribution" when neither matches.
+        "Suite": subdir.rstrip("/"),
+        "Date": format_date(dt.datetime.now(dt.UTC)),
+        "Description": "Mirrorkit flat test repository",
+    }
+    write_release(flat, [("Packages", data), ("Packages.gz", gz)], fields=header)
+    _sign_release(flat, key)
+    return flat
+
+
+def resign(archive: Archive) -> None:
+    """Re-sign ``Release`` into ``InRelease`` and ``Release.gpg`` after a test edited it."""
+    _sign_release(archive.dists, archive.key)

@@ -1,0 +1,435 @@
+"""A threaded HTTP/1.1 file server on 127.0.0.1 with scriptable faults.
+
+It behaves like a plain static mirror (keep-alive, Content-Length on every response that has a
+body, ETag/Last-Modified, single byte ranges with If-Range, conditional GET) until a test asks it
+to misbehave with :meth:`FaultServer.add_fault`::
+
+    with FaultServer(archive.root) as srv:
+        srv.add_fault("*.deb", "drop", after_bytes=100)
+        srv.add_fault("*/InRelease", "status", code=503, times=2, retry_after="1")
+        ...
+        assert srv.count("*/InRelease") == 3
+
+Fault kinds (``times`` counts requests the fault was applied to; ``-1`` means forever):
+
+``status``        answer ``code`` (default 503) with an optional ``Retry-After: retry_after``.
+``not_found``     answer 404.
+``slow``          wait ``delay`` seconds (default 1.0) before answering; combines with one other
+                  fault that matches the same request.
+``drop``          GET only: send headers with the full Content-Length, then only ``after_bytes``
+                  bytes of body (default half), then close the connection.
+``corrupt``       GET only: flip one byte of the body (at ``offset``, default the middle byte);
+                  the length is unchanged.
+``truncate``      GET only: send a shorter body (``after_bytes`` bytes, default half) with a
+                  matching, shorter Content-Length.
+``ignore_range``  Range requests only: answer 200 with the full body.
+
+Matching: a pattern with ``*``, ``?`` or ``[`` is an fnmatch glob on the URL path (decoded, no
+query); a glob that does not start with ``/`` or ``*`` is anchored at a path-segment boundary
+(``"dists/*/InRelease"`` matches ``/debian/dists/stable/InRelease``). A pattern without glob
+characters matches the whole path or a trailing run of path segments (``"InRelease"`` matches
+``/dists/stable/InRelease`` but not ``/dists/stable/xInRelease``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import fnmatch
+import http.server
+import posixpath
+import socket
+import socketserver
+import sys
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+__all__ = ["FAULT_KINDS", "FaultServer", "path_matches"]
+
+FAULT_KINDS: dict[str, frozenset[str]] = {
+    "status": frozenset({"code", "retry_after"}),
+    "drop": frozenset({"after_bytes"}),
+    "corrupt": frozenset({"offset"}),
+    "truncate": frozenset({"after_bytes"}),
+    "ignore_range": frozenset(),
+    "slow": frozenset({"delay"}),
+    "not_found": frozenset(),
+}
+_BODY_FAULTS = frozenset({"drop", "corrupt", "truncate"})
+_NO_BODY_STATUS = frozenset({204, 304})
+
+
+def path_matches(pattern: str, path: str) -> bool:
+    """Whether URL ``path`` matches ``pattern`` (see the module docstring for the rules)."""
+    if any(c in pattern for c in "*?["):
+        if not pattern.startswith(("/", "*")):
+            return fnmatch.fnmatchcase(path, "*/" + pattern)
+        return fnmatch.fnmatchcase(path, pattern)
+    if path == pattern:
+        return True
+    return path.endswith(pattern if pattern.startswith("/") else "/" + pattern)
+
+
+class _Headers(dict[str, str]):
+    """Request headers with case-insensitive lookups (keys are stored lower-case)."""
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
+@dataclass
+class _Fault:
+    pattern: str
+    kind: str
+    times: int
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def applies(self, method: str, path: str, has_range: bool) -> bool:
+        if self.times == 0 or not path_matches(self.pattern, path):
+            return False
+        if self.kind in _BODY_FAULTS:
+            return method == "GET"
+        if self.kind == "ignore_range":
+            return has_range
+        return True
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    # Keep ThreadingMixIn's default of joining handler threads in server_close(), so that no
+    # thread outlives the fixture; stop() first shuts down idle keep-alive sockets so joins end.
+    block_on_close = True
+
+    def __init__(self, owner: FaultServer) -> None:
+        self.owner = owner
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup we neither need
+        # nor want (it can be slow and it is not a loopback-only operation).
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up mid-response (and our own "drop" faults) are expected in tests;
+        # file-system errors are handled in the handler, so any OSError here is socket-level.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    # Idle keep-alive connections are closed after this many seconds (socket timeout).
+    timeout = 30
+    server_version = "mirrorkit-test/1"
+    sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.owner._track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.owner._untrack(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the request log lives in FaultServer.requests; stderr noise helps nobody
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_HEAD(self) -> None:
+        self._serve("HEAD")
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _send(
+        self,
+        code: int,
+        body: bytes,
+        method: str,
+        headers: dict[str, str] | None = None,
+        *,
+        content_length: int | None = None,
+        send_bytes: int | None = None,
+    ) -> None:
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if code not in _NO_BODY_STATUS:
+            length = len(body) if content_length is None else content_length
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+        if method != "GET" or code in _NO_BODY_STATUS:
+            return
+        self.wfile.write(body if send_bytes is None else body[:send_bytes])
+
+    def _plain(self, code: int, method: str, extra: dict[str, str] | None = None) -> None:
+        text = f"{code} {self.responses.get(code, ('',))[0]}\n".encode()
+        self._send(code, text, method, {"Content-Type": "text/plain", **(extra or {})})
+
+    def _serve(self, method: str) -> None:
+        owner = self.server.owner
+        raw_path = urllib.parse.urlsplit(self.path).path
+        path = urllib.parse.unquote(raw_path)
+        headers = _Headers((k.lower(), v) for k, v in self.headers.items())
+        owner._log(method, path, headers)
+
+        faults = owner._take_faults(method, path, "range" in headers)
+        other: _Fault | None = None
+        for fault in faults:
+            if fault.kind == "slow":
+                owner._sleep(float(fault.params.get("delay", 1.0)))
+            else:
+                other = fault
+
+        if other is not None and other.kind == "status":
+            code = int(other.params.get("code", 503))
+            extra = {}
+            if other.params.get("retry_after") is not None:
+                extra["Retry-After"] = str(other.params["retry_after"])
+            self._plain(code, method, extra)
+            return
+        if other is not None and other.kind == "not_found":
+            self._plain(404, method)
+            return
+
+        norm = posixpath.normpath(path)
+        if ".." in norm.split("/"):
+            self._plain(404, method)
+            return
+        file = owner.root / norm.lstrip("/")
+        try:
+            data = file.read_bytes()
+            st = file.stat()
+        except (IsADirectoryError, FileNotFoundError, NotADirectoryError, PermissionError):
+            self._plain(404, method)
+            return
+
+        etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
+        last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+        meta = {
+            "Content-Type": "application/octet-stream",
+            "ETag": etag,
+            "Last-Modified": last_modified,
+            "Accept-Ranges": "bytes",
+        }
+
+        if self._not_modified(headers, etag, int(st.st_mtime)):
+            self._send(304, b"", method, meta)
+            return
+
+        code = 200
+        body = data
+        rng = headers.get("range")
+        if rng is not None and not (other is not None and other.kind == "ignore_range"):
+            if_range = headers.get("if-range")
+            if if_range is None or if_range in (etag, last_modified):
+                parsed = _parse_range(rng, len(data))
+                if parsed == "unsatisfiable":
+                    self._send(416, b"", method, {**meta, "Content-Range": f"bytes */{len(data)}"})
+                    return
+                if parsed is not None:
+                    start, end = parsed
+                    code = 206
+                    body = data[start : end + 1]
+                    meta["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+
+        kind = other.kind if other is not None else None
+        params = other.params if other is not None else {}
+        if kind == "corrupt" and body:
+            offset = int(params.get("offset", len(body) // 2))
+            mutable = bytearray(body)
+            mutable[offset % len(body)] ^= 0xFF
+            body = bytes(mutable)
+        elif kind == "truncate":
+            body = body[: int(params.get("after_bytes", len(body) // 2))]
+        elif kind == "drop":
+            keep = int(params.get("after_bytes", len(body) // 2))
+            self._send(code, body, method, meta, send_bytes=keep)
+            self.wfile.flush()
+            # Abrupt end: the client was promised more bytes than it will ever get.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self._send(code, body, method, meta)
+
+    @staticmethod
+    def _not_modified(headers: _Headers, etag: str, mtime: int) -> bool:
+        inm = headers.get("if-none-match")
+        if inm is not None:
+            return inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]
+        ims = headers.get("if-modified-since")
+        if ims is not None:
+            try:
+                when = email.utils.parsedate_to_datetime(ims)
+            except (TypeError, ValueError):
+                return False
+            return mtime <= int(when.timestamp())
+        return False
+
+
+def _parse_range(value: str, size: int) -> tuple[int, int] | str | None:
+    """Parse a single byte range; None means "ignore the header and send 200"."""
+    unit, _, spec = value.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None  # multiple ranges are legal to ignore, and nobody in apt-land sends them
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if first == "":
+            suffix = int(last)
+            if suffix <= 0:
+                return "unsatisfiable"
+            return (max(0, size - suffix), size - 1) if size else "unsatisfiable"
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        return None
+    if start >= size or end < start:
+        return "unsatisfiable"
+    return start, min(end, size - 1)
+
+
+class FaultServer:
+    """Serve ``root`` over HTTP/1.1 on 127.0.0.1 (random port) until :meth:`stop`.
+
+    The server starts in the constructor; ``with FaultServer(root) as srv:`` stops it on exit.
+    ``root`` may be reassigned while running to serve another tree.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self._lock = threading.Lock()
+        self._faults: list[_Fault] = []
+        self._conns: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._server = _Server(self)
+        self.host, self.port = "127.0.0.1", self._server.server_port
+        self.url = f"http://{self.host}:{self.port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"FaultServer:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        self._stopped = False
+
+    # -- public API --------------------------------------------------------------------------
+
+    def add_fault(
+        self, path_suffix_or_glob: str, kind: str, *, times: int = 1, **params: Any
+    ) -> None:
+        """Misbehave on matching requests ``times`` times (``-1`` = forever)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; known: {sorted(FAULT_KINDS)}")
+        unknown = set(params) - FAULT_KINDS[kind]
+        if unknown:
+            raise TypeError(f"fault {kind!r} does not take {sorted(unknown)}")
+        if times == 0 or times < -1:
+            raise ValueError("times must be positive or -1")
+        with self._lock:
+            self._faults.append(_Fault(path_suffix_or_glob, kind, times, dict(params)))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def pending_faults(self) -> list[tuple[str, str, int]]:
+        """(pattern, kind, times left) of faults not used up yet."""
+        with self._lock:
+            return [(f.pattern, f.kind, f.times) for f in self._faults if f.times != 0]
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self.requests.clear()
+
+    def count(self, glob: str, method: str = "GET") -> int:
+        """Number of logged ``method`` requests whose path matches ``glob``."""
+        with self._lock:
+            return sum(1 for m, p, _h in self.requests if m == method and path_matches(glob, p))
+
+    def paths(self, method: str = "GET") -> list[str]:
+        """Logged paths of ``method`` requests, in order."""
+        with self._lock:
+            return [p for m, p, _h in self.requests if m == method]
+
+    def stop(self) -> None:
+        """Stop serving, close open connections and join every thread. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._stopping.set()
+        self._server.shutdown()
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            # Wakes handler threads blocked reading the next keep-alive request.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> FaultServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- used by the handler -----------------------------------------------------------------
+
+    def _log(self, method: str, path: str, headers: dict[str, str]) -> None:
+        with self._lock:
+            self.requests.append((method, path, headers))
+
+    def _take_faults(self, method: str, path: str, has_range: bool) -> list[_Fault]:
+        """Consume at most one "slow" and one other fault matching this request."""
+        taken: list[_Fault] = []
+        with self._lock:
+            for want_slow in (True, False):
+                for fault in self._faults:
+                    if (fault.kind == "slow") == want_slow and fault.applies(
+                        method, path, has_range
+                    ):
+                        if fault.times > 0:
+                            fault.times -= 1
+                        taken.append(fault)
+                        break
+        return taken
+
+    def _sleep(self, delay: float) -> None:
+        # An Event instead of time.sleep so that stop() does not wait out a long "slow" fault.
+        self._stopping.wait(delay)
+
+    def _track(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.add(conn)
+
+    def _untrack(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._conns.discard(conn)
