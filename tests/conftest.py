@@ -195,3 +195,11 @@ def make_server() -> Iterator[Callable[[Path], FaultServer]]:
     yield factory
     for srv in servers:
         srv.stop()
+
+
+@pytest.fixture(scope="session")
+def publish_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestKey]:
+    """The key mirrorkit signs published trees with (not the upstream archive's key)."""
+    key = make_key(tmp_path_factory.mktemp("publish-key"), uid="Ops <ops@example.org>")
+    yield key
+    kill_agents(key)
