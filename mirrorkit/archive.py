@@ -28,6 +28,7 @@ from mirrorkit.models import FileRef, Package
 COMPRESSIONS: tuple[str, ...] = ("xz", "gz", "zst", "bz2", "")
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,14 +152,8 @@ def decompress(data: bytes, compression: str, what: str) -> bytes:
 
 def safe_relpath(path: str, what: str) -> str:
     """Normalize an archive-relative path and refuse anything that could leave the tree."""
-    bad = (
-        not path
-        or path.startswith("/")
-        or "\\" in path
-        or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path)
-    )
     parts = [p for p in path.split("/") if p not in ("", ".")]
-    if bad or not parts or ".." in parts:
+    if not parts or path.startswith("/") or ".." in parts or _UNSAFE_CHARS.search(path):
         raise FormatError(
             f"{what}: refusing unsafe path {path!r}",
             "the index names a file outside the archive; the upstream is broken or hostile.",
@@ -167,9 +162,9 @@ def safe_relpath(path: str, what: str) -> str:
 
 
 # Only the fields mirrorkit needs are pulled out of each stanza; the rest stays as text.
+# (A lazy match with a trailing-space group is 4x slower on the 63,000-stanza index: strip later.)
 _FIELD_RE = re.compile(
-    rb"^(Package|Version|Architecture|Filename|Size|SHA256|Source):[ \t]*([^\n]*?)[ \t]*$",
-    re.MULTILINE,
+    rb"^(Package|Version|Architecture|Filename|Size|SHA256|Source):[ \t]*([^\n]*)", re.MULTILINE
 )
 _REQUIRED = (b"Package", b"Version", b"Architecture", b"Filename", b"Size", b"SHA256")
 
@@ -209,13 +204,13 @@ def parse_packages(text: bytes, component: str, what: str = "Packages") -> list[
                 "the index is malformed; nothing was stored.",
             )
         try:
-            name = fields[b"Package"].decode()
-            sha = fields[b"SHA256"].decode().lower()
+            name = fields[b"Package"].rstrip().decode()
+            sha = fields[b"SHA256"].rstrip().decode().lower()
             size = int(fields[b"Size"])
-            filename = fields[b"Filename"].decode()
-            source = (fields.get(b"Source") or fields[b"Package"]).decode().split(" ", 1)[0]
-            version = fields[b"Version"].decode()
-            arch = fields[b"Architecture"].decode()
+            filename = fields[b"Filename"].rstrip().decode()
+            source = (fields.get(b"Source") or fields[b"Package"]).decode().split(None, 1)[0]
+            version = fields[b"Version"].rstrip().decode()
+            arch = fields[b"Architecture"].rstrip().decode()
         except (UnicodeDecodeError, ValueError) as exc:
             raise FormatError(f"{what}: stanza {number}: malformed field ({exc})") from exc
         if not _HEX64.match(sha) or size < 0:

@@ -276,18 +276,29 @@ def _index_targets(
                     f"(it has: {', '.join(release.architectures)})",
                     "fix the mirror's architectures.",
                 )
-            picked = archive.pick_index(release, f"{rcomp}/binary-{arch}/Packages")
+            # Debian's security archive lists "updates/main" in Components but keeps its
+            # indices under "main/", as apt requests them: look under both names.
+            prefixes = dict.fromkeys([component, rcomp])
+            picked = next(
+                (
+                    hit
+                    for prefix in prefixes
+                    if (hit := archive.pick_index(release, f"{prefix}/binary-{arch}/Packages"))
+                ),
+                None,
+            )
             if picked is None:
                 raise FormatError(
-                    f"{where}: the Release lists no {rcomp}/binary-{arch}/Packages index"
+                    f"{where}: the Release lists no {component}/binary-{arch}/Packages index"
                 )
             found = [picked]
+            prefix = picked[1].path.split("/binary-", 1)[0]
             if (
                 arch != "all"
                 and "all" in release.architectures
                 and not release.no_arch_all_packages
             ):
-                extra = archive.pick_index(release, f"{rcomp}/binary-all/Packages")
+                extra = archive.pick_index(release, f"{prefix}/binary-all/Packages")
                 if extra is not None:
                     found.append(extra)
             targets.append((component, arch, found))

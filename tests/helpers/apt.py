@@ -58,7 +58,7 @@ class AptClient:
         # Outside etc/apt on purpose: apt would read Dir::Etc::main (etc/apt/apt.conf) a second
         # time, and list options such as APT::Architectures would be appended twice.
         self.config = self.root / "apt.conf"
-        options = {
+        options: dict[str, str | Path] = {
             "Dir::Etc": etc,
             "Dir::Etc::main": etc / "apt.conf",
             "Dir::Etc::parts": etc / "apt.conf.d",
@@ -134,12 +134,19 @@ class AptClient:
         )
 
     def update(self) -> subprocess.CompletedProcess[str]:
-        """``apt-get update`` that fails (non-zero) on *any* fetch or signature problem.
+        """``apt-get update`` that exits non-zero on any fetch or signature problem.
 
-        apt 2.6 supports ``APT::Update::Error-Mode=any`` (``--error-on=any``), which turns every
-        warning during update (bad/missing signature, 404, hash mismatch) into exit code 100.
-        As a second line of defence, if apt still exits 0 but printed a ``W:``/``E:`` line about
-        signatures, the returned returncode is forced to 100 (apt's own failure code).
+        How failures are detected (checked against apt 2.6 in tests/integration/test_helpers.py):
+
+        * A bad signature (BADSIG), an unknown key (NO_PUBKEY) or a missing signature already
+          makes apt exit 100 on its own ("E: The repository ... is not signed.").
+        * ``-o APT::Update::Error-Mode=any`` (= ``--error-on=any``) is passed as well: without
+          it a transient failure such as a 503 on InRelease is only a ``W:`` and apt exits 0
+          ("old ones used instead"); with it that is an ``E:`` and exit 100.
+        * Belt and braces: should apt exit 0 yet print a ``W:``/``E:`` line about signatures
+          (see :func:`signature_problems`), the returned returncode is forced to 100.
+
+        Not an error even so: the cosmetic "W: Conflicting distribution" warning.
         """
         proc = self.run("apt-get", "update", "-o", "APT::Update::Error-Mode=any")
         if proc.returncode == 0 and signature_problems(proc.stdout):

@@ -47,7 +47,8 @@ class Archive:
     key: TestKey
     debs: dict[str, Path]  # file name relative to root ("pool/main/h/hello/...") -> path
     codename: str = ""
-    # component as users write it -> name in Release / under dists/ ("main" -> "updates/main")
+    # component as users write it -> name in Release's Components and in pool/
+    # ("main" -> "updates/main", as on security.debian.org)
     release_components: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -67,8 +68,12 @@ class Archive:
         return self.dists / "Release.gpg"
 
     def component_dir(self, component: str) -> Path:
-        """Directory of a component's indices (honours ``release_components``)."""
-        return self.dists / self.release_components.get(component, component)
+        """Directory of a component's indices: ``dists/<suite>/<component>``.
+
+        Also for security-style archives: bookworm-security lists ``updates/main`` in
+        Components but its index files are ``main/binary-amd64/...`` (that is what apt fetches).
+        """
+        return self.dists / component
 
 
 def format_date(when: dt.datetime) -> str:
@@ -122,13 +127,18 @@ def _write_index(
 ) -> None:
     """Write ``basename`` in every asked compression, plus by-hash copies when asked.
 
-    The plain file is always written first (the Release needs its hashes) and removed again at
-    the end unless "plain" was asked for, as on deb.debian.org where only .xz/.gz are shipped.
+    The plain file is always written (the Release needs its hashes); build_archive removes it
+    again unless "plain" was asked for, as on deb.debian.org where only .xz/.gz are shipped.
+    Earlier ``basename*`` files are removed first so a rebuild with other compressions leaves no
+    stale index behind; old by-hash copies stay, as on a real mirror.
     """
     for kind in compressions:
         if kind not in _KNOWN_COMPRESSIONS:
             raise ValueError(f"unknown compression {kind!r}")
     directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob(basename + "*"):
+        if old.is_file():
+            old.unlink()
     (directory / basename).write_bytes(data)
     kept: list[bytes] = []
     for kind in compressions:
@@ -147,9 +157,9 @@ def _write_index(
 
 def _hash_lines(files: Sequence[tuple[str, bytes]], algo: str) -> list[str]:
     entries = [(name, len(data), hashlib.new(algo, data).hexdigest()) for name, data in files]
-    # dak pads sizes to the widest one in the list; parsers must cope with the extra spaces.
-    width = max((len(str(size)) for _name, size, _h in entries), default=1)
-    return [f" {digest} {size:>{width}} {name}" for name, size, digest in entries]
+    # Debian right-aligns sizes in 8 columns (longer numbers just widen their own line), so
+    # parsers must cope with runs of spaces.
+    return [f" {digest} {size:>8} {name}" for name, size, digest in entries]
 
 
 def _collect_index_files(dists: Path) -> list[tuple[str, bytes]]:
@@ -189,14 +199,34 @@ def _sign_release(dists: Path, key: TestKey) -> None:
     (dists / "Release.gpg").write_bytes(detach_sign(key, release))
 
 
-def _ftparchive_packages(root: Path, rel_dir: str, arch: str | None) -> bytes:
-    # Run from root so that Filename: is relative to the archive root, as apt expects.
+def _ftparchive_packages(
+    root: Path, rel_dir: str, arch: str | None, only: set[str] | None = None
+) -> bytes:
+    """``apt-ftparchive packages rel_dir`` run in ``root``, optionally keeping only ``only``.
+
+    Running from root makes ``Filename:`` relative to the archive root, as apt expects.
+    ``only`` (Filename values) drops stanzas of pool files left over from an earlier build, so
+    the index lists exactly the packages of this build.
+    """
     cmd = ["apt-ftparchive"]
     if arch is not None:
         # --arch keeps only *_<arch>.deb and *_all.deb, which is exactly Debian's split.
         cmd += ["--arch", arch]
     cmd += ["packages", rel_dir]
-    return subprocess.run(cmd, cwd=root, check=True, capture_output=True).stdout
+    out = subprocess.run(cmd, cwd=root, check=True, capture_output=True).stdout
+    if only is None:
+        return out
+    stanzas = [st for st in out.split(b"\n\n") if st.strip()]
+    kept = [
+        st
+        for st in stanzas
+        if any(
+            line[len(b"Filename: ") :].decode() in only
+            for line in st.splitlines()
+            if line.startswith(b"Filename: ")
+        )
+    ]
+    return b"".join(st + b"\n\n" for st in kept)
 
 
 def build_archive(
@@ -214,21 +244,29 @@ def build_archive(
     release_components: dict[str, str] | None = None,
     inrelease: bool = True,
     release_gpg: bool = True,
+    md5sum: bool = True,
     origin: str = "Mirrorkit Test",
     label: str = "Mirrorkit Test",
 ) -> Archive:
     """Build a signed archive at ``root`` from ``packages`` (component -> list of .deb paths).
 
     Layout: ``pool/<component>/<first letter>/<name>/<file>`` and
-    ``dists/<suite>/<component>/binary-<arch>/Packages{.xz,.gz,...}``. With
-    ``release_components={"main": "updates/main"}`` both the Release and the directories use
-    ``updates/main`` (like bookworm-security) while ``Archive.components`` keeps ``main``.
+    ``dists/<suite>/<component>/binary-<arch>/Packages{.xz,.gz,...}``.
     ``architectures`` defaults to ``["amd64"]``.
+
+    ``release_components={"main": "updates/main"}`` reproduces deb.debian.org's bookworm-security:
+    Release says ``Components: updates/main`` and the pool is ``pool/updates/main/...``, but the
+    index files and their Release entries stay ``main/binary-amd64/...`` (checked against the
+    real InRelease; apt requests ``dists/bookworm-security/main/...`` for ``main``).
+    ``md5sum=False`` leaves out the MD5Sum list, as the security archive does.
     """
     archs = list(architectures) if architectures is not None else ["amd64"]
     rc = dict(release_components or {})
     root.mkdir(parents=True, exist_ok=True)
     dists = root / "dists" / suite
+    # A rebuild (e.g. "upstream published a new version") must not leave old signatures behind.
+    for stale in ("Release", "InRelease", "Release.gpg"):
+        (dists / stale).unlink(missing_ok=True)
     debs: dict[str, Path] = {}
 
     plain_indices: list[tuple[str, bytes]] = []
@@ -246,11 +284,12 @@ def build_archive(
             debs[rel] = dest
         (root / pool_rel).mkdir(parents=True, exist_ok=True)
 
+        current = {rel for rel in debs if rel.startswith(pool_rel + "/")}
         for arch in archs:
-            data = _ftparchive_packages(root, pool_rel, arch)
-            bin_dir = dists / comp_name / f"binary-{arch}"
+            data = _ftparchive_packages(root, pool_rel, arch, current)
+            bin_dir = dists / component / f"binary-{arch}"
             _write_index(bin_dir, "Packages", data, compressions, by_hash)
-            plain_indices.append((f"{comp_name}/binary-{arch}/Packages", data))
+            plain_indices.append((f"{component}/binary-{arch}/Packages", data))
             # Per-directory Release file, as Debian ships it (apt ignores it, mirrors copy it).
             (bin_dir / "Release").write_text(
                 f"Archive: {suite}\nOrigin: {origin}\nLabel: {label}\n"
@@ -278,7 +317,7 @@ def build_archive(
     header["Architectures"] = " ".join(archs)
     header["Components"] = " ".join(rc.get(c, c) for c in packages)
     header["Description"] = f"Mirrorkit test archive {suite}"
-    write_release(dists, sorted(files.items()), fields=header)
+    write_release(dists, sorted(files.items()), fields=header, md5=md5sum)
 
     release = (dists / "Release").read_bytes()
     if inrelease:

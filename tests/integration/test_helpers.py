@@ -8,6 +8,7 @@ import lzma
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -116,6 +117,20 @@ def test_arch_split(tmp_path: Path, test_key: TestKey, debs_dir: dict[str, Path]
     assert "Acquire-By-Hash" not in arch.release.read_text()
 
 
+def test_rebuild_lists_only_current_packages(
+    tmp_path: Path, test_key: TestKey, debs_dir: dict[str, Path]
+) -> None:
+    root = tmp_path / "up"
+    build_archive(root, test_key, {"main": [debs_dir["hello"], debs_dir["libgreet"]]})
+    newer = build_deb(tmp_path / "debs", "hello", "1.1", "amd64")
+    again = build_archive(root, test_key, {"main": [newer]}, compressions=("plain",))
+    text = (again.dists / "main/binary-amd64/Packages").read_text()
+    assert "Version: 1.1" in text and "Version: 1.0" not in text
+    assert not (again.dists / "main/binary-amd64/Packages.xz").exists()
+    assert "Packages.xz" not in again.release.read_text()
+    assert (root / "pool/main/h/hello/hello_1.0_amd64.deb").exists()  # pools keep old files
+
+
 # -- real apt against the helpers ---------------------------------------------------------------
 
 
@@ -156,6 +171,12 @@ def test_apt_rejects_bad_signature_and_resign_fixes_it(
     good = apt_client.update()
     assert good.returncode == 0, good.stdout
 
+    # Transient failures count too (apt alone would exit 0 here; Error-Mode=any makes it 100).
+    upstream.add_fault("*/InRelease", "status", code=503)
+    transient = apt_client.update()
+    assert transient.returncode != 0, transient.stdout
+    assert "503" in transient.stdout
+
 
 def test_apt_rejects_unknown_key(
     archive: Archive, upstream: FaultServer, apt_client: AptClient, tmp_path: Path
@@ -177,7 +198,7 @@ def test_apt_flat_repository(
     test_key: TestKey,
     debs_dir: dict[str, Path],
     apt_client: AptClient,
-    make_server: type[FaultServer],
+    make_server: Callable[[Path], FaultServer],
 ) -> None:
     root = tmp_path / "flatroot"
     flat = build_flat_archive(root, test_key, [debs_dir["hello"], debs_dir["libgreet"]])
@@ -196,7 +217,7 @@ def test_apt_security_style_components(
     test_key: TestKey,
     debs_dir: dict[str, Path],
     apt_client: AptClient,
-    make_server: type[FaultServer],
+    make_server: Callable[[Path], FaultServer],
 ) -> None:
     sec = build_archive(
         tmp_path / "security",
@@ -204,15 +225,18 @@ def test_apt_security_style_components(
         {"main": [debs_dir["hello"], debs_dir["libgreet"]]},
         suite="stable-security",
         release_components={"main": "updates/main"},
+        md5sum=False,
     )
-    assert "Components: updates/main" in sec.release.read_text()
+    release = sec.release.read_text()
+    assert "Components: updates/main" in release and "MD5Sum:" not in release
     assert (sec.component_dir("main") / "binary-amd64/Packages.xz").is_file()
+    assert "pool/updates/main/h/hello/hello_1.0_amd64.deb" in sec.debs
     srv = make_server(sec.root)
     # Users write "main"; apt maps it onto the "updates/main" the Release file lists.
     apt_client.add_source(srv.url, "stable-security", ["main"], test_key.public_keyring)
     upd = apt_client.update()
     assert upd.returncode == 0, upd.stdout
-    assert srv.count("/dists/stable-security/updates/main/*") >= 1
+    assert srv.count("/dists/stable-security/main/binary-amd64/*") == 1
     got = apt_client.install_download_only("hello")
     assert got.returncode == 0, got.stdout
 
@@ -351,6 +375,6 @@ def test_network_guard_blocks_non_loopback() -> None:
             s.connect_ex(("example.org", 80))
     with pytest.raises(socket.gaierror):
         socket.getaddrinfo("deb.debian.org", 80)
-    with pytest.raises(httpx.ConnectError):
+    with pytest.raises(RuntimeError, match="non-loopback"):
         httpx.get("http://deb.debian.org/debian/")
     assert socket.getaddrinfo("127.0.0.1", 80)
