@@ -1,0 +1,245 @@
+"""Snapshots (immutable, provenance, tamper detection) and fs publishing (layout, determinism,
+shared pool, atomic switch)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from mirrorkit import archive as fmt
+from tests.helpers.archive import Archive, build_archive
+from tests.helpers.debs import build_deb
+from tests.helpers.gpgkeys import TestKey
+from tests.helpers.httpserver import FaultServer
+from tests.mk import run_cli
+
+
+def _mirror(store: Path, srv: FaultServer, archive: Archive, name: str = "up") -> None:
+    r = run_cli(store, "mirror", "add", name, srv.url, archive.suite,
+                "--keyring", str(archive.key.public_keyring))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = run_cli(store, "mirror", "update", name)
+    assert r.exit_code == 0, r.output
+
+
+def _publish(store: Path, name: str, out: Path, key: TestKey, *extra: str) -> None:
+    r = run_cli(store, "publish", "fs", name, str(out), "--key", key.fingerprint, *extra,
+                gnupghome=key.gnupghome)  # fmt: skip
+    assert r.exit_code == 0, r.output
+
+
+def _show(store: Path, name: str) -> dict[str, object]:
+    r = run_cli(store, "snapshot", "show", name, "--json")
+    data: dict[str, object] = json.loads(r.stdout)
+    return data
+
+
+def test_snapshot_records_provenance_and_default_names(
+    tmp_path: Path, upstream: FaultServer, archive: Archive
+) -> None:
+    store = tmp_path / "store"
+    _mirror(store, upstream, archive)
+    today = datetime.now(UTC).strftime("%Y%m%d")
+    r1 = run_cli(store, "snapshot", "create", "--from-mirror", "up")
+    r2 = run_cli(store, "snapshot", "create", "--from-mirror", "up")
+    assert r1.exit_code == r2.exit_code == 0, r1.output + r2.output
+    assert f"up-{today} " in r1.stdout and f"up-{today}-2 " in r2.stdout
+
+    info = _show(store, f"up-{today}")
+    assert info["intact"] is True and info["packages"] == 7
+    (source,) = info["sources"]  # type: ignore[misc]
+    assert source["url"] == upstream.url and source["suite"] == "stable"
+    assert source["inrelease_sha256"] == hashlib.sha256(archive.inrelease.read_bytes()).hexdigest()
+    assert source["signer"] == archive.key.fingerprint
+    assert source["release_date"]
+    assert info["mirrorkit_version"] and info["created_at"] and info["digest"]
+    # Two snapshots of an unchanged mirror share their indices: metadata only.
+    other = _show(store, f"up-{today}-2")
+    assert other["indexes"] == info["indexes"]
+
+
+def test_snapshot_never_changes_when_the_mirror_moves_on(
+    tmp_path: Path, upstream: FaultServer, archive: Archive, debs_dir: dict[str, Path]
+) -> None:
+    store = tmp_path / "store"
+    _mirror(store, upstream, archive)
+    assert run_cli(store, "snapshot", "create", "before", "--from-mirror", "up").exit_code == 0
+    newer = build_deb(tmp_path / "debs", "hello", "1.1", "amd64", depends="libgreet (>= 1.0)")
+    debs = [p for n, p in debs_dir.items() if n != "hello"] + [newer]
+    build_archive(archive.root, archive.key, {"main": debs}, suite="stable", codename="stable",
+                  date="Sat, 01 Jan 2050 00:00:00 UTC")  # fmt: skip
+    assert run_cli(store, "mirror", "update", "up").exit_code == 0
+    assert run_cli(store, "snapshot", "create", "after", "--from-mirror", "up").exit_code == 0
+
+    def versions(name: str) -> set[str]:
+        r = run_cli(store, "snapshot", "show", name, "--packages")
+        return {line.split("\t")[0] for line in r.stdout.splitlines() if line.startswith("hello_")}
+
+    assert versions("before") == {"hello_1.0_amd64"}
+    assert versions("after") == {"hello_1.1_amd64"}
+    r = run_cli(store, "snapshot", "create", "before", "--from-mirror", "up")
+    assert r.exit_code == 1 and "never change" in r.stderr
+
+
+def test_snapshot_show_detects_changes_on_disk(
+    tmp_path: Path, upstream: FaultServer, archive: Archive
+) -> None:
+    store = tmp_path / "store"
+    _mirror(store, upstream, archive)
+    assert run_cli(store, "snapshot", "create", "s", "--from-mirror", "up").exit_code == 0
+    record = store / "snapshots" / "s" / "snapshot.json"
+    assert not os.access(record, os.W_OK) or os.geteuid() == 0  # written read-only
+    original = record.read_bytes()
+
+    record.chmod(0o644)
+    record.write_bytes(original.replace(b'"packages": 7', b'"packages": 8'))
+    r = run_cli(store, "snapshot", "show", "s")
+    assert r.exit_code == 1 and "MODIFIED" in r.stdout and "digest" in r.stdout
+    record.write_bytes(original)
+    assert run_cli(store, "snapshot", "show", "s").exit_code == 0
+
+    deb = next((store / "pool").glob("*/*"))
+    deb.chmod(0o644)
+    deb.unlink()
+    r = run_cli(store, "snapshot", "show", "s")
+    assert r.exit_code == 1 and "is missing" in r.stdout
+
+
+def test_snapshot_rm_refuses_what_another_snapshot_needs(
+    tmp_path: Path, upstream: FaultServer, archive: Archive
+) -> None:
+    store = tmp_path / "store"
+    _mirror(store, upstream, archive)
+    assert run_cli(store, "snapshot", "create", "base", "--from-mirror", "up").exit_code == 0
+    assert run_cli(store, "snapshot", "merge", "merged", "base").exit_code == 0
+    r = run_cli(store, "snapshot", "rm", "base")
+    assert r.exit_code == 1 and "snapshot merged" in r.stderr and "--force" in r.stderr
+    assert run_cli(store, "snapshot", "rm", "merged").exit_code == 0
+    assert run_cli(store, "snapshot", "rm", "base").exit_code == 0
+    assert run_cli(store, "snapshot", "list").stdout == ""
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name not in ("InRelease", "Release.gpg", "lock")
+    }
+
+
+def test_publish_is_deterministic(
+    tmp_path: Path, upstream: FaultServer, archive: Archive, publish_key: TestKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    store = tmp_path / "store"
+    _mirror(store, upstream, archive)
+    assert run_cli(store, "snapshot", "create", "s", "--from-mirror", "up").exit_code == 0
+    _publish(store, "s", tmp_path / "a", publish_key)
+    _publish(store, "s", tmp_path / "b", publish_key)
+    a, b = tmp_path / "a" / "dists" / "s", tmp_path / "b" / "dists" / "s"
+    assert _tree_digest(a) == _tree_digest(b)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    _publish(store, "s", tmp_path / "c", publish_key)
+    release = (tmp_path / "c" / "dists" / "s" / "Release").read_text()
+    assert "Date: Tue, 14 Nov 2023 22:13:20 UTC" in release
+
+
+def test_publish_layout_and_release_fields(
+    tmp_path: Path, upstream: FaultServer, archive: Archive, publish_key: TestKey
+) -> None:
+    store = tmp_path / "store"
+    _mirror(store, upstream, archive)
+    assert run_cli(store, "snapshot", "create", "s", "--from-mirror", "up").exit_code == 0
+    out = tmp_path / "out"
+    _publish(store, "s", out, publish_key, "--suite", "prod", "--origin", "Ops", "--label",
+             "Frozen", "--valid-for", "7d")  # fmt: skip
+    suite = out / "dists" / "prod"
+    assert suite.is_symlink()
+    rel = fmt.parse_release((suite / "Release").read_bytes())
+    text = (suite / "Release").read_text()
+    for field in (
+        "Origin: Ops",
+        "Label: Frozen",
+        "Suite: prod",
+        "Codename: prod",
+        "Architectures: amd64",
+        "Components: main",
+        "Acquire-By-Hash: yes",
+        "MD5Sum:",
+    ):
+        assert field in text  # fmt: skip
+    assert rel.valid_until is not None and rel.date is not None
+    for name, ref in rel.files.items():
+        data = (suite / name).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == ref.sha256 and len(data) == ref.size
+        assert (suite / fmt.by_hash_path(name, ref.sha256)).read_bytes() == data
+    pkgs = fmt.parse_packages((suite / "main/binary-amd64/Packages").read_bytes(), "main")
+    assert {p.name for p in pkgs} == {"hello", "libgreet", "greet-data", "tool", "libalt",
+                                       "virt-user", "mta-one"}  # fmt: skip
+    for p in pkgs:
+        prefix = p.name[:4] if p.name.startswith("lib") else p.name[0]
+        assert p.filename.startswith(f"pool/main/{prefix}/{p.name}/")
+        deb = out / p.filename
+        assert hashlib.sha256(deb.read_bytes()).hexdigest() == p.sha256
+        assert deb.stat().st_nlink >= 2  # hard-linked from the store's pool
+    assert (out / "pool/main/libg/libgreet").is_dir()  # dak's lib prefix rule
+    assert list(out.glob("mirrorkit-archive-*.gpg")) and list(out.glob("mirrorkit-archive-*.asc"))
+
+
+def test_republish_switches_atomically_and_keeps_previous_by_hash(
+    tmp_path: Path, upstream: FaultServer, archive: Archive, debs_dir: dict[str, Path],
+    publish_key: TestKey,
+) -> None:  # fmt: skip
+    store = tmp_path / "store"
+    out = tmp_path / "out"
+    _mirror(store, upstream, archive)
+    assert run_cli(store, "snapshot", "create", "one", "--from-mirror", "up").exit_code == 0
+    _publish(store, "one", out, publish_key, "--suite", "prod")
+    _publish(store, "one", out, publish_key, "--suite", "dev")
+    old = fmt.parse_release((out / "dists/prod/Release").read_bytes())
+    old_target = os.readlink(out / "dists/prod")
+
+    newer = build_deb(tmp_path / "debs", "hello", "1.1", "amd64", depends="libgreet (>= 1.0)")
+    debs = [p for n, p in debs_dir.items() if n != "hello"] + [newer]
+    build_archive(archive.root, archive.key, {"main": debs}, suite="stable", codename="stable",
+                  date="Sat, 01 Jan 2050 00:00:00 UTC")  # fmt: skip
+    assert run_cli(store, "mirror", "update", "up").exit_code == 0
+    assert run_cli(store, "snapshot", "create", "two", "--from-mirror", "up").exit_code == 0
+    _publish(store, "two", out, publish_key, "--suite", "prod")
+
+    assert os.readlink(out / "dists/prod") != old_target
+    assert not (out / "dists" / old_target).exists()  # the old generation is gone...
+    for name, ref in old.files.items():  # ...but a client holding the old InRelease still works
+        assert (out / "dists/prod" / fmt.by_hash_path(name, ref.sha256)).is_file()
+    prod = (out / "dists/prod/main/binary-amd64/Packages").read_text()
+    dev = (out / "dists/dev/main/binary-amd64/Packages").read_text()
+    assert "Version: 1.1" in prod and "Version: 1.1" not in dev
+    # One pool serves both suites: both hello versions, one libgreet.
+    assert sorted(p.name for p in (out / "pool/main/h/hello").iterdir()) == [
+        "hello_1.0_amd64.deb", "hello_1.1_amd64.deb"]  # fmt: skip
+    assert len(list((out / "pool/main/libg/libgreet").iterdir())) == 1
+
+
+def test_publish_errors_are_clear(
+    tmp_path: Path, upstream: FaultServer, archive: Archive, publish_key: TestKey
+) -> None:
+    store = tmp_path / "store"
+    _mirror(store, upstream, archive)
+    assert run_cli(store, "snapshot", "create", "s", "--from-mirror", "up").exit_code == 0
+    r = run_cli(store, "publish", "fs", "s", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "--key" in r.stderr
+    r = run_cli(store, "publish", "fs", "nope", str(tmp_path / "o"), "--key", "x")
+    assert r.exit_code == 1 and "no snapshot or channel named 'nope'" in r.stderr
+    r = run_cli(store, "publish", "fs", "s", str(tmp_path / "o"), "--key", "nobody@nowhere",
+                gnupghome=publish_key.gnupghome)  # fmt: skip
+    assert r.exit_code == 2 and "no secret key matches" in r.stderr
+    foreign = tmp_path / "foreign"
+    (foreign / "dists" / "s").mkdir(parents=True)
+    r = run_cli(store, "publish", "fs", "s", str(foreign), "--key", publish_key.fingerprint,
+                gnupghome=publish_key.gnupghome)  # fmt: skip
+    assert r.exit_code == 1 and "not published by mirrorkit" in r.stderr
