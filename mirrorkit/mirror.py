@@ -257,7 +257,10 @@ def _index_targets(
     if spec.flat:
         picked = archive.pick_index(release, "Packages")
         if picked is None:
-            raise FormatError(f"{where}: the Release lists no Packages index")
+            raise FormatError(
+                f"{where}: the Release lists no Packages index",
+                "check the mirror's URL and suite; the upstream may be incomplete.",
+            )
         for arch in spec.architectures:
             targets.append(("main", arch, [picked]))
         return targets
@@ -289,7 +292,8 @@ def _index_targets(
             )
             if picked is None:
                 raise FormatError(
-                    f"{where}: the Release lists no {component}/binary-{arch}/Packages index"
+                    f"{where}: the Release lists no {component}/binary-{arch}/Packages index",
+                    "the upstream may be incomplete or mid-sync; try again later.",
                 )
             found = [picked]
             prefix = picked[1].path.split("/binary-", 1)[0]
@@ -354,7 +358,6 @@ async def _update(
                 and previous.spec_digest == _spec_digest(spec)
                 and all(store.meta.has(i.sha256) for i in previous.indexes)
             ):
-                reporter.info(f"{spec.name}: upstream unchanged since {previous.release_date}")
                 return UpdateResult(spec.name, False, previous.packages, previous.release_date)
 
             targets = _index_targets(spec, release, base)

@@ -1,0 +1,144 @@
+"""The main job, as a user runs it: `mirrorkit sync PROFILE` (real process, real apt client)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.apt import AptClient
+from tests.helpers.archive import Archive, build_archive, build_flat_archive
+from tests.helpers.debs import build_deb
+from tests.helpers.gpgkeys import TestKey
+from tests.helpers.httpserver import FaultServer
+from tests.mk import run_cli
+
+pytestmark = pytest.mark.e2e
+
+
+def _mirrorkit(store: Path, *args: str, gnupghome: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MIRRORKIT_HOME": str(store), "GNUPGHOME": str(gnupghome)}
+    return subprocess.run(
+        [sys.executable, "-m", "mirrorkit", *args], env=env, capture_output=True, text=True
+    )
+
+
+def test_sync_merges_security_updates_and_apt_installs_them(
+    tmp_path: Path,
+    upstream: FaultServer,
+    archive: Archive,
+    test_key: TestKey,
+    publish_key: TestKey,
+    make_server: object,
+    apt_client: AptClient,
+) -> None:
+    fixed = build_deb(tmp_path / "debs", "hello", "1.0+deb1", "amd64", depends="libgreet (>= 1.0)")
+    security = build_archive(
+        tmp_path / "security", test_key, {"main": [fixed]}, suite="stable-security",
+        codename="stable-security", release_components={"main": "updates/main"}, md5sum=False,
+    )  # fmt: skip
+    sec_srv = make_server(security.root)  # type: ignore[operator]
+    profile = tmp_path / "profiles" / "test.toml"
+    profile.parent.mkdir()
+    profile.write_text(
+        f"""
+[[upstream]]
+name = "base"
+url = "{upstream.url}"
+suite = "stable"
+components = ["main"]
+architectures = ["amd64"]
+keyring = "{test_key.public_keyring}"
+fingerprints = ["{test_key.fingerprint}"]
+
+[[upstream]]
+name = "base-security"
+url = "{sec_srv.url}"
+suite = "stable-security"
+components = ["main"]
+keyring = "{test_key.public_keyring}"
+
+[snapshot]
+name = "test-{{date}}"
+merge = "latest"
+
+[publish]
+fs = "../published"
+suite = "stable"
+key = "{publish_key.fingerprint}"
+"""
+    )
+    store = tmp_path / "store"
+    r = _mirrorkit(store, "sync", str(profile), gnupghome=publish_key.gnupghome)
+    assert r.returncode == 0, r.stderr
+    assert "snapshot: test-" in r.stdout and "Suites: stable" in r.stdout
+    assert "base-security: 1 packages; fetched 1 files" in r.stderr
+
+    out = tmp_path / "published"
+    key = next(out.glob("mirrorkit-archive-*.gpg"))
+    # Over HTTP: with a file: URI apt uses the .debs in place instead of downloading them.
+    apt_client.add_source(make_server(out).url, "stable", ["main"], key)  # type: ignore[operator]
+    assert apt_client.update().returncode == 0
+    inst = apt_client.install_download_only("hello")
+    assert inst.returncode == 0, inst.stdout
+    assert apt_client.downloaded() == ["hello_1.0+deb1_amd64.deb", "libgreet_1.0_amd64.deb"]
+
+    # A second sync of unchanged upstreams downloads nothing and makes a new dated snapshot.
+    r2 = _mirrorkit(store, "sync", str(profile), gnupghome=publish_key.gnupghome)
+    assert r2.returncode == 0, r2.stderr
+    assert r2.stderr.count("unchanged") == 2
+    assert "-2 (" in r2.stdout
+
+
+def test_sync_refuses_what_is_not_built_yet_before_downloading(
+    tmp_path: Path, upstream: FaultServer, test_key: TestKey
+) -> None:
+    profile = tmp_path / "p.toml"
+    profile.write_text(
+        f"""
+[[upstream]]
+name = "base"
+url = "{upstream.url}"
+suite = "stable"
+keyring = "{test_key.public_keyring}"
+
+[filter]
+query = "hello"
+"""
+    )
+    r = run_cli(tmp_path / "store", "sync", str(profile))
+    assert r.exit_code == 1 and "not implemented yet" in r.stderr
+    assert upstream.requests == []
+
+
+def test_flat_repository_round_trip(
+    tmp_path: Path,
+    test_key: TestKey,
+    publish_key: TestKey,
+    debs_dir: dict[str, Path],
+    make_server: object,
+    apt_client: AptClient,
+) -> None:
+    root = tmp_path / "flatrepo"
+    build_flat_archive(root, test_key, list(debs_dir.values()), subdir="flat")
+    srv = make_server(root)  # type: ignore[operator]
+    store = tmp_path / "store"
+    r = run_cli(store, "mirror", "add", "flat", srv.url, "flat/",
+                "--keyring", str(test_key.public_keyring))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = run_cli(store, "mirror", "update", "flat")
+    assert r.exit_code == 0, r.output
+    assert run_cli(store, "snapshot", "create", "f", "--from-mirror", "flat").exit_code == 0
+    out = tmp_path / "out"
+    r = run_cli(store, "publish", "fs", "f", str(out), "--key", publish_key.fingerprint,
+                gnupghome=publish_key.gnupghome)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    key = next(out.glob("mirrorkit-*.gpg"))
+    apt_client.add_source(make_server(out).url, "f", ["main"], key)  # type: ignore[operator]
+    assert apt_client.update().returncode == 0
+    inst = apt_client.install_download_only("virt-user")
+    assert inst.returncode == 0, inst.stdout
+    assert apt_client.downloaded() == ["mta-one_1.0_all.deb", "virt-user_1.0_all.deb"]
