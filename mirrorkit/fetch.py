@@ -244,9 +244,10 @@ class Fetcher:
         async def worker() -> None:
             nonlocal moved
             for ref in queue:
-                moved += await self._fetch_file(
-                    join_url(base_url, ref.path), ref, pool, partial_dir
-                )
+                # Await first, then add: "moved += await ..." reads ``moved`` before the await
+                # and so loses what the other workers added meanwhile.
+                got = await self._fetch_file(join_url(base_url, ref.path), ref, pool, partial_dir)
+                moved += got
                 self.reporter.advance(1, 0)
 
         try:
@@ -287,7 +288,9 @@ class Fetcher:
                 # (upstream changed between runs): start over once from byte zero.
                 part.unlink(missing_ok=True)
                 validator_file.unlink(missing_ok=True)
-                if not isinstance(exc, _ResumedMismatch) or restarted:
+                if not isinstance(exc, _ResumedMismatch):
+                    raise  # keep its kind: a size mismatch must not be reported as SHA256
+                if restarted:
                     raise IntegrityError(exc.what, exc.expected, exc.got) from None
                 restarted = True
         pool.commit(part, ref.sha256)
@@ -332,7 +335,9 @@ class Fetcher:
                     raise IntegrityError(url, str(ref.size), str(offset + int(length)), kind="size")
                 try:
                     with part.open(mode) as fh:
-                        async for chunk in resp.aiter_raw(_CHUNK):
+                        # No chunk size: httpx would hold up to a whole chunk back, and a
+                        # dropped connection would lose it instead of leaving it to resume.
+                        async for chunk in resp.aiter_raw():
                             received += len(chunk)
                             if offset + received > ref.size:
                                 raise IntegrityError(
