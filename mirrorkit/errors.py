@@ -80,6 +80,14 @@ class ReleaseError(MirrorkitError):
 class FormatError(MirrorkitError):
     """Malformed repository metadata (Release, Packages) or a hostile path in it."""
 
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint
+            or "the upstream's metadata is malformed; nothing was stored. Try again later, "
+            "or report it to the archive's maintainers.",
+        )
+
 
 class PublishError(MirrorkitError):
     """Publishing a tree failed; the previously published suite is still in place."""
