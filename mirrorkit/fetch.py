@@ -19,10 +19,10 @@ from urllib.parse import quote
 import httpx
 
 from mirrorkit import __version__
-from mirrorkit.errors import FetchError, IntegrityError, StorageError
+from mirrorkit.errors import FetchError, IntegrityError
 from mirrorkit.models import FetchSummary, FileRef
 from mirrorkit.progress import NullReporter, Reporter
-from mirrorkit.store import Pool
+from mirrorkit.store import Pool, storage_error
 
 _CHUNK = 1 << 18
 
@@ -348,10 +348,7 @@ class Fetcher:
                             if self._rate:
                                 await self._rate.take(len(chunk))
                 except OSError as exc:
-                    raise StorageError(
-                        f"{part}: cannot write ({exc.strerror})",
-                        "free disk space and run the update again.",
-                    ) from exc
+                    raise storage_error(part, exc) from exc
         except httpx.TransportError as exc:
             self.bytes_transferred += received
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc

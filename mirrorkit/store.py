@@ -52,7 +52,7 @@ def default_store_path() -> Path:
     return base / "mirrorkit"
 
 
-def _storage_error(path: Path | str, exc: OSError) -> StorageError:
+def storage_error(path: Path | str, exc: OSError) -> StorageError:
     hint = None
     if exc.errno == errno.ENOSPC:
         hint = "the disk is full; free space and run the command again (nothing was committed)."
@@ -83,7 +83,7 @@ def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> Non
         fsync_dir(path.parent)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise _storage_error(path, exc) from exc
+        raise storage_error(path, exc) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -143,7 +143,7 @@ class Pool:
             os.chmod(tmp_file, 0o444)
             os.replace(tmp_file, dest)
         except OSError as exc:
-            raise _storage_error(dest, exc) from exc
+            raise storage_error(dest, exc) from exc
         return dest
 
     def put_bytes(self, data: bytes, sha256: str | None = None) -> str:
@@ -160,7 +160,7 @@ class Pool:
                     os.fsync(fh.fileno())
             except OSError as exc:
                 Path(tmp).unlink(missing_ok=True)
-                raise _storage_error(self.path(digest), exc) from exc
+                raise storage_error(self.path(digest), exc) from exc
             self.commit(Path(tmp), digest)
         return digest
 
@@ -235,7 +235,7 @@ class Store:
             ):
                 d.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _storage_error(self.root, exc) from exc
+            raise storage_error(self.root, exc) from exc
 
     @contextmanager
     def locked(self) -> Iterator[None]:

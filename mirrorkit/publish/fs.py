@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mirrorkit import archive
-from mirrorkit.errors import PublishError, StorageError
+from mirrorkit.errors import PublishError
 from mirrorkit.publish.layout import SuitePlan
-from mirrorkit.store import Pool, atomic_write, fsync_dir, syncfs
+from mirrorkit.store import Pool, atomic_write, fsync_dir, storage_error, syncfs
 
 STATE_DIR = ".mirrorkit"
 
@@ -91,7 +91,7 @@ def _link_into(src: Path, dest: Path) -> bool:
         os.replace(tmp, dest)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise StorageError(f"{dest}: cannot write ({exc.strerror})") from exc
+        raise storage_error(dest, exc) from exc
     return True
 
 
@@ -125,7 +125,7 @@ def publish_tree(
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StorageError(f"{root}: cannot create ({exc.strerror})") from exc
+        raise storage_error(root, exc) from exc
     with _locked(root):
         for link in plan.pool:
             if not pool.has(link.sha256):
@@ -166,10 +166,9 @@ def publish_tree(
             syncfs(root)
         except OSError as exc:
             shutil.rmtree(gen, ignore_errors=True)
-            raise StorageError(
-                f"{gen}: cannot write ({exc.strerror})",
-                "the previously published suite is untouched; fix the cause and run again.",
-            ) from exc
+            error = storage_error(gen, exc)
+            error.hint = f"{error.hint or 'fix the cause'} The published suite is untouched."
+            raise error from exc
 
         # The switch: one rename of a symlink.
         tmp_link = dists / f".{plan.suite}.{secrets.token_hex(4)}"
