@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -25,6 +25,7 @@ from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.store import Pool, storage_error
 
 _CHUNK = 1 << 18
+_FLUSH = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +90,10 @@ class _RateLimit:
             await asyncio.sleep(ahead)
 
 
-def _write_chunk(fh: IO[bytes], hasher: Any, chunk: bytes) -> None:
-    hasher.update(chunk)
-    fh.write(chunk)
+def _append(path: Path, mode: str, hasher: Any, data: bytes) -> None:
+    with path.open(mode) as fh:
+        fh.write(data)
+    hasher.update(data)
 
 
 def _hash_file(path: Path) -> Any:
@@ -333,22 +335,41 @@ class Fetcher:
                 if length is not None and length.isdigit() and offset + int(length) != ref.size:
                     part.unlink(missing_ok=True)
                     raise IntegrityError(url, str(ref.size), str(offset + int(length)), kind="size")
+                # Chunks are gathered and handed to a thread about a MiB at a time (one
+                # hand-off per typical .deb): hashing and writing leave the event loop, and the
+                # loop does not pay a thread switch per network read.
+                pending: list[bytes] = []
+                pending_size = 0
+
+                async def flush() -> None:
+                    nonlocal pending, pending_size, mode
+                    data = b"".join(pending)
+                    pending, pending_size = [], 0
+                    try:
+                        await asyncio.to_thread(_append, part, mode, hasher, data)
+                    except OSError as exc:
+                        raise storage_error(part, exc) from exc
+                    mode = "ab"
+
                 try:
-                    with part.open(mode) as fh:
-                        # No chunk size: httpx would hold up to a whole chunk back, and a
-                        # dropped connection would lose it instead of leaving it to resume.
-                        async for chunk in resp.aiter_raw():
-                            received += len(chunk)
-                            if offset + received > ref.size:
-                                raise IntegrityError(
-                                    url, str(ref.size), f"more than {ref.size}", kind="size"
-                                )
-                            await asyncio.to_thread(_write_chunk, fh, hasher, chunk)
-                            self.reporter.advance(0, len(chunk))
-                            if self._rate:
-                                await self._rate.take(len(chunk))
-                except OSError as exc:
-                    raise storage_error(part, exc) from exc
+                    async for chunk in resp.aiter_raw():
+                        received += len(chunk)
+                        if offset + received > ref.size:
+                            raise IntegrityError(
+                                url, str(ref.size), f"more than {ref.size}", kind="size"
+                            )
+                        pending.append(chunk)
+                        pending_size += len(chunk)
+                        self.reporter.advance(0, len(chunk))
+                        if pending_size >= _FLUSH:
+                            await flush()
+                        if self._rate:
+                            await self._rate.take(len(chunk))
+                except httpx.TransportError:
+                    # What did arrive is good (TCP): keep it, so the retry resumes after it.
+                    await flush()
+                    raise
+                await flush()
         except httpx.TransportError as exc:
             self.bytes_transferred += received
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc

@@ -128,18 +128,23 @@ class Pool:
     def __init__(self, root: Path, tmp: Path) -> None:
         self.root = root
         self.tmp = tmp
+        self._root = str(root)
+        self._made: set[str] = set()
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
 
     def has(self, sha256: str) -> bool:
-        return self.path(sha256).exists()
+        # Plain strings, not pathlib: planning checks all 63,000 packages of an index.
+        return os.path.exists(f"{self._root}/{sha256[:2]}/{sha256}")
 
     def commit(self, tmp_file: Path, sha256: str) -> Path:
         """Move a verified temp file into the pool (read-only). Idempotent."""
         dest = self.path(sha256)
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            if sha256[:2] not in self._made:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                self._made.add(sha256[:2])
             os.chmod(tmp_file, 0o444)
             os.replace(tmp_file, dest)
         except OSError as exc:

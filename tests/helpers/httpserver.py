@@ -107,6 +107,9 @@ class _Fault:
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops connection attempts when a client opens 8 at
+    # once, and the client then stalls a whole second before retrying.
+    request_queue_size = 128
     # Keep ThreadingMixIn's default of joining handler threads in server_close(), so that no
     # thread outlives the fixture; stop() first shuts down idle keep-alive sockets so joins end.
     block_on_close = True
