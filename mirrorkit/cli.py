@@ -92,6 +92,10 @@ class TqdmReporter:
         if not _G.quiet:
             _err(message)
 
+    def debug(self, message: str) -> None:
+        if _G.verbose and not _G.quiet:
+            _err(message)
+
     def start(self, label: str, files: int, total_bytes: int) -> None:
         self._files, self._total_files = 0, files
         if _G.quiet or not sys.stderr.isatty() or files == 0:

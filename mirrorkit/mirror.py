@@ -348,6 +348,7 @@ async def _update(
             jobs=options.jobs, retry=retry, reporter=reporter, limit_rate=options.limit_rate
         ) as fetcher:
             raw, verified = await _fetch_release(fetcher, spec)
+            reporter.debug(f"{base}: signature good, signed by {', '.join(verified.signers)}")
             release = archive.parse_release(verified.payload, f"{base}/Release")
             _check_release(spec, release, mirror.state, options, base)
             raw_sha = hashlib.sha256(raw).hexdigest()
@@ -375,6 +376,7 @@ async def _update(
                 what = f"{base}/{found[0][1].path}"
                 pkgs = await asyncio.to_thread(archive.parse_packages, text, component, what)
                 indexes.append((component, arch, text, pkgs))
+                reporter.debug(f"{what}: verified, {len(pkgs)} packages")
 
             refs = [
                 FileRef(p.filename, p.size, p.sha256) for _, _, _, pkgs in indexes for p in pkgs

@@ -9,6 +9,9 @@ class Reporter(Protocol):
     def info(self, message: str) -> None:
         """A line of log for stderr (shown unless --quiet)."""
 
+    def debug(self, message: str) -> None:
+        """Detail for stderr, shown with --verbose."""
+
     def start(self, label: str, files: int, total_bytes: int) -> None:
         """A transfer of ``files`` files / ``total_bytes`` bytes begins."""
 
@@ -21,6 +24,9 @@ class Reporter(Protocol):
 
 class NullReporter:
     def info(self, message: str) -> None:
+        pass
+
+    def debug(self, message: str) -> None:
         pass
 
     def start(self, label: str, files: int, total_bytes: int) -> None:
