@@ -7,15 +7,20 @@ out); fetching and storing live elsewhere.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import lzma
 import posixpath
+import queue
 import re
+import sys
+import threading
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
 
 import zstandard
 from debian import deb822
@@ -150,6 +155,89 @@ def decompress(data: bytes, compression: str, what: str) -> bytes:
     raise FormatError(f"{what}: unsupported compression {compression!r}")
 
 
+def iter_decompressed(data: bytes, compression: str, what: str) -> Iterator[bytes]:
+    """Decompress in pieces, so that parsing can start before decompression ends."""
+    step = 1 << 18
+    try:
+        if compression in ("xz", "gz", "bz2"):
+            engine: Any = (
+                lzma.LZMADecompressor()
+                if compression == "xz"
+                else zlib.decompressobj(47)
+                if compression == "gz"
+                else bz2.BZ2Decompressor()
+            )
+            for start in range(0, len(data), step):
+                if out := engine.decompress(data[start : start + step]):
+                    yield out
+            if compression == "gz":
+                if tail := engine.flush():
+                    yield tail
+                if not engine.eof:
+                    raise FormatError(f"{what}: truncated gz data")
+            elif not engine.eof:
+                raise FormatError(f"{what}: truncated {compression} data")
+            return
+        if compression in ("zst", ""):
+            yield decompress(data, compression, what)
+            return
+    except (lzma.LZMAError, zlib.error, OSError, EOFError) as exc:
+        raise FormatError(f"{what}: corrupt {compression} data ({exc})") from exc
+    raise FormatError(f"{what}: unsupported compression {compression!r}")
+
+
+def parse_compressed(
+    data: bytes, compression: str, component: str, what: str = "Packages"
+) -> tuple[bytes, list[Package]]:
+    """Decompress and parse an index at once: (text, packages).
+
+    Decompression runs in a thread (lzma and zlib release the GIL) while this thread parses
+    what has come out so far, cutting at stanza boundaries; on Debian's 63,000-package index
+    that hides most of the 0.4 s xz takes.
+    """
+    pieces: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
+
+    def produce() -> None:
+        try:
+            for piece in iter_decompressed(data, compression, what):
+                pieces.put(piece)
+            pieces.put(None)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            pieces.put(exc)
+
+    # The decompressor takes the GIL back each time its output buffer grows; with the default
+    # 5 ms switch interval it then waits behind the parser, and the overlap is lost (1.04 s
+    # serial, 0.92 s pipelined, 0.64 s pipelined at 1 ms on the bookworm index).
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, 0.001))
+    worker = threading.Thread(target=produce, name="decompress", daemon=True)
+    worker.start()
+    parts: list[bytes] = []
+    packages: list[Package] = []
+    tail = b""
+    try:
+        while (item := pieces.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            parts.append(item)
+            buf = tail + item
+            cut = buf.rfind(b"\n\n")
+            if cut < 0:
+                tail = buf
+                continue
+            packages += parse_packages(buf[:cut], component, what, len(packages) + 1)
+            tail = buf[cut + 2 :]
+        packages += parse_packages(tail, component, what, len(packages) + 1)
+    finally:
+        sys.setswitchinterval(interval)
+        # Unblock and finish the producer even when parsing failed half-way.
+        while worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                pieces.get(timeout=0.05)
+        worker.join()
+    return b"".join(parts), packages
+
+
 def safe_relpath(path: str, what: str) -> str:
     """Normalize an archive-relative path and refuse anything that could leave the tree."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
@@ -187,14 +275,17 @@ def join_stanzas(stanzas: Iterable[bytes]) -> bytes:
     return b"".join(s + b"\n\n" for s in stanzas)
 
 
-def parse_packages(text: bytes, component: str, what: str = "Packages") -> list[Package]:
+def parse_packages(
+    text: bytes, component: str, what: str = "Packages", first: int = 1
+) -> list[Package]:
     """Parse a Packages index fast, on bytes, keeping every stanza verbatim.
 
     python-debian's parser is the oracle in the tests; this one is several times faster on
     the 63,000-stanza Debian index, which matters because ``mirror update`` parses it each time.
+    ``first`` numbers the stanzas in error messages when ``text`` is a later part of an index.
     """
     packages: list[Package] = []
-    for number, stanza in enumerate(iter_stanzas(text), 1):
+    for number, stanza in enumerate(iter_stanzas(text), first):
         fields = dict(_FIELD_RE.findall(stanza))
         missing = [k.decode() for k in _REQUIRED if not fields.get(k)]
         if missing:

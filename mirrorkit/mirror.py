@@ -310,8 +310,9 @@ def _index_targets(
 
 
 async def _fetch_index(
-    fetcher: Fetcher, base: str, release: archive.Release, compression: str, ref: FileRef
+    fetcher: Fetcher, base: str, release: archive.Release, ref: FileRef
 ) -> bytes:
+    """The verified (still compressed) bytes of one index file."""
     what = f"{base}/{ref.path}"
     data: bytes | None = None
     if release.by_hash:
@@ -324,7 +325,30 @@ async def _fetch_index(
                 raise
     if data is None:
         data = await fetcher.get_verified(f"{base}/{ref.path}", ref, what)
-    return await asyncio.to_thread(archive.decompress, data, compression, what)
+    return data
+
+
+def _load_index(
+    spec: MirrorSpec,
+    component: str,
+    arch: str,
+    found: list[tuple[str, FileRef]],
+    blobs: dict[str, bytes],
+    base: str,
+) -> tuple[str, str, bytes, list[Package]]:
+    """Decompress and parse the verified index file(s) of one component/architecture."""
+    what = f"{base}/{found[0][1].path}"
+    if len(found) == 1 and not spec.flat:
+        compression, ref = found[0]
+        text, pkgs = archive.parse_compressed(blobs[ref.sha256], compression, component, what)
+        return component, arch, text, pkgs
+    text = b"".join(
+        archive.decompress(blobs[ref.sha256], compression, what).rstrip(b"\n") + b"\n\n"
+        for compression, ref in found
+    )
+    if spec.flat:
+        text = _filter_arch(text, arch)
+    return component, arch, text, archive.parse_packages(text, component, what)
 
 
 def _filter_arch(text: bytes, arch: str) -> bytes:
@@ -362,21 +386,19 @@ async def _update(
                 return UpdateResult(spec.name, False, previous.packages, previous.release_date)
 
             targets = _index_targets(spec, release, base)
-            unique = {ref.sha256: (comp, ref) for _, _, found in targets for comp, ref in found}
-            texts = await asyncio.gather(
-                *(_fetch_index(fetcher, base, release, c, r) for c, r in unique.values())
+            unique = {ref.sha256: ref for _, _, found in targets for _, ref in found}
+            blobs = await asyncio.gather(
+                *(_fetch_index(fetcher, base, release, ref) for ref in unique.values())
             )
-            by_sha = dict(zip(unique, texts, strict=True))
-
-            indexes: list[tuple[str, str, bytes, list[Package]]] = []
-            for component, arch, found in targets:
-                text = b"".join(by_sha[ref.sha256].rstrip(b"\n") + b"\n\n" for _, ref in found)
-                if spec.flat:
-                    text = _filter_arch(text, arch)
-                what = f"{base}/{found[0][1].path}"
-                pkgs = await asyncio.to_thread(archive.parse_packages, text, component, what)
-                indexes.append((component, arch, text, pkgs))
-                reporter.debug(f"{what}: verified, {len(pkgs)} packages")
+            verified_indexes = dict(zip(unique, blobs, strict=True))
+            indexes = [
+                await asyncio.to_thread(
+                    _load_index, spec, component, arch, found, verified_indexes, base
+                )
+                for component, arch, found in targets
+            ]
+            for component, arch, _, pkgs in indexes:
+                reporter.debug(f"{base} {component}/binary-{arch}: verified, {len(pkgs)} packages")
 
             refs = [
                 FileRef(p.filename, p.size, p.sha256) for _, _, _, pkgs in indexes for p in pkgs

@@ -180,3 +180,41 @@ def test_rendered_compression_is_deterministic() -> None:
     assert archive.compress_gz(SAMPLE) == archive.compress_gz(SAMPLE)
     assert archive.compress_xz(SAMPLE) == archive.compress_xz(SAMPLE)
     assert gzip.decompress(archive.compress_gz(SAMPLE)) == SAMPLE
+
+
+def _big_index(n: int) -> bytes:
+    return b"".join(
+        SAMPLE.replace(b"Package: hello", b"Package: hello%d" % i)
+        .replace(b"Package: libfoo1", b"Package: libfoo%d" % i)
+        .rstrip(b"\n")
+        + b"\n\n"
+        for i in range(n)
+    )
+
+
+@pytest.mark.parametrize("compression", ["xz", "gz", "bz2", "zst", ""])
+def test_pipelined_parse_equals_plain_parse(compression: str) -> None:
+    import bz2
+
+    import zstandard
+
+    text = _big_index(3000)  # several decompressed pieces, cut at stanza boundaries
+    packed = {
+        "xz": lambda d: lzma.compress(d),
+        "gz": lambda d: gzip.compress(d),
+        "bz2": bz2.compress,
+        "zst": lambda d: zstandard.ZstdCompressor().compress(d),
+        "": lambda d: d,
+    }[compression](text)
+    got_text, got = archive.parse_compressed(packed, compression, "main")
+    assert got_text == text
+    assert got == archive.parse_packages(text, "main")
+
+
+def test_pipelined_parse_reports_the_right_stanza_and_truncation() -> None:
+    text = _big_index(3000)
+    bad = text[: text.rfind(b"SHA256: ")] + b"SHA256: nothex\n\n"  # the last stanza's
+    with pytest.raises(FormatError, match=r"stanza 6000 \(libfoo2999\)"):
+        archive.parse_compressed(lzma.compress(bad), "xz", "main")
+    with pytest.raises(FormatError, match="truncated xz"):
+        archive.parse_compressed(lzma.compress(text)[:5000], "xz", "main")
