@@ -271,6 +271,22 @@ def field(stanza: bytes, name: bytes) -> bytes | None:
     return m.group(1) if m else None
 
 
+def stanza_fields(stanza: bytes) -> dict[str, str]:
+    """Every field of one stanza; continuation lines are joined with newlines."""
+    fields: dict[str, str] = {}
+    last = ""
+    for line in stanza.decode("utf-8", "replace").split("\n"):
+        if line[:1] in (" ", "\t"):
+            if last:
+                fields[last] += "\n" + line.strip()
+            continue
+        name, sep, value = line.partition(":")
+        if sep:
+            last = name.strip()
+            fields[last] = value.strip()
+    return fields
+
+
 def join_stanzas(stanzas: Iterable[bytes]) -> bytes:
     return b"".join(s + b"\n\n" for s in stanzas)
 

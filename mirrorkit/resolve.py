@@ -1,0 +1,528 @@
+"""Dependency closure, as apt would install it from an empty system; pure functions over an index.
+
+- ``a | b | c``: the first alternative that can be satisfied, not all of them.
+- Virtual packages: a real package of that name first; among providers, apt's order (Essential,
+  same architecture, Priority field, then the order of the index), never dict or set order.
+- Versions compare as Debian versions (python-debian); versioned Provides satisfy versioned
+  dependencies, unversioned Provides never do.
+- Architectures: ``Architecture: all``, ``pkg:any`` (needs ``Multi-Arch: allowed``),
+  ``pkg:native``, ``pkg:ARCH``, and ``Multi-Arch: foreign`` packages from another selected
+  architecture.
+- Across sources: the highest version that satisfies the dependency, wherever it comes from (so a
+  security update wins over the release's version).
+- What cannot be satisfied is reported (package, dependency, why), never silently dropped.
+
+Conflicts and Breaks are not considered: the closure is what must be *available*, and apt's
+choices among alternatives do not depend on them in practice (the differential test checks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cmp_to_key
+
+from debian.deb822 import PkgRelation
+
+from mirrorkit import query as q
+from mirrorkit.archive import stanza_fields
+from mirrorkit.errors import MirrorkitError
+from mirrorkit.models import Package
+
+MERGE_POLICIES = ("later", "latest", "all-versions")
+_PRIORITY = {"required": 1, "important": 2, "standard": 3, "optional": 4, "extra": 5}
+_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
+_PROVIDES_LINE = re.compile(rb"^Provides:[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)", re.MULTILINE)
+_PROVIDES_ITEM = re.compile(r"^\s*([a-z0-9][a-z0-9+.-]*)\s*(?:\(\s*=\s*([^\s)]+)\s*\))?\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Alt:
+    """One alternative of a dependency: ``name[:arch] [(op version)]``."""
+
+    name: str
+    archqual: str | None = None
+    op: str | None = None
+    version: str | None = None
+
+    def __str__(self) -> str:
+        text = self.name + (f":{self.archqual}" if self.archqual else "")
+        return text + (f" ({self.op} {self.version})" if self.op else "")
+
+
+Group = tuple[Alt, ...]
+
+
+def group_text(group: Group) -> str:
+    return " | ".join(str(a) for a in group)
+
+
+@dataclass(frozen=True, slots=True)
+class Unmet:
+    """A dependency nothing in the index satisfies."""
+
+    package: Package
+    dependency: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.package.ref}: {self.dependency}: {self.why}"
+
+
+class UnmetDependenciesError(MirrorkitError):
+    def __init__(self, unmet: Sequence[Unmet]) -> None:
+        lines = "\n".join(f"  {u}" for u in unmet[:50])
+        more = f"\n  ... and {len(unmet) - 50} more" if len(unmet) > 50 else ""
+        super().__init__(
+            f"{len(unmet)} unmet dependencies:\n{lines}{more}",
+            "add the missing sources (e.g. a further upstream), or pass --allow-missing to "
+            "accept an incomplete set.",
+        )
+        self.unmet = list(unmet)
+
+
+def parse_relations(text: str, what: str = "") -> list[Group]:
+    groups: list[Group] = []
+    for options in PkgRelation.parse_relations(text):
+        alts = []
+        for rel in options:
+            name = rel["name"]
+            if not _NAME.match(name):
+                raise MirrorkitError(f"{what}: cannot parse dependency {text!r}")
+            version = rel.get("version")
+            alts.append(Alt(name, rel.get("archqual"), *(version if version else (None, None))))
+        if alts:
+            groups.append(tuple(alts))
+    return groups
+
+
+def _version_cmp(a: Package, b: Package) -> int:
+    return q._compare(a.version, b.version)
+
+
+class Universe:
+    """Packages from one or more sources, with the lookups the resolver and queries need.
+
+    Relation fields are parsed lazily: a closure touches a few hundred of 63,000 packages.
+    """
+
+    def __init__(self, packages: Iterable[Package], architectures: Sequence[str] = ()) -> None:
+        seen: set[tuple[str, str, str]] = set()
+        self.packages: list[Package] = []
+        for p in packages:
+            key = (p.name, p.version, p.architecture)
+            if key not in seen:
+                seen.add(key)
+                self.packages.append(p)
+        self.order = {id(p): n for n, p in enumerate(self.packages)}
+        archs = list(architectures) or sorted({p.architecture for p in self.packages} - {"all"})
+        self.native = archs[0] if archs else "amd64"
+        self.architectures = frozenset(archs)
+        by_name: dict[str, list[Package]] = {}
+        for p in self.packages:
+            by_name.setdefault(p.name, []).append(p)
+        for versions in by_name.values():
+            if len(versions) > 1:
+                # Highest version first; the sort is stable, so equal versions keep index order.
+                versions.sort(key=cmp_to_key(_version_cmp), reverse=True)
+        self.by_name = by_name
+        self._fields: dict[int, dict[str, str]] = {}
+        self._relations: dict[tuple[int, str], list[Group]] = {}
+        self._provides_index: dict[str, list[tuple[Package, str | None]]] | None = None
+
+    # -- the Fields protocol of query.py ------------------------------------------------------
+
+    def fields_of(self, pkg: Package) -> dict[str, str]:
+        cached = self._fields.get(id(pkg))
+        if cached is None:
+            cached = self._fields[id(pkg)] = stanza_fields(pkg.stanza)
+        return cached
+
+    def field(self, pkg: Package, name: str) -> str | None:
+        return self.fields_of(pkg).get(name)
+
+    def provides(self, pkg: Package) -> list[tuple[str, str | None]]:
+        if b"Provides:" not in pkg.stanza:
+            return []
+        return self._quick_provides(pkg)
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    def relations(self, pkg: Package, name: str) -> list[Group]:
+        key = (id(pkg), name)
+        cached = self._relations.get(key)
+        if cached is None:
+            text = self.field(pkg, name)
+            cached = parse_relations(text, f"{pkg.ref}: {name}") if text else []
+            self._relations[key] = cached
+        return cached
+
+    def providers(self, name: str) -> list[tuple[Package, str | None]]:
+        if self._provides_index is None:
+            index: dict[str, list[tuple[Package, str | None]]] = {}
+            for p in self.packages:
+                if b"Provides:" not in p.stanza:
+                    continue
+                for provided, version in self._quick_provides(p):
+                    index.setdefault(provided, []).append((p, version))
+            self._provides_index = index
+        return self._provides_index.get(name, [])
+
+    @staticmethod
+    def _quick_provides(pkg: Package) -> list[tuple[str, str | None]]:
+        """Provides without the general relation parser: 6,000 stanzas of bookworm have one,
+        and building the index is on the path of every first virtual-package lookup. The
+        test suite checks it against python-debian on the real index."""
+        m = _PROVIDES_LINE.search(pkg.stanza)
+        if m is None:
+            return []
+        found = []
+        for item in m.group(1).decode().split(","):
+            entry = _PROVIDES_ITEM.match(item)
+            if entry is None:
+                # Rare shapes: fall back to the full parser for this stanza.
+                return [
+                    (g[0].name, g[0].version if g[0].op == "=" else None)
+                    for g in parse_relations(m.group(1).decode(), f"{pkg.ref}: Provides")
+                ]
+            found.append((entry.group(1), entry.group(2)))
+        return found
+
+    def multi_arch(self, pkg: Package) -> str:
+        if b"Multi-Arch:" not in pkg.stanza:
+            return "no"
+        return self.field(pkg, "Multi-Arch") or "no"
+
+    def essential(self, pkg: Package) -> bool:
+        return b"Essential:" in pkg.stanza and self.field(pkg, "Essential") == "yes"
+
+    def priority(self, pkg: Package) -> int:
+        return _PRIORITY.get(self.field(pkg, "Priority") or "", 6)
+
+    def is_candidate(self, pkg: Package) -> bool:
+        """apt only ever installs the candidate: the highest version of a name+arch."""
+        for other in self.by_name[pkg.name]:
+            if other.architecture == pkg.architecture:
+                return other is pkg
+        return False
+
+    def arch_of(self, pkg: Package) -> str:
+        return self.native if pkg.architecture == "all" else pkg.architecture
+
+    def arch_ok(self, dependent: Package, alt: Alt, target: Package, provided: bool) -> bool:
+        """Can ``target`` (a real package, or a provider) satisfy ``alt`` for ``dependent``?"""
+        arch = target.architecture
+        if alt.archqual == "any":
+            return self.multi_arch(target) == "allowed" or arch == "all"
+        if alt.archqual == "native":
+            return arch in (self.native, "all")
+        if alt.archqual:
+            return arch in (alt.archqual, "all")
+        if arch == "all" or arch == self.arch_of(dependent):
+            return True
+        return self.multi_arch(target) == "foreign" and arch in self.architectures
+
+
+@dataclass
+class Closure:
+    """The result: selected packages (in the order apt would mark them), what is unmet, and for
+    each selected package the package and dependency that pulled it in (None for a seed)."""
+
+    packages: list[Package] = field(default_factory=list)
+    unmet: list[Unmet] = field(default_factory=list)
+    reason: dict[int, tuple[Package | None, str]] = field(default_factory=dict)
+
+    def why(self, pkg: Package) -> list[tuple[Package, str]]:
+        """The chain from a seed to ``pkg``: [(seed, ""), (next, "dep that pulled it"), ...]."""
+        chain: list[tuple[Package, str]] = []
+        current: Package | None = pkg
+        while current is not None:
+            parent, dep = self.reason[id(current)]
+            chain.append((current, dep))
+            current = parent
+        return list(reversed(chain))
+
+
+class _Resolver:
+    def __init__(self, universe: Universe, fields: Sequence[str]) -> None:
+        self.u = universe
+        self.fields = fields
+        self.result = Closure()
+        self.selected: dict[tuple[str, str], Package] = {}
+        self.selected_by_name: dict[str, list[Package]] = {}
+        self.selected_provides: dict[str, list[tuple[Package, str | None]]] = {}
+
+    def select(self, pkg: Package, parent: Package | None, dep: str) -> bool:
+        key = (pkg.name, pkg.architecture)
+        if key in self.selected:
+            return False
+        self.selected[key] = pkg
+        self.selected_by_name.setdefault(pkg.name, []).append(pkg)
+        for name, version in self.u.provides(pkg):
+            self.selected_provides.setdefault(name, []).append((pkg, version))
+        self.result.packages.append(pkg)
+        self.result.reason[id(pkg)] = (parent, dep)
+        return True
+
+    def satisfied(self, dependent: Package, group: Group) -> bool:
+        return next(self._satisfiers(dependent, group), None) is not None
+
+    def satisfiers(self, dependent: Package, group: Group) -> list[Package]:
+        return list(self._satisfiers(dependent, group))
+
+    def _satisfiers(self, dependent: Package, group: Group) -> Iterator[Package]:
+        for alt in group:
+            for pkg in self.selected_by_name.get(alt.name, []):
+                if q.version_matches(pkg.version, alt.op, alt.version) and self.u.arch_ok(
+                    dependent, alt, pkg, False
+                ):
+                    yield pkg
+            for provider, version in self.selected_provides.get(alt.name, []):
+                if self._provide_ok(alt, version) and self.u.arch_ok(
+                    dependent, alt, provider, True
+                ):
+                    yield provider
+
+    @staticmethod
+    def _provide_ok(alt: Alt, provided: str | None) -> bool:
+        if alt.op is None:
+            return True
+        return provided is not None and q.version_matches(provided, alt.op, alt.version)
+
+    def candidates(self, dependent: Package, alt: Alt) -> list[Package]:
+        """Who could satisfy ``alt``, best first; a real package of that name first."""
+        real = [
+            p
+            for p in self.u.by_name.get(alt.name, [])
+            if q.version_matches(p.version, alt.op, alt.version)
+            and self.u.arch_ok(dependent, alt, p, False)
+            and self._installable(p)
+        ]
+        if real:
+            want = self.u.arch_of(dependent)
+            # Highest version (by_name order); the dependent's own architecture first.
+            real.sort(key=lambda p: p.architecture not in (want, "all"))
+            return real[:1]
+        providers = [
+            p
+            for p, version in self.u.providers(alt.name)
+            if self._provide_ok(alt, version)
+            and self.u.arch_ok(dependent, alt, p, True)
+            and self.u.is_candidate(p)
+            and self._installable(p)
+        ]
+        want = self.u.arch_of(dependent)
+        providers.sort(
+            key=lambda p: (
+                not self.u.essential(p),
+                p.architecture not in (want, "all"),
+                self.u.priority(p),
+                # apt's last resort is the package's cache ID, highest first: the later in
+                # the index, the more preferred (e.g. php8.2-phpdbg for phpapi-20220829).
+                -self.u.order[id(p)],
+            )
+        )
+        return providers
+
+    def _installable(self, pkg: Package) -> bool:
+        """Not when another version of the same name+arch is already selected."""
+        other = self.selected.get((pkg.name, pkg.architecture))
+        return other is None or other is pkg
+
+    def why_unmet(self, dependent: Package, group: Group) -> str:
+        reasons = []
+        for alt in group:
+            named = self.u.by_name.get(alt.name, [])
+            chosen = self.selected_by_name.get(alt.name, [])
+            if chosen and not any(
+                q.version_matches(p.version, alt.op, alt.version) for p in chosen
+            ):
+                reasons.append(f"{alt.name} {chosen[0].version} is already selected")
+            elif named:
+                versions = sorted({f"{p.version} ({p.architecture})" for p in named})
+                reasons.append(f"{alt.name} has only {', '.join(versions)}")
+            elif self.u.providers(alt.name):
+                reasons.append(f"no provider of {alt.name} fits")
+            else:
+                reasons.append(f"no package {alt.name}")
+        return "; ".join(reasons)
+
+    def run(self, seeds: Sequence[Package]) -> Closure:
+        for seed in seeds:
+            if self.select(seed, None, ""):
+                self.expand(seed)
+        self.drop_conflicting_choices()
+        return self.result
+
+    def expand(self, pkg: Package) -> None:
+        """Mark what ``pkg`` needs: its dependencies in order, depth first, as apt's
+        MarkInstall does. The order decides what "already satisfied" means for an ``a | b``
+        further down, and so which alternative is taken."""
+        for group in self._groups(pkg):
+            if self.satisfied(pkg, group):
+                continue
+            chosen = next((c[0] for alt in group if (c := self.candidates(pkg, alt))), None)
+            if chosen is None:
+                self.result.unmet.append(Unmet(pkg, group_text(group), self.why_unmet(pkg, group)))
+            elif self.select(chosen, pkg, group_text(group)):
+                self.expand(chosen)
+
+    def drop_conflicting_choices(self) -> None:
+        """An alternative taken early can conflict with a package marked later (e.g.
+        libreoffice-core-nogui, taken for ``nogui | core``, against libreoffice-core, which
+        libreoffice-writer needs). apt's problem resolver then drops the alternative when
+        everything it satisfied is satisfied otherwise; so do we."""
+        changed = True
+        while changed:
+            changed = False
+            for pkg in list(self.result.packages):
+                parent, dep = self.result.reason[id(pkg)]
+                if parent is None or " | " not in dep or not self._conflicts_with_selected(pkg):
+                    continue
+                if self._still_satisfied_without(pkg):
+                    self._unselect(pkg)
+                    changed = True
+
+    def _conflicts_with_selected(self, pkg: Package) -> bool:
+        for other in self.result.packages:
+            if other is pkg:
+                continue
+            for a, b in ((pkg, other), (other, pkg)):
+                for name in ("Conflicts", "Breaks"):
+                    if b"\n" + name.encode() + b":" not in b"\n" + a.stanza:
+                        continue
+                    for group in self.u.relations(a, name):
+                        for alt in group:
+                            if alt.name == b.name and q.version_matches(
+                                b.version, alt.op, alt.version
+                            ):
+                                return True
+        return False
+
+    def _still_satisfied_without(self, pkg: Package) -> bool:
+        """Would every dependency satisfied now stay satisfied if ``pkg`` went away?"""
+        before = self._unsatisfied()
+        position = self.result.packages.index(pkg)
+        reason = self.result.reason[id(pkg)]
+        self._unselect(pkg)
+        try:
+            return self._unsatisfied() <= before
+        finally:
+            self.select(pkg, *reason)
+            self.result.packages.remove(pkg)
+            self.result.packages.insert(position, pkg)
+
+    def _unsatisfied(self) -> set[tuple[int, Group]]:
+        return {
+            (id(other), group)
+            for other in self.result.packages
+            for group in self._groups(other)
+            if not self.satisfied(other, group)
+        }
+
+    def _unselect(self, pkg: Package) -> None:
+        del self.selected[(pkg.name, pkg.architecture)]
+        self.selected_by_name[pkg.name].remove(pkg)
+        for name, _ in self.u.provides(pkg):
+            self.selected_provides[name] = [
+                x for x in self.selected_provides[name] if x[0] is not pkg
+            ]
+        self.result.packages.remove(pkg)
+
+    def _groups(self, pkg: Package) -> list[Group]:
+        return [g for name in self.fields for g in self.u.relations(pkg, name)]
+
+
+def resolve_closure(
+    universe: Universe,
+    seeds: Sequence[Package],
+    *,
+    recommends: bool = False,
+    suggests: bool = False,
+) -> Closure:
+    """The dependency closure of ``seeds`` over ``universe`` (see the module docstring)."""
+    fields = ["Pre-Depends", "Depends"]
+    if recommends:
+        fields.append("Recommends")
+    if suggests:
+        fields.append("Suggests")
+    return _Resolver(universe, fields).run(seeds)
+
+
+def essential_set(universe: Universe) -> list[Package]:
+    """``Essential: yes`` and ``Priority: required`` candidates of the native architecture."""
+    return [
+        p
+        for p in universe.packages
+        if p.architecture in (universe.native, "all")
+        and universe.is_candidate(p)
+        and (universe.essential(p) or universe.field(p, "Priority") == "required")
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """A filter: the packages a query matches, with their dependency closure if asked."""
+
+    query: str
+    with_deps: bool = False
+    with_recommends: bool = False
+    with_essential: bool = False
+    allow_missing: bool = False
+
+    def digest(self) -> str:
+        return hashlib.sha256(repr(self).encode()).hexdigest()
+
+
+@dataclass
+class Selected:
+    packages: list[Package]
+    matched: list[Package]
+    closure: Closure | None
+
+
+def search(universe: Universe, text: str) -> list[Package]:
+    """Every package ``text`` matches, in index order."""
+    parsed = q.parse(text)
+    return [p for p in universe.packages if parsed.matches(p, universe)]
+
+
+def apply(universe: Universe, selection: Selection) -> Selected:
+    """The packages ``selection`` keeps from ``universe``; raises on unmet dependencies unless
+    ``allow_missing``."""
+    matched = search(universe, selection.query)
+    if not selection.with_deps:
+        return Selected(matched, matched, None)
+    seeds = list(matched)
+    if selection.with_essential:
+        seeds += essential_set(universe)
+    closure = resolve_closure(universe, seeds, recommends=selection.with_recommends)
+    if closure.unmet and not selection.allow_missing:
+        raise UnmetDependenciesError(closure.unmet)
+    # A seed that another version's seed displaced is still wanted (e.g. two matched versions).
+    keep = {id(p) for p in closure.packages} | {id(p) for p in matched}
+    return Selected([p for p in universe.packages if id(p) in keep], matched, closure)
+
+
+def merge_packages(sources: Sequence[Sequence[Package]], policy: str = "later") -> list[Package]:
+    """Merge package lists: ``later`` (for each component+name+architecture the later source
+    wins), ``latest`` (the highest version wins) or ``all-versions`` (keep every version).
+    Within one source the highest version of a name+arch stands for it."""
+    if policy not in MERGE_POLICIES:
+        raise MirrorkitError(f"unknown merge policy {policy!r}", f"use one of {MERGE_POLICIES}.")
+    merged: dict[tuple[str, str, str, str], Package] = {}
+    for packages in sources:
+        best: dict[tuple[str, str, str, str], Package] = {}
+        for p in packages:
+            version_key = p.version if policy == "all-versions" else ""
+            key = (p.component, p.name, p.architecture, version_key)
+            old = best.get(key)
+            if old is None or q._compare(p.version, old.version) > 0:
+                best[key] = p
+        for key, p in best.items():
+            old = merged.get(key)
+            if old is None or policy != "latest" or q._compare(p.version, old.version) > 0:
+                merged[key] = p
+    return sorted(merged.values(), key=lambda p: (p.component, p.name, p.architecture, p.version))
