@@ -17,11 +17,11 @@ from typing import Any, NoReturn
 import typer
 from tqdm import tqdm
 
-from mirrorkit import __version__, mirror, publish, snapshot
+from mirrorkit import __version__, mirror, publish, query, resolve, snapshot
 from mirrorkit import sync as sync_mod
 from mirrorkit.errors import MirrorkitError, UsageError
 from mirrorkit.fetch import RetryPolicy
-from mirrorkit.models import MirrorSpec, UpdateResult
+from mirrorkit.models import MirrorSpec, Package, UpdateResult
 from mirrorkit.profile import load_profile
 from mirrorkit.store import Store, default_store_path
 
@@ -184,16 +184,24 @@ def mirror_add(
         [], "--fingerprint", help="Allowed signer fingerprint (repeatable)."
     ),
     profile: Path | None = typer.Option(None, "--profile", help="Add every upstream of a profile."),
-    filter_query: str | None = typer.Option(None, "--filter", help="Package query (not yet)."),
-    with_deps: bool = typer.Option(False, "--with-deps", help="With dependency closure (not yet)."),
-    with_recommends: bool = typer.Option(False, "--with-recommends", help="(not yet)"),
+    filter_query: str | None = typer.Option(
+        None, "--filter", help="Keep only the packages this query matches (aptly syntax)."
+    ),
+    with_deps: bool = typer.Option(
+        False, "--with-deps", help="With the filter: add the dependency closure."
+    ),
+    with_recommends: bool = typer.Option(
+        False, "--with-recommends", help="With --with-deps: follow Recommends too."
+    ),
     with_sources: bool = typer.Option(False, "--with-sources", help="(not yet)"),
     with_udebs: bool = typer.Option(False, "--with-udebs", help="(not yet)"),
 ) -> None:
     """Start following an upstream suite (verified with KEYRING)."""
     with user_errors():
-        if filter_query or with_deps or with_recommends:
-            raise MirrorkitError(f"filtered mirrors (--filter/--with-deps) {_NOT_YET}")
+        if (with_deps or with_recommends) and not filter_query:
+            raise UsageError("--with-deps and --with-recommends need --filter QUERY")
+        if filter_query:
+            query.parse(filter_query)  # a typo fails here, with a caret, not at update time
         if with_sources or with_udebs:
             raise MirrorkitError(f"mirroring sources and udebs {_NOT_YET}")
         store = open_store()
@@ -215,6 +223,9 @@ def mirror_add(
                     architectures=tuple(architecture),
                     keyring=str(keyring.resolve()),
                     fingerprints=tuple(f.replace(" ", "").upper() for f in fingerprint),
+                    filter=filter_query or "",
+                    with_deps=with_deps,
+                    with_recommends=with_recommends,
                 ),
             )
         with store.locked():
@@ -340,6 +351,17 @@ def mirror_rm(name: str) -> None:
 # --- snapshot ---------------------------------------------------------------------------------
 
 
+def _package_json(p: Package) -> dict[str, Any]:
+    return {
+        "name": p.name,
+        "version": p.version,
+        "architecture": p.architecture,
+        "component": p.component,
+        "sha256": p.sha256,
+        "size": p.size,
+    }
+
+
 def _snapshot_json(
     info: snapshot.SnapshotInfo, problems: list[str] | None = None
 ) -> dict[str, Any]:
@@ -403,14 +425,7 @@ def snapshot_show(
         out = _snapshot_json(info, problems)
         if packages:
             out["package_list"] = [
-                {
-                    "name": p.name,
-                    "version": p.version,
-                    "architecture": p.architecture,
-                    "component": p.component,
-                    "sha256": p.sha256,
-                    "size": p.size,
-                }
+                _package_json(p)
                 for p in sorted(pkgs, key=lambda p: (p.name, p.version, p.architecture))
             ]
         _emit_json(out)
@@ -460,6 +475,93 @@ def snapshot_merge(
         policy = "latest" if latest else "all-versions" if all_versions else "later"
         info = snapshot.merge(open_store(), dest, sources, policy)
     typer.echo(f"created snapshot {info.name} ({info.packages} packages, policy {policy})")
+
+
+WITH_DEPS = typer.Option(False, "--with-deps", help="Add the dependency closure.")
+WITH_RECOMMENDS = typer.Option(False, "--with-recommends", help="Follow Recommends too.")
+
+
+@snapshot_app.command("filter")
+def snapshot_filter(
+    source: str,
+    dest: str,
+    query_text: str = typer.Argument(..., metavar="QUERY"),
+    with_deps: bool = WITH_DEPS,
+    with_recommends: bool = WITH_RECOMMENDS,
+    with_essential: bool = typer.Option(
+        False, "--with-essential", help="Add the Essential/required set, to bootstrap a system."
+    ),
+    allow_missing: bool = typer.Option(
+        False, "--allow-missing", help="Create it even if dependencies are unmet (listed)."
+    ),
+) -> None:
+    """New snapshot DEST: the packages of SOURCE that QUERY matches (and what they need)."""
+    with user_errors():
+        selection = resolve.Selection(
+            query_text, with_deps, with_recommends, with_essential, allow_missing
+        )
+        info, picked = snapshot.filter_snapshot(open_store(), source, dest, selection)
+    if picked.closure is not None:
+        for unmet in picked.closure.unmet:
+            _err(f"warning: unmet: {unmet}")
+    typer.echo(
+        f"created snapshot {info.name}: {len(picked.matched)} matched, "
+        f"{len(picked.packages)} packages in all"
+    )
+
+
+@snapshot_app.command("search")
+def snapshot_search(
+    name: str, query_text: str = typer.Argument(..., metavar="QUERY"), json_out: bool = JSON
+) -> None:
+    """Packages of snapshot NAME that QUERY matches, as name_version_arch (sorted).
+
+    QUERY is aptly's language: 'nginx', 'nginx (>= 1.22)', 'Priority (required)',
+    '$Source (openssl)', 'Name (% lib*)', 'a | b', 'a, b', '!a', parentheses."""
+    with user_errors():
+        found = snapshot.search(open_store(), name, query_text)
+    if json_out:
+        _emit_json([_package_json(p) for p in found])
+        return
+    for ref in dict.fromkeys(p.ref for p in found):
+        typer.echo(ref)
+
+
+@snapshot_app.command("verify")
+def snapshot_verify(
+    name: str,
+    with_: list[str] = typer.Option([], "--with", help="Also consider this snapshot's packages."),
+    json_out: bool = JSON,
+) -> None:
+    """List unmet dependencies of NAME's packages; exit 1 if there are any."""
+    with user_errors():
+        unmet = snapshot.verify(open_store(), name, with_)
+    if json_out:
+        _emit_json(
+            [{"package": u.package.ref, "dependency": u.dependency, "why": u.why} for u in unmet]
+        )
+    else:
+        for u in unmet:
+            typer.echo(str(u))
+        _err(f"{name}: {len(unmet)} unmet dependencies" if unmet else f"{name}: all satisfied")
+    if unmet:
+        raise typer.Exit(1)
+
+
+@snapshot_app.command("why")
+def snapshot_why(
+    name: str,
+    package: str,
+    from_query: str | None = typer.Option(
+        None, "--from", help="Start from this query [the snapshot's own filter]."
+    ),
+) -> None:
+    """The dependency chain that pulled PACKAGE into snapshot NAME."""
+    with user_errors():
+        chain = snapshot.why(open_store(), name, package, from_query)
+    for depth, (pkg, dep) in enumerate(chain):
+        via = f"  (for: {dep})" if dep else "  (matches the filter)"
+        typer.echo(f"{'  ' * depth}{pkg.ref}{via}")
 
 
 # --- publish ----------------------------------------------------------------------------------

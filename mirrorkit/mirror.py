@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mirrorkit import archive, gpg
+from mirrorkit import archive, gpg, resolve
 from mirrorkit.errors import (
     ConflictError,
     FetchError,
@@ -28,6 +28,7 @@ from mirrorkit.errors import (
 from mirrorkit.fetch import Fetcher, RetryPolicy
 from mirrorkit.models import FetchSummary, FileRef, IndexRef, MirrorSpec, Package, UpdateResult
 from mirrorkit.progress import NullReporter, Reporter
+from mirrorkit.resolve import Selection
 from mirrorkit.store import Store, check_name, read_json, syncfs, write_json
 
 FORMAT = 1
@@ -43,7 +44,9 @@ class MirrorState:
     valid_until: str | None
     fetched_at: str
     spec_digest: str
-    indexes: tuple[IndexRef, ...]
+    indexes: tuple[IndexRef, ...]  # what the mirror holds (filtered, if it has a filter)
+    upstream: tuple[IndexRef, ...] = ()  # the upstream's indices as verified, in full
+    selection: str = ""  # digest of the filter that chose ``indexes`` from ``upstream``
 
     @property
     def packages(self) -> int:
@@ -97,6 +100,9 @@ def _from_json(data: dict[str, Any]) -> Mirror:
         architectures=tuple(s["architectures"]),
         keyring=s["keyring"],
         fingerprints=tuple(s["fingerprints"]),
+        filter=s.get("filter", ""),
+        with_deps=s.get("with_deps", False),
+        with_recommends=s.get("with_recommends", False),
     )
     state = None
     if (st := data.get("state")) is not None:
@@ -108,6 +114,8 @@ def _from_json(data: dict[str, Any]) -> Mirror:
             fetched_at=st["fetched_at"],
             spec_digest=st["spec_digest"],
             indexes=tuple(IndexRef(**i) for i in st["indexes"]),
+            upstream=tuple(IndexRef(**i) for i in st.get("upstream", st["indexes"])),
+            selection=st.get("selection", ""),
         )
     return Mirror(spec=spec, created_at=data["created_at"], state=state)
 
@@ -185,11 +193,35 @@ def update(
     options: UpdateOptions | None = None,
     reporter: Reporter | None = None,
 ) -> UpdateResult:
-    """Bring mirror ``name`` up to date with its upstream. See the module docstring."""
+    """Bring mirror ``name`` up to date with its upstream. See the module docstring.
+
+    A mirror added with a filter keeps (and downloads) only what its filter selects."""
+    mirror = load(store, name)
+    selection = None
+    if mirror.spec.filter:
+        selection = Selection(
+            mirror.spec.filter,
+            with_deps=mirror.spec.with_deps,
+            with_recommends=mirror.spec.with_recommends,
+        )
+    return update_group(store, [name], options, reporter, selection)[0]
+
+
+def update_group(
+    store: Store,
+    names: Sequence[str],
+    options: UpdateOptions | None = None,
+    reporter: Reporter | None = None,
+    selection: Selection | None = None,
+    policy: str = "later",
+) -> list[UpdateResult]:
+    """Update several mirrors; with ``selection``, the filter and its dependency closure are
+    resolved over all of them together (merged with ``policy`` first, so a security update
+    wins over the release's version), and each mirror downloads only its share."""
     options = options or UpdateOptions()
     reporter = reporter or NullReporter()
-    mirror = load(store, name)
-    return asyncio.run(_update(store, mirror, options, reporter))
+    mirrors = [load(store, n) for n in names]
+    return asyncio.run(_update_group(store, mirrors, options, reporter, selection, policy))
 
 
 async def _fetch_release(fetcher: Fetcher, spec: MirrorSpec) -> tuple[bytes, gpg.Verified]:
@@ -335,20 +367,20 @@ def _load_index(
     found: list[tuple[str, FileRef]],
     blobs: dict[str, bytes],
     base: str,
-) -> tuple[str, str, bytes, list[Package]]:
+) -> LoadedIndex:
     """Decompress and parse the verified index file(s) of one component/architecture."""
     what = f"{base}/{found[0][1].path}"
     if len(found) == 1 and not spec.flat:
         compression, ref = found[0]
         text, pkgs = archive.parse_compressed(blobs[ref.sha256], compression, component, what)
-        return component, arch, text, pkgs
+        return LoadedIndex(component, arch, text, pkgs)
     text = b"".join(
         archive.decompress(blobs[ref.sha256], compression, what).rstrip(b"\n") + b"\n\n"
         for compression, ref in found
     )
     if spec.flat:
         text = _filter_arch(text, arch)
-    return component, arch, text, archive.parse_packages(text, component, what)
+    return LoadedIndex(component, arch, text, archive.parse_packages(text, component, what))
 
 
 def _filter_arch(text: bytes, arch: str) -> bytes:
@@ -361,75 +393,206 @@ def _filter_arch(text: bytes, arch: str) -> bytes:
     return archive.join_stanzas(keep)
 
 
-async def _update(
-    store: Store, mirror: Mirror, options: UpdateOptions, reporter: Reporter
-) -> UpdateResult:
+@dataclass
+class Prepared:
+    """An upstream verified down to its indices, before any .deb is downloaded."""
+
+    mirror: Mirror
+    raw: bytes
+    verified: gpg.Verified
+    release: archive.Release
+    unchanged: bool
+    indexes: list[LoadedIndex]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedIndex:
+    component: str
+    architecture: str
+    text: bytes
+    packages: list[Package]
+
+
+async def prepare(
+    fetcher: Fetcher,
+    store: Store,
+    mirror: Mirror,
+    options: UpdateOptions,
+    reporter: Reporter,
+    selection_digest: str = "",
+) -> Prepared:
+    """Fetch and verify InRelease and the indices (unless nothing changed since the last
+    update, in which case ``unchanged`` is set and no index is fetched)."""
     spec = mirror.spec
     base = dists_url(spec)
+    raw, verified = await _fetch_release(fetcher, spec)
+    reporter.debug(f"{base}: signature good, signed by {', '.join(verified.signers)}")
+    release = archive.parse_release(verified.payload, f"{base}/Release")
+    _check_release(spec, release, mirror.state, options, base)
+    previous = mirror.state
+    if (
+        previous is not None
+        and previous.inrelease_sha256 == hashlib.sha256(raw).hexdigest()
+        and previous.spec_digest == _spec_digest(spec)
+        and previous.selection == selection_digest
+        and all(store.meta.has(i.sha256) for i in (*previous.upstream, *previous.indexes))
+    ):
+        return Prepared(mirror, raw, verified, release, True, [])
+    targets = _index_targets(spec, release, base)
+    unique = {ref.sha256: ref for _, _, found in targets for _, ref in found}
+    blobs = await asyncio.gather(
+        *(_fetch_index(fetcher, base, release, ref) for ref in unique.values())
+    )
+    verified_indexes = dict(zip(unique, blobs, strict=True))
+    indexes = [
+        await asyncio.to_thread(_load_index, spec, component, arch, found, verified_indexes, base)
+        for component, arch, found in targets
+    ]
+    for index in indexes:
+        reporter.debug(
+            f"{base} {index.component}/binary-{index.architecture}: verified, "
+            f"{len(index.packages)} packages"
+        )
+    return Prepared(mirror, raw, verified, release, False, indexes)
+
+
+def stored_indexes(store: Store, refs: Sequence[IndexRef]) -> list[LoadedIndex]:
+    """Indices verified by an earlier update, from the store (no network)."""
+    loaded = []
+    for ref in refs:
+        text = store.meta.get(ref.sha256)
+        what = f"{ref.component}/binary-{ref.architecture}"
+        loaded.append(
+            LoadedIndex(
+                ref.component,
+                ref.architecture,
+                text,
+                archive.parse_packages(text, ref.component, what),
+            )
+        )
+    return loaded
+
+
+def download_plan(indexes: Sequence[LoadedIndex], where: str) -> list[FileRef]:
+    """Every file the indices list (checked for one name, one content)."""
+    refs = [FileRef(p.filename, p.size, p.sha256) for i in indexes for p in i.packages]
+    _check_consistent(refs, where)
+    return refs
+
+
+def _keep_only(
+    indexes: Sequence[LoadedIndex], keys: set[tuple[str, str, str]]
+) -> list[LoadedIndex]:
+    kept = []
+    for index in indexes:
+        pkgs = [p for p in index.packages if (p.name, p.version, p.architecture) in keys]
+        kept.append(
+            LoadedIndex(index.component, index.architecture, archive.render_packages(pkgs), pkgs)
+        )
+    return kept
+
+
+async def complete(
+    fetcher: Fetcher,
+    store: Store,
+    prepared: Prepared,
+    keep: list[LoadedIndex],
+    selection_digest: str,
+) -> UpdateResult:
+    """Download what ``keep`` lists into the pool, make it durable, commit the new state."""
+    mirror, spec = prepared.mirror, prepared.mirror.spec
+    summary: FetchSummary = await fetcher.fetch_to_pool(
+        spec.url, download_plan(keep, dists_url(spec)), store.pool, store.partial, spec.name
+    )
+
+    # Everything verified: make it durable, then (and only then) commit the new state.
+    def put(indexes: Sequence[LoadedIndex]) -> tuple[IndexRef, ...]:
+        return tuple(
+            IndexRef(i.component, i.architecture, store.meta.put(i.text), len(i.packages))
+            for i in indexes
+        )
+
+    upstream = put(prepared.indexes)
+    held = upstream if keep is prepared.indexes else put(keep)
+    store.meta.put(prepared.raw)
+    await asyncio.to_thread(syncfs, store.root)
+    release = prepared.release
+    state = MirrorState(
+        inrelease_sha256=hashlib.sha256(prepared.raw).hexdigest(),
+        signer=prepared.verified.signer,
+        release_date=(release.date or _now()).astimezone(UTC).isoformat(),
+        valid_until=release.valid_until.isoformat() if release.valid_until else None,
+        fetched_at=_now().isoformat(),
+        spec_digest=_spec_digest(spec),
+        indexes=held,
+        upstream=upstream,
+        selection=selection_digest,
+    )
+    write_json(
+        _record_path(store, spec.name),
+        _to_json(Mirror(spec=spec, created_at=mirror.created_at, state=state)),
+        tmp_dir=store.tmp,
+    )
+    return UpdateResult(spec.name, True, state.packages, state.release_date, summary)
+
+
+async def _update_group(
+    store: Store,
+    mirrors: Sequence[Mirror],
+    options: UpdateOptions,
+    reporter: Reporter,
+    selection: Selection | None,
+    policy: str,
+) -> list[UpdateResult]:
+    digest = (
+        selection.digest() + policy + ",".join(m.spec.name for m in mirrors) if selection else ""
+    )
     retry = options.retry or RetryPolicy(max_tries=options.max_tries)
     with store.locked():
         async with Fetcher(
             jobs=options.jobs, retry=retry, reporter=reporter, limit_rate=options.limit_rate
         ) as fetcher:
-            raw, verified = await _fetch_release(fetcher, spec)
-            reporter.debug(f"{base}: signature good, signed by {', '.join(verified.signers)}")
-            release = archive.parse_release(verified.payload, f"{base}/Release")
-            _check_release(spec, release, mirror.state, options, base)
-            raw_sha = hashlib.sha256(raw).hexdigest()
-            previous = mirror.state
-            if (
-                previous is not None
-                and previous.inrelease_sha256 == raw_sha
-                and previous.spec_digest == _spec_digest(spec)
-                and all(store.meta.has(i.sha256) for i in previous.indexes)
-            ):
-                return UpdateResult(spec.name, False, previous.packages, previous.release_date)
-
-            targets = _index_targets(spec, release, base)
-            unique = {ref.sha256: ref for _, _, found in targets for _, ref in found}
-            blobs = await asyncio.gather(
-                *(_fetch_index(fetcher, base, release, ref) for ref in unique.values())
-            )
-            verified_indexes = dict(zip(unique, blobs, strict=True))
-            indexes = [
-                await asyncio.to_thread(
-                    _load_index, spec, component, arch, found, verified_indexes, base
-                )
-                for component, arch, found in targets
+            prepared = [
+                await prepare(fetcher, store, m, options, reporter, digest) for m in mirrors
             ]
-            for component, arch, _, pkgs in indexes:
-                reporter.debug(f"{base} {component}/binary-{arch}: verified, {len(pkgs)} packages")
+            if all(p.unchanged for p in prepared):
+                return [_unchanged(p.mirror) for p in prepared]
+            keep: list[list[LoadedIndex]] = [p.indexes for p in prepared]
+            if selection is not None:
+                for p in prepared:
+                    if p.unchanged:  # another upstream changed: resolve over all again
+                        assert p.mirror.state is not None
+                        p.indexes = stored_indexes(store, p.mirror.state.upstream)
+                keys = await asyncio.to_thread(_select, prepared, selection, policy, reporter)
+                keep = [_keep_only(p.indexes, keys) for p in prepared]
+            results = []
+            for p, kept in zip(prepared, keep, strict=True):
+                if p.unchanged and selection is None:
+                    results.append(_unchanged(p.mirror))
+                else:
+                    results.append(await complete(fetcher, store, p, kept, digest))
+            return results
 
-            refs = [
-                FileRef(p.filename, p.size, p.sha256) for _, _, _, pkgs in indexes for p in pkgs
-            ]
-            _check_consistent(refs, base)
-            summary: FetchSummary = await fetcher.fetch_to_pool(
-                spec.url, refs, store.pool, store.partial, label=spec.name
-            )
 
-        # Everything verified: make it durable, then (and only then) commit the new state.
-        index_refs = tuple(
-            IndexRef(component, arch, store.meta.put(text), len(pkgs))
-            for component, arch, text, pkgs in indexes
-        )
-        store.meta.put(raw)
-        await asyncio.to_thread(syncfs, store.root)
-        state = MirrorState(
-            inrelease_sha256=raw_sha,
-            signer=verified.signer,
-            release_date=(release.date or _now()).astimezone(UTC).isoformat(),
-            valid_until=release.valid_until.isoformat() if release.valid_until else None,
-            fetched_at=_now().isoformat(),
-            spec_digest=_spec_digest(spec),
-            indexes=index_refs,
-        )
-        write_json(
-            _record_path(store, spec.name),
-            _to_json(Mirror(spec=spec, created_at=mirror.created_at, state=state)),
-            tmp_dir=store.tmp,
-        )
-        return UpdateResult(spec.name, True, state.packages, state.release_date, summary)
+def _unchanged(mirror: Mirror) -> UpdateResult:
+    assert mirror.state is not None
+    return UpdateResult(mirror.spec.name, False, mirror.state.packages, mirror.state.release_date)
+
+
+def _select(
+    prepared: Sequence[Prepared], selection: Selection, policy: str, reporter: Reporter
+) -> set[tuple[str, str, str]]:
+    """The (name, version, arch) the selection keeps, resolved over all upstreams at once."""
+    merged = resolve.merge_packages(
+        [[pkg for i in p.indexes for pkg in i.packages] for p in prepared], policy
+    )
+    archs = [a for p in prepared for a in p.mirror.spec.architectures]
+    picked = resolve.apply(resolve.Universe(merged, list(dict.fromkeys(archs))), selection)
+    reporter.info(
+        f"filter {selection.query!r}: {len(picked.matched)} matched, "
+        f"{len(picked.packages)} with dependencies"
+    )
+    return {(p.name, p.version, p.architecture) for p in picked.packages}
 
 
 def _check_consistent(refs: list[FileRef], where: str) -> None:
@@ -450,7 +613,7 @@ def provenance(mirror: Mirror) -> dict[str, Any]:
             f"mirror {mirror.spec.name} has never been updated",
             f"run 'mirrorkit mirror update {mirror.spec.name}' first.",
         )
-    return {
+    record: dict[str, Any] = {
         "kind": "mirror",
         "mirror": mirror.spec.name,
         "url": mirror.spec.url,
@@ -460,3 +623,10 @@ def provenance(mirror: Mirror) -> dict[str, Any]:
         "release_date": mirror.state.release_date,
         "fetched_at": mirror.state.fetched_at,
     }
+    if mirror.spec.filter:
+        record.update(
+            filter=mirror.spec.filter,
+            with_deps=mirror.spec.with_deps,
+            with_recommends=mirror.spec.with_recommends,
+        )
+    return record

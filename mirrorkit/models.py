@@ -49,6 +49,9 @@ class MirrorSpec:
     architectures: tuple[str, ...] = ()
     keyring: str = ""
     fingerprints: tuple[str, ...] = ()
+    filter: str = ""  # a package query; empty: the whole suite
+    with_deps: bool = False
+    with_recommends: bool = False
 
     @property
     def flat(self) -> bool:

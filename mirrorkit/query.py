@@ -265,6 +265,7 @@ class _Parser:
         arch: str | None = None
         if self.peek() == "(":
             op, version = self.condition(field=False)
+            op = op or "="  # "nginx (1.22)" means exactly that version
         if self.peek() == "{":
             self.pos += 1
             arch = self.word()

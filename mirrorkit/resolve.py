@@ -451,6 +451,18 @@ def resolve_closure(
     return _Resolver(universe, fields).run(seeds)
 
 
+def unmet_dependencies(universe: Universe, packages: Sequence[Package]) -> list[Unmet]:
+    """Dependencies (Pre-Depends, Depends) of ``packages`` that nothing in ``universe`` can
+    satisfy, each with the reason."""
+    resolver = _Resolver(universe, ["Pre-Depends", "Depends"])
+    unmet = []
+    for pkg in packages:
+        for group in resolver._groups(pkg):
+            if not any(resolver.candidates(pkg, alt) for alt in group):
+                unmet.append(Unmet(pkg, group_text(group), resolver.why_unmet(pkg, group)))
+    return unmet
+
+
 def essential_set(universe: Universe) -> list[Package]:
     """``Essential: yes`` and ``Priority: required`` candidates of the native architecture."""
     return [

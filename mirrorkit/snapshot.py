@@ -21,7 +21,7 @@ from typing import Any
 
 from debian.debian_support import version_compare
 
-from mirrorkit import __version__, archive, mirror
+from mirrorkit import __version__, archive, mirror, resolve
 from mirrorkit.errors import ConflictError, NotFoundError, StorageError, UsageError
 from mirrorkit.models import IndexRef, Package
 from mirrorkit.store import Store, canonical_json, check_name, fsync_dir, read_json
@@ -219,7 +219,7 @@ def dependents(store: Store, name: str) -> list[str]:
             if data.get("snapshot") == name:
                 needed.append(f"channel {ch.stem}")
     for other in list_all(store):
-        if any(s.get("kind") == "snapshot" and s.get("snapshot") == name for s in other.sources):
+        if any(s.get("snapshot") == name for s in other.sources):
             needed.append(f"snapshot {other.name}")
     return needed
 
@@ -288,13 +288,21 @@ def merge(store: Store, dest: str, sources: Sequence[str], policy: str = "later"
 
 
 def create_from_mirrors(
-    store: Store, name: str, mirror_names: Sequence[str], policy: str = "later"
+    store: Store,
+    name: str,
+    mirror_names: Sequence[str],
+    policy: str = "later",
+    selection: resolve.Selection | None = None,
 ) -> SnapshotInfo:
     """One snapshot of several mirrors' committed states, merged with ``policy``; its
-    provenance lists every upstream. With one mirror this is a plain snapshot of it."""
+    provenance lists every upstream (and the filter that chose the packages, if any). With one
+    mirror this is a plain snapshot of it."""
     with store.locked():
         mirrors = [mirror.load(store, m) for m in mirror_names]
         sources = [mirror.provenance(m) for m in mirrors]
+        if selection is not None:
+            for source in sources:
+                source.update(selection_record(selection))
         states = [m.state for m in mirrors if m.state is not None]
         if len(states) == 1:
             indexes: Sequence[IndexRef] = states[0].indexes
@@ -303,3 +311,89 @@ def create_from_mirrors(
             for source in sources:
                 source["policy"] = policy
         return _write(store, name, sources, indexes)
+
+
+def universe(store: Store, infos: Sequence[SnapshotInfo]) -> resolve.Universe:
+    pkgs = [p for info in infos for p in packages(store, info)]
+    archs = [a for info in infos for a in info.architectures if a != "all"]
+    return resolve.Universe(pkgs, list(dict.fromkeys(archs)))
+
+
+def filter_snapshot(
+    store: Store, source: str, dest: str, selection: resolve.Selection
+) -> tuple[SnapshotInfo, resolve.Selected]:
+    """A new snapshot DEST with the packages of SOURCE that ``selection`` keeps."""
+    with store.locked():
+        info = load(store, source)
+        picked = resolve.apply(universe(store, [info]), selection)
+        keys = {(p.name, p.version, p.architecture) for p in picked.packages}
+        indexes = []
+        for ref in info.indexes:
+            kept = [
+                p
+                for p in mirror.packages(store, [ref])
+                if (p.name, p.version, p.architecture) in keys
+            ]
+            text = archive.render_packages(kept)
+            indexes.append(
+                IndexRef(ref.component, ref.architecture, store.meta.put(text), len(kept))
+            )
+        provenance = {
+            "kind": "filter",
+            "snapshot": info.name,
+            "digest": info.digest,
+            **selection_record(selection),
+        }
+        return _write(store, dest, [provenance], indexes), picked
+
+
+def selection_record(selection: resolve.Selection) -> dict[str, Any]:
+    return {
+        "filter": selection.query,
+        "with_deps": selection.with_deps,
+        "with_recommends": selection.with_recommends,
+        "with_essential": selection.with_essential,
+    }
+
+
+def search(store: Store, name: str, text: str) -> list[Package]:
+    """The packages of snapshot ``name`` that query ``text`` matches, one per reference."""
+    u = universe(store, [load(store, name)])
+    return sorted(resolve.search(u, text), key=lambda p: p.ref)
+
+
+def verify(store: Store, name: str, others: Sequence[str] = ()) -> list[resolve.Unmet]:
+    """Dependencies of snapshot ``name``'s packages that nothing in it (or in ``others``)
+    can satisfy."""
+    info = load(store, name)
+    u = universe(store, [info, *(load(store, o) for o in others)])
+    own = {(p.name, p.version, p.architecture) for p in packages(store, info)}
+    return resolve.unmet_dependencies(
+        u, [p for p in u.packages if (p.name, p.version, p.architecture) in own]
+    )
+
+
+def why(
+    store: Store, name: str, package: str, text: str | None = None
+) -> list[tuple[Package, str]]:
+    """The dependency chain from a filter match to ``package`` (a name or name_version_arch).
+
+    Seeds are ``text`` or the filter the snapshot was made with."""
+    info = load(store, name)
+    if text is None:
+        text = next((str(s["filter"]) for s in info.sources if s.get("filter")), None)
+    if text is None:
+        raise UsageError(
+            f"snapshot {name} was not made with a filter",
+            f"say where chains start: 'mirrorkit snapshot why {name} {package} --from QUERY'.",
+        )
+    u = universe(store, [info])
+    seeds = resolve.search(u, text)
+    closure = resolve.resolve_closure(u, seeds)
+    for p in closure.packages:
+        if package in (p.name, p.ref):
+            return closure.why(p)
+    raise NotFoundError(
+        f"{package} is not in the dependency closure of {text!r} in snapshot {name}",
+        f"check the name with 'mirrorkit snapshot search {name} {package}'.",
+    )

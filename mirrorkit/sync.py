@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mirrorkit import mirror, publish, snapshot
+from mirrorkit import mirror, publish, query, snapshot
 from mirrorkit.errors import MirrorkitError, UsageError
 from mirrorkit.models import UpdateResult
 from mirrorkit.profile import Profile, load_profile, snapshot_name
 from mirrorkit.progress import NullReporter, Reporter
+from mirrorkit.resolve import Selection
 from mirrorkit.store import Store
 
 
@@ -25,10 +26,7 @@ class SyncResult:
 def _check_supported(profile: Profile, no_publish: bool) -> None:
     """Refuse, before downloading anything, what this version cannot do yet."""
     if profile.filter is not None:
-        raise MirrorkitError(
-            f"{profile.path}: [filter] (dependency-closed filtering) is not implemented yet",
-            "remove the [filter] section to mirror the whole suite.",
-        )
+        query.parse(profile.filter.query)  # a typo fails now, not after the downloads
     pub = profile.publish
     if pub is None or no_publish:
         return
@@ -61,19 +59,29 @@ def sync(
     reporter = reporter or NullReporter()
     profile = load_profile(profile_path)
     _check_supported(profile, no_publish)
-    updates: list[UpdateResult] = []
+    selection = None
+    if profile.filter is not None:
+        selection = Selection(
+            profile.filter.query,
+            with_deps=profile.filter.with_deps,
+            with_recommends=profile.filter.with_recommends,
+        )
+    names = [spec.name for spec in profile.upstreams]
     with store.locked():
         for spec in profile.upstreams:
             mirror.add(store, spec, replace=True)
         for spec in profile.upstreams:
             reporter.info(f"updating {spec.name} ({spec.url} {spec.suite})")
-            updates.append(mirror.update(store, spec.name, options, reporter))
+        updates = mirror.update_group(
+            store, names, options, reporter, selection, profile.snapshot.merge
+        )
         stem = snapshot_name(profile.snapshot, profile.name, datetime.now(UTC).date())
         info = snapshot.create_from_mirrors(
             store,
             snapshot.unique_name(store, stem),
-            [s.name for s in profile.upstreams],
+            names,
             profile.snapshot.merge,
+            selection,
         )
         published = None
         pub = profile.publish

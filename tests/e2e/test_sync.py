@@ -93,8 +93,16 @@ key = "{publish_key.fingerprint}"
     assert "-2 (" in r2.stdout
 
 
-def test_sync_refuses_what_is_not_built_yet_before_downloading(
-    tmp_path: Path, upstream: FaultServer, test_key: TestKey
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('[filter]\nquery = "hello (>= "\n', "expected ')'"),
+        ('[publish]\ns3 = "s3://bucket/apt"\nkey = "x"\n', "not implemented yet"),
+        ('[publish]\nfs = "out"\n', "a signing key is required"),
+    ],
+)
+def test_sync_refuses_bad_or_unsupported_profiles_before_downloading(
+    tmp_path: Path, upstream: FaultServer, test_key: TestKey, extra: str, message: str
 ) -> None:
     profile = tmp_path / "p.toml"
     profile.write_text(
@@ -105,12 +113,10 @@ url = "{upstream.url}"
 suite = "stable"
 keyring = "{test_key.public_keyring}"
 
-[filter]
-query = "hello"
-"""
+{extra}"""
     )
     r = run_cli(tmp_path / "store", "sync", str(profile))
-    assert r.exit_code == 1 and "not implemented yet" in r.stderr
+    assert r.exit_code != 0 and message in r.stderr
     assert upstream.requests == []
 
 
