@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import typer
 from tqdm import tqdm
 
-from mirrorkit import __version__, mirror, publish, query, resolve, snapshot
+from mirrorkit import __version__, channel, gc, mirror, publish, query, resolve, snapshot
 from mirrorkit import sync as sync_mod
 from mirrorkit.errors import MirrorkitError, UsageError
 from mirrorkit.fetch import RetryPolicy
@@ -36,7 +36,9 @@ snapshot_app = typer.Typer(help="Snapshots: immutable, dated package sets.", no_
 publish_app = typer.Typer(help="Publish a snapshot as a signed APT tree.", no_args_is_help=True)
 app.add_typer(mirror_app, name="mirror")
 app.add_typer(snapshot_app, name="snapshot")
+channel_app = typer.Typer(help="Channels: dev/staging/prod pointers.", no_args_is_help=True)
 app.add_typer(publish_app, name="publish")
+app.add_typer(channel_app, name="channel")
 
 JSON = typer.Option(False, "--json", help="Machine-readable output on stdout.")
 
@@ -384,15 +386,22 @@ def _snapshot_json(
 def snapshot_create(
     name: str | None = typer.Argument(None, help="Snapshot name [MIRROR-YYYYMMDD]."),
     from_mirror: str | None = typer.Option(None, "--from-mirror", help="Mirror to freeze."),
-    from_debs: list[Path] = typer.Option([], "--from-debs", help="Your own .deb files (not yet)."),
+    from_debs: list[Path] = typer.Option(
+        [], "--from-debs", help="Your own .deb files or directories of them (repeatable)."
+    ),
+    component: str = typer.Option("main", "--component", help="Component for --from-debs."),
 ) -> None:
-    """Freeze a mirror's current state into an immutable snapshot."""
+    """Freeze a mirror's current state (or your own .deb files) into an immutable snapshot."""
     with user_errors():
+        if bool(from_debs) == bool(from_mirror):
+            raise UsageError("snapshot create needs --from-mirror MIRROR or --from-debs PATH")
         if from_debs:
-            raise MirrorkitError(f"snapshot create --from-debs {_NOT_YET}")
-        if not from_mirror:
-            raise UsageError("snapshot create needs --from-mirror MIRROR")
-        info = snapshot.create_from_mirror(open_store(), from_mirror, name)
+            if not name:
+                raise UsageError("snapshot create --from-debs needs a NAME")
+            info = snapshot.create_from_debs(open_store(), name, from_debs, component)
+        else:
+            assert from_mirror is not None
+            info = snapshot.create_from_mirror(open_store(), from_mirror, name)
     typer.echo(f"created snapshot {info.name} ({info.packages} packages)")
 
 
@@ -475,6 +484,35 @@ def snapshot_merge(
         policy = "latest" if latest else "all-versions" if all_versions else "later"
         info = snapshot.merge(open_store(), dest, sources, policy)
     typer.echo(f"created snapshot {info.name} ({info.packages} packages, policy {policy})")
+
+
+@snapshot_app.command("diff")
+def snapshot_diff(a: str, b: str, json_out: bool = JSON) -> None:
+    """Packages added, removed, upgraded and downgraded from snapshot A to B (exit 0 either way)."""
+    with user_errors():
+        changes = snapshot.diff(open_store(), a, b)
+    if json_out:
+        _emit_json(
+            {
+                kind: [
+                    {"name": c.name, "architecture": c.architecture, "old": c.old, "new": c.new}
+                    for c in changes
+                    if c.kind == kind
+                ]
+                for kind in ("added", "removed", "upgraded", "downgraded")
+            }
+        )
+        return
+    counts = {k: sum(c.kind == k for c in changes) for k in ("added", "removed", "upgraded",
+                                                              "downgraded")}  # fmt: skip
+    typer.echo(", ".join(f"{n} {k}" for k, n in counts.items()) + f"  ({a} -> {b})")
+    rows = [(c.kind, c.name, c.architecture, c.old or "-", c.new or "-") for c in changes]
+    widths = [max((len(r[i]) for r in rows), default=0) for i in range(5)]
+    for kind in counts:
+        for row in (r for r in rows if r[0] == kind):
+            typer.echo(
+                "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            )
 
 
 WITH_DEPS = typer.Option(False, "--with-deps", help="Add the dependency closure.")
@@ -573,6 +611,8 @@ def _print_published(pub: publish.Published) -> None:
         f"published {pub.snapshot} as suite {r.suite} in {r.root} "
         f"({r.linked} pool files linked, {r.reused} already there)"
     )
+    if r.removed:
+        _err(f"removed {r.removed} pool files no suite needs any more")
     _err(f"public key: {r.key_file} (copy it to the clients, e.g. /etc/apt/keyrings/)")
     _err("client source (/etc/apt/sources.list.d/mirrorkit.sources):")
     typer.echo(pub.client_stanza())
@@ -609,6 +649,71 @@ def publish_fs(
             valid_for=valid_for,
         )
     _print_published(pub)
+
+
+# --- channels and gc --------------------------------------------------------------------------
+
+
+@channel_app.command("set")
+def channel_set(name: str = typer.Argument(..., metavar="CHANNEL"), snapshot_name: str =
+                typer.Argument(..., metavar="SNAPSHOT")) -> None:  # fmt: skip
+    """Point CHANNEL (e.g. prod) at SNAPSHOT; publish the channel to make it live."""
+    with user_errors():
+        ch = channel.set_channel(open_store(), name, snapshot_name)
+    typer.echo(f"channel {ch.name} -> {ch.snapshot}")
+
+
+@channel_app.command("list")
+def channel_list(json_out: bool = JSON) -> None:
+    """Channels and the snapshots they point at."""
+    with user_errors():
+        channels = channel.list_all(open_store())
+    if json_out:
+        _emit_json([{"name": c.name, "snapshot": c.snapshot, "updated_at": c.updated_at}
+                    for c in channels])  # fmt: skip
+        return
+    for c in channels:
+        typer.echo(f"{c.name}\t{c.snapshot}\t{c.updated_at}")
+
+
+@channel_app.command("history")
+def channel_history(
+    name: str = typer.Argument(..., metavar="CHANNEL"), json_out: bool = JSON
+) -> None:
+    """Who moved CHANNEL, when, and to what (oldest first)."""
+    with user_errors():
+        ch = channel.load(open_store(), name)
+    if json_out:
+        _emit_json([{"action": e.action, "snapshot": e.snapshot, "at": e.at, "by": e.by}
+                    for e in ch.history])  # fmt: skip
+        return
+    for e in ch.history:
+        typer.echo(f"{e.at}\t{e.action:<8}\t{e.snapshot}\t{e.by}")
+
+
+@channel_app.command("rollback")
+def channel_rollback(name: str = typer.Argument(..., metavar="CHANNEL")) -> None:
+    """Point CHANNEL back at the snapshot it had before; publish the channel to make it live."""
+    with user_errors():
+        ch = channel.rollback(open_store(), name)
+    typer.echo(f"channel {ch.name} -> {ch.snapshot} (rolled back)")
+
+
+@app.command("gc")
+def gc_cmd(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
+) -> None:
+    """Remove pool objects no mirror, snapshot or published suite references."""
+    with user_errors():
+        result = gc.collect(open_store(), dry_run=dry_run)
+    if _G.verbose:
+        for path in result.removed:
+            _err(f"{'would remove' if dry_run else 'removed'} {path}")
+    verb = "would free" if dry_run else "freed"
+    typer.echo(
+        f"{verb} {result.bytes / 1e6:.1f} MB: {result.pool_files} pool files, "
+        f"{result.meta_files} metadata objects, {result.temp_files} temporary files"
+    )
 
 
 # --- sync -------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tarfile
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -19,10 +20,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from debian.arfile import ArError
+from debian.debfile import DebError, DebFile
 from debian.debian_support import version_compare
 
 from mirrorkit import __version__, archive, mirror, resolve
-from mirrorkit.errors import ConflictError, NotFoundError, StorageError, UsageError
+from mirrorkit.errors import ConflictError, FormatError, NotFoundError, StorageError, UsageError
 from mirrorkit.models import IndexRef, Package
 from mirrorkit.store import Store, canonical_json, check_name, fsync_dir, read_json
 
@@ -211,13 +214,11 @@ def check(store: Store, info: SnapshotInfo) -> list[str]:
 
 
 def dependents(store: Store, name: str) -> list[str]:
-    """What needs snapshot ``name``: channels pointing at it, snapshots made from it."""
-    needed: list[str] = []
-    if store.channels.is_dir():
-        for ch in sorted(store.channels.glob("*.json")):
-            data = read_json(ch)
-            if data.get("snapshot") == name:
-                needed.append(f"channel {ch.stem}")
+    """What needs snapshot ``name``: channels pointing at it (or able to roll back to it), and
+    snapshots made from it."""
+    from mirrorkit import channel  # channels are built on snapshots: import at use
+
+    needed = channel.needing(store, name)
     for other in list_all(store):
         if any(s.get("snapshot") == name for s in other.sources):
             needed.append(f"snapshot {other.name}")
@@ -397,3 +398,104 @@ def why(
         f"{package} is not in the dependency closure of {text!r} in snapshot {name}",
         f"check the name with 'mirrorkit snapshot search {name} {package}'.",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    kind: str  # added | removed | upgraded | downgraded
+    name: str
+    architecture: str
+    old: str | None
+    new: str | None
+
+
+def diff(store: Store, a: str, b: str) -> list[Change]:
+    """Packages added, removed, upgraded and downgraded from snapshot A to B, per name and
+    architecture (the highest version stands for a name+arch that has several)."""
+
+    def versions(info: SnapshotInfo) -> dict[tuple[str, str], str]:
+        best: dict[tuple[str, str], str] = {}
+        for p in packages(store, info):
+            key = (p.name, p.architecture)
+            if key not in best or version_compare(p.version, best[key]) > 0:
+                best[key] = p.version
+        return best
+
+    old, new = versions(load(store, a)), versions(load(store, b))
+    changes = []
+    for key in sorted(old.keys() | new.keys()):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if before is None:
+            kind = "added"
+        elif after is None:
+            kind = "removed"
+        else:
+            kind = "upgraded" if version_compare(after, before) > 0 else "downgraded"
+        changes.append(Change(kind, key[0], key[1], before, after))
+    return changes
+
+
+def _deb_stanza(path: Path, component: str) -> tuple[Package, Path]:
+    """Read and check a .deb's control data; returns its package record and the file."""
+    try:
+        with path.open("rb") as fh, DebFile(fileobj=fh) as deb:
+            control = deb.debcontrol()
+            deb.data.tgz()  # the payload must be readable too, not just the control part
+    except (OSError, DebError, ArError, tarfile.TarError, EOFError, ValueError) as exc:
+        raise FormatError(
+            f"{path}: not a valid Debian package ({exc})",
+            "rebuild it (dpkg-deb --build) or leave it out; nothing was added.",
+        ) from exc
+    missing = [f for f in ("Package", "Version", "Architecture") if not control.get(f)]
+    if missing:
+        raise FormatError(f"{path}: control data lacks {', '.join(missing)}")
+    digest, size = _hash(path)
+    name = control["Package"]
+    for skip in ("Filename", "Size", "SHA256", "MD5sum", "SHA1", "SHA512"):
+        control.pop(skip, None)
+    text = control.dump().rstrip("\n")
+    basename = f"{name}_{control['Version'].split(':')[-1]}_{control['Architecture']}.deb"
+    text += f"\nFilename: {basename}\nSize: {size}\nSHA256: {digest}"
+    (pkg,) = archive.parse_packages(text.encode(), component, str(path))
+    return pkg, path
+
+
+def _hash(path: Path) -> tuple[str, int]:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest(), os.fstat(fh.fileno()).st_size
+
+
+def create_from_debs(
+    store: Store, name: str, paths: Sequence[Path], component: str = "main"
+) -> SnapshotInfo:
+    """A snapshot of your own packages: every .deb given (directories are searched), checked,
+    copied into the pool, and indexed per architecture (``all`` goes into every one)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(path.rglob("*.deb"))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise NotFoundError(f"{path}: no such file or directory")
+    if not files:
+        raise UsageError("no .deb files found in the given paths")
+    check_name(component, "component")
+    with store.locked():
+        pkgs = [_deb_stanza(f, component) for f in files]
+        for pkg, path in pkgs:
+            if not store.pool.has(pkg.sha256):
+                store.pool.put_file(path, pkg.sha256)
+        archs = sorted({p.architecture for p, _ in pkgs} - {"all"}) or ["all"]
+        indexes = []
+        for arch in archs:
+            chosen = sorted(
+                (p for p, _ in pkgs if p.architecture in (arch, "all")),
+                key=lambda p: (p.name, p.version, p.architecture),
+            )
+            text = archive.render_packages(chosen)
+            indexes.append(IndexRef(component, arch, store.meta.put(text), len(chosen)))
+        sources = [{"kind": "debs", "files": [f"{p.ref} {p.sha256}" for p, _ in pkgs]}]
+        return _write(store, name, sources, indexes)

@@ -129,7 +129,6 @@ class Pool:
         self.root = root
         self.tmp = tmp
         self._root = str(root)
-        self._made: set[str] = set()
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
@@ -142,14 +141,42 @@ class Pool:
         """Move a verified temp file into the pool (read-only). Idempotent."""
         dest = self.path(sha256)
         try:
-            if sha256[:2] not in self._made:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                self._made.add(sha256[:2])
             os.chmod(tmp_file, 0o444)
-            os.replace(tmp_file, dest)
+            try:
+                os.replace(tmp_file, dest)
+            except FileNotFoundError:
+                # First object under this prefix (gc removes empty prefix directories).
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp_file, dest)
         except OSError as exc:
             raise storage_error(dest, exc) from exc
         return dest
+
+    def put_file(self, source: Path, sha256: str) -> None:
+        """Copy ``source`` into the pool, checking the copy against ``sha256`` before it is
+        visible (the source could change under us)."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="put-")
+        hasher = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+                while block := src.read(1 << 20):
+                    hasher.update(block)
+                    out.write(block)
+                out.flush()
+                os.fsync(out.fileno())
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise storage_error(self.path(sha256), exc) from exc
+        if hasher.hexdigest() != sha256:
+            Path(tmp).unlink(missing_ok=True)
+            raise IntegrityError(
+                str(source),
+                sha256,
+                hasher.hexdigest(),
+                hint="it changed while being copied; run the command again.",
+            )
+        self.commit(Path(tmp), sha256)
 
     def put_bytes(self, data: bytes, sha256: str | None = None) -> str:
         digest = hashlib.sha256(data).hexdigest()

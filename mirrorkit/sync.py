@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mirrorkit import mirror, publish, query, snapshot
+from mirrorkit import channel, mirror, publish, query, snapshot
 from mirrorkit.errors import MirrorkitError, UsageError
 from mirrorkit.models import UpdateResult
 from mirrorkit.profile import Profile, load_profile, snapshot_name
@@ -34,11 +34,6 @@ def _check_supported(profile: Profile, no_publish: bool) -> None:
         raise MirrorkitError(
             f"{profile.path}: publish.s3: publishing to S3 is not implemented yet",
             "publish to a directory with publish.fs, or run with --no-publish.",
-        )
-    if pub.channel is not None:
-        raise MirrorkitError(
-            f"{profile.path}: publish.channel: channels are not implemented yet",
-            "remove publish.channel; the suite is published under publish.suite.",
         )
     if not pub.key:
         raise UsageError(
@@ -85,14 +80,18 @@ def sync(
         )
         published = None
         pub = profile.publish
+        target = info.name
+        if pub is not None and pub.channel is not None:
+            channel.set_channel(store, pub.channel, info.name)
+            target = pub.channel
         if pub is not None and pub.fs is not None and not no_publish:
             assert pub.key is not None
             published = publish.publish_fs(
                 store,
-                info.name,
+                target,
                 pub.fs,
                 key=pub.key,
-                suite=pub.suite or profile.name,
+                suite=pub.suite or pub.channel or profile.name,
                 gnupghome=gnupghome,
                 origin=pub.origin,
                 label=pub.label,

@@ -5,19 +5,21 @@ This module ties a snapshot to a plan and a signing key.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from mirrorkit import gpg, mirror, snapshot
 from mirrorkit.errors import NotFoundError, UsageError
 from mirrorkit.models import Package
 from mirrorkit.publish.fs import PublishResult, publish_tree
 from mirrorkit.publish.layout import SuitePlan, plan_suite
-from mirrorkit.store import Store, check_name, read_json
+from mirrorkit.store import Store, check_name, read_json, write_json
 
 _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -89,6 +91,27 @@ def plan_for(
     )
 
 
+def _record_path(store: Store, target: Path) -> Path:
+    digest = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:16]
+    return store.root / "published" / f"{digest}.json"
+
+
+def record_published(store: Store, target: Path, suite: str, snapshot_name: str) -> None:
+    """Remember where the store published what: ``gc`` keeps what published trees list."""
+    path = _record_path(store, target)
+    data: dict[str, Any] = (
+        read_json(path) if path.exists() else {"dir": str(target.resolve()), "suites": {}}
+    )
+    data["suites"][suite] = snapshot_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, data, tmp_dir=store.tmp)
+
+
+def published_trees(store: Store) -> list[Path]:
+    records = sorted((store.root / "published").glob("*.json"))
+    return [Path(read_json(p)["dir"]) for p in records]
+
+
 @dataclass(frozen=True, slots=True)
 class Published:
     result: PublishResult
@@ -123,21 +146,23 @@ def publish_fs(
     valid_for: str | None = None,
 ) -> Published:
     """Publish snapshot (or channel) ``name`` into directory ``target`` as suite ``suite``."""
-    info, default_suite = resolve_target(store, name)
-    suite = check_name(suite or default_suite, "suite")
-    fingerprint = gpg.resolve_signing_key(key, gnupghome)
-    plan = plan_for(store, info, suite=suite, origin=origin, label=label, valid_for=valid_for)
-    inrelease, release_gpg = gpg.sign_release(plan.release, fingerprint, gnupghome)
-    public_key = gpg.export_public_key(fingerprint, gnupghome)
-    result = publish_tree(
-        target,
-        plan,
-        store.pool,
-        inrelease,
-        release_gpg,
-        public_key,
-        key_name=f"mirrorkit-archive-{fingerprint[-16:].lower()}",
-    )
+    with store.locked():
+        info, default_suite = resolve_target(store, name)
+        suite = check_name(suite or default_suite, "suite")
+        fingerprint = gpg.resolve_signing_key(key, gnupghome)
+        plan = plan_for(store, info, suite=suite, origin=origin, label=label, valid_for=valid_for)
+        inrelease, release_gpg = gpg.sign_release(plan.release, fingerprint, gnupghome)
+        public_key = gpg.export_public_key(fingerprint, gnupghome)
+        result = publish_tree(
+            target,
+            plan,
+            store.pool,
+            inrelease,
+            release_gpg,
+            public_key,
+            key_name=f"mirrorkit-archive-{fingerprint[-16:].lower()}",
+        )
+        record_published(store, target, suite, info.name)
     return Published(
         result=result,
         snapshot=info.name,

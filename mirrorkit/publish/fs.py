@@ -42,6 +42,40 @@ class PublishResult:
     linked: int
     reused: int
     key_file: Path
+    removed: int = 0  # pool files no suite needs any more
+
+
+def published_files(root: Path) -> dict[str, str]:
+    """Pool path -> SHA256 of every file a suite currently published in ``root`` lists."""
+    listed: dict[str, str] = {}
+    dists = root / "dists"
+    if not dists.is_dir():
+        return listed
+    for suite in sorted(dists.iterdir()):
+        if not suite.is_symlink() or not suite.exists():
+            continue
+        for index in sorted(suite.glob("*/binary-*/Packages")):
+            for pkg in archive.parse_packages(index.read_bytes(), "", str(index)):
+                listed[pkg.filename] = pkg.sha256
+    return listed
+
+
+def _prune_pool(root: Path) -> int:
+    """Remove pool files no suite lists; called only after the new Release is in place, so a
+    client never sees a Release that points at a missing file."""
+    keep = set(published_files(root))
+    removed = 0
+    pool = root / "pool"
+    if not pool.is_dir():
+        return 0
+    for path in sorted(pool.rglob("*"), reverse=True):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and rel not in keep:
+            path.unlink()
+            removed += 1
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    return removed
 
 
 @contextmanager
@@ -181,6 +215,8 @@ def publish_tree(
             if old.name != gen_name and old.name.rpartition(".")[0] == plan.suite:
                 shutil.rmtree(old, ignore_errors=True)
 
+        removed = _prune_pool(root)
+
         binary, armored = public_key
         key_file = root / f"{key_name}.gpg"
         atomic_write(key_file, binary)
@@ -192,4 +228,5 @@ def publish_tree(
             linked=linked,
             reused=len(plan.pool) - linked,
             key_file=key_file,
+            removed=removed,
         )

@@ -1,0 +1,155 @@
+"""Channels: named pointers (dev, staging, prod) to snapshots, with their history.
+
+A channel is one JSON file, ``channels/NAME.json``, rewritten atomically on every change; its
+history records who moved it, when, and to what, so ``rollback`` can walk back and ``history``
+can show an audit trail. Snapshots never change; only these pointers move.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mirrorkit import snapshot
+from mirrorkit.errors import ConflictError, NotFoundError
+from mirrorkit.store import Store, check_name, read_json, write_json
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    action: str  # "set" or "rollback"
+    snapshot: str
+    at: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    name: str
+    snapshot: str
+    history: tuple[Event, ...]
+
+    @property
+    def updated_at(self) -> str:
+        return self.history[-1].at if self.history else ""
+
+    def stack(self) -> list[str]:
+        """The snapshots ``rollback`` can return to, oldest first: every ``set`` pushes,
+        every ``rollback`` pops."""
+        stack: list[str] = []
+        for event in self.history:
+            if event.action == "rollback":
+                if stack:
+                    stack.pop()
+            else:
+                stack.append(event.snapshot)
+        return stack
+
+
+def _path(store: Store, name: str) -> Path:
+    return store.channels / f"{check_name(name, 'channel')}.json"
+
+
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def _from_json(data: dict[str, Any]) -> Channel:
+    return Channel(
+        name=data["name"],
+        snapshot=data["snapshot"],
+        history=tuple(Event(**e) for e in data["history"]),
+    )
+
+
+def _write(store: Store, channel: Channel) -> None:
+    write_json(
+        _path(store, channel.name),
+        {
+            "name": channel.name,
+            "snapshot": channel.snapshot,
+            "history": [_event(e) for e in channel.history],
+        },
+        tmp_dir=store.tmp,
+    )
+
+
+def _event(e: Event) -> dict[str, str]:
+    return {"action": e.action, "snapshot": e.snapshot, "at": e.at, "by": e.by}
+
+
+def load(store: Store, name: str) -> Channel:
+    path = _path(store, name)
+    if not path.exists():
+        raise NotFoundError(f"no channel named {name!r}", "see 'mirrorkit channel list'.")
+    return _from_json(read_json(path))
+
+
+def exists(store: Store, name: str) -> bool:
+    return _path(store, name).exists()
+
+
+def list_all(store: Store) -> list[Channel]:
+    if not store.channels.is_dir():
+        return []
+    return [_from_json(read_json(p)) for p in sorted(store.channels.glob("*.json"))]
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def set_channel(store: Store, name: str, snapshot_name: str) -> Channel:
+    """Point channel ``name`` at ``snapshot_name`` (creating the channel if needed)."""
+    with store.locked():
+        if snapshot.exists(store, name):
+            raise ConflictError(
+                f"{name!r} is a snapshot name; a channel cannot share it",
+                "publishing resolves names to snapshots first: pick another channel name.",
+            )
+        snapshot.load(store, snapshot_name)
+        history = load(store, name).history if exists(store, name) else ()
+        event = Event("set", snapshot_name, _now(), _who())
+        channel = Channel(name, snapshot_name, (*history, event))
+        _write(store, channel)
+        return channel
+
+
+def rollback(store: Store, name: str) -> Channel:
+    """Point the channel back at the snapshot it had before the current one."""
+    with store.locked():
+        current = load(store, name)
+        stack = current.stack()
+        if len(stack) < 2:
+            raise ConflictError(
+                f"channel {name} has no earlier snapshot to roll back to",
+                f"see 'mirrorkit channel history {name}'.",
+            )
+        target = stack[-2]
+        if not snapshot.exists(store, target):
+            raise NotFoundError(
+                f"channel {name} would roll back to snapshot {target}, which was removed",
+                f"point it at an existing snapshot with 'mirrorkit channel set {name} SNAPSHOT'.",
+            )
+        event = Event("rollback", target, _now(), _who())
+        channel = Channel(name, target, (*current.history, event))
+        _write(store, channel)
+        return channel
+
+
+def needing(store: Store, snapshot_name: str) -> list[str]:
+    """Channels that point at ``snapshot_name`` or could roll back to it."""
+    return [
+        f"channel {c.name}"
+        for c in list_all(store)
+        if c.snapshot == snapshot_name or snapshot_name in c.stack()
+    ]

@@ -1,0 +1,92 @@
+"""Garbage collection: remove pool and metadata objects nothing references any more.
+
+Referenced are: every object of a mirror's committed state, of a snapshot, and of a suite
+published from this store. ``gc`` holds the store lock, so it never runs beside another
+command, and removes objects one by one: interrupted, it leaves a store in which everything
+still referenced is present.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mirrorkit import mirror, snapshot
+from mirrorkit.models import IndexRef
+from mirrorkit.publish import published_trees
+from mirrorkit.publish.fs import published_files
+from mirrorkit.store import Store
+
+
+@dataclass
+class GcResult:
+    pool_files: int = 0
+    meta_files: int = 0
+    temp_files: int = 0
+    bytes: int = 0
+    removed: list[str] = field(default_factory=list)
+
+
+def _referenced(store: Store) -> tuple[set[str], set[str]]:
+    pool: set[str] = set()
+    meta: set[str] = set()
+
+    def index(refs: tuple[IndexRef, ...]) -> None:
+        for ref in refs:
+            meta.add(ref.sha256)
+        pool.update(p.sha256 for p in mirror.packages(store, refs))
+
+    for m in mirror.list_all(store):
+        if m.state is not None:
+            meta.add(m.state.inrelease_sha256)
+            meta.update(ref.sha256 for ref in m.state.upstream)
+            index(m.state.indexes)
+    for info in snapshot.list_all(store):
+        index(info.indexes)
+    for tree in published_trees(store):
+        pool.update(published_files(tree).values())
+    return pool, meta
+
+
+def collect(store: Store, *, dry_run: bool = False) -> GcResult:
+    result = GcResult()
+    with store.locked():
+        pool_refs, meta_refs = _referenced(store)
+
+        def remove(path: Path, counter: str) -> None:
+            result.bytes += path.stat().st_size
+            setattr(result, counter, getattr(result, counter) + 1)
+            result.removed.append(str(path.relative_to(store.root)))
+            if not dry_run:
+                path.unlink()
+
+        for path in sorted(store.pool.root.glob("*/*")):
+            if path.name not in pool_refs:
+                remove(path, "pool_files")
+        for path in sorted(store.meta.root.glob("*/*.zst")):
+            if path.name.removesuffix(".zst") not in meta_refs:
+                remove(path, "meta_files")
+        # Under the lock no command is running: what is left in tmp/ is debris of an
+        # interrupted one. Partial downloads stay (the next update resumes them) unless the
+        # pool has their file already.
+        for path in sorted(store.tmp.iterdir()) if store.tmp.is_dir() else []:
+            if path == store.partial:
+                continue
+            if path.is_dir():
+                result.temp_files += 1
+                if not dry_run:
+                    shutil.rmtree(path, ignore_errors=True)
+            else:
+                remove(path, "temp_files")
+        for path in sorted(store.partial.glob("*")) if store.partial.is_dir() else []:
+            sha = path.name.split(".", 1)[0]
+            if store.pool.has(sha):
+                remove(path, "temp_files")
+        if not dry_run:
+            for d in (store.pool.root, store.meta.root):
+                for sub in d.glob("*"):
+                    if sub.is_dir() and not any(sub.iterdir()):
+                        os.rmdir(sub)
+    return result

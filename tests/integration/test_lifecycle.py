@@ -1,0 +1,201 @@
+"""Snapshot lifecycle: diff, channels, your own packages, retention (rm, gc)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mirrorkit import gc
+from mirrorkit.errors import StoreLockedError
+from mirrorkit.store import Store
+from tests.helpers.archive import Archive, build_archive
+from tests.helpers.debs import build_deb
+from tests.helpers.httpserver import FaultServer
+from tests.mk import run_cli
+
+
+def _ok(store: Path, *args: str, **kw: Path) -> str:
+    r = run_cli(store, *args, **kw)
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
+def _mirror_and_snapshot(store: Path, srv: FaultServer, archive: Archive, name: str) -> None:
+    if not (store / "mirrors" / "up.json").exists():
+        _ok(store, "mirror", "add", "up", srv.url, "stable", "--keyring",
+            str(archive.key.public_keyring))  # fmt: skip
+    _ok(store, "mirror", "update", "up")
+    _ok(store, "snapshot", "create", name, "--from-mirror", "up")
+
+
+def _upgrade(archive: Archive, tmp_path: Path, debs: dict[str, Path]) -> None:
+    """Upstream moves on: hello 1.1, tool 1.5 (a downgrade), libalt gone, newpkg added."""
+    d = tmp_path / "newdebs"
+    new = [
+        build_deb(d, "hello", "1.1", "amd64", depends="libgreet (>= 1.0)"),
+        build_deb(d, "tool", "1.5", "amd64", depends="libgreet | libalt"),
+        build_deb(d, "newpkg", "0.1", "all"),
+    ]
+    keep = [p for n, p in debs.items() if n not in ("hello", "tool", "libalt")]
+    build_archive(archive.root, archive.key, {"main": keep + new}, suite="stable",
+                  codename="stable", date="Sat, 01 Jan 2050 00:00:00 UTC")  # fmt: skip
+
+
+def test_diff_reports_every_kind_of_change(
+    tmp_path: Path, upstream: FaultServer, archive: Archive, debs_dir: dict[str, Path]
+) -> None:
+    store = tmp_path / "store"
+    _mirror_and_snapshot(store, upstream, archive, "a")
+    _upgrade(archive, tmp_path, debs_dir)
+    _mirror_and_snapshot(store, upstream, archive, "b")
+    text = _ok(store, "snapshot", "diff", "a", "b").splitlines()
+    assert text[0] == "1 added, 1 removed, 1 upgraded, 1 downgraded  (a -> b)"
+    assert [line.split()[:2] for line in text[1:]] == [
+        ["added", "newpkg"], ["removed", "libalt"], ["upgraded", "hello"], ["downgraded", "tool"]
+    ]  # fmt: skip
+    assert "1.0" in text[3] and "1.1" in text[3]  # old and new versions, aligned
+    data = json.loads(_ok(store, "snapshot", "diff", "a", "b", "--json"))
+    assert data["upgraded"] == [{"name": "hello", "architecture": "amd64", "old": "1.0",
+                                 "new": "1.1"}]  # fmt: skip
+    assert data["added"][0]["old"] is None and data["removed"][0]["new"] is None
+    assert _ok(store, "snapshot", "diff", "a", "a").startswith("0 added, 0 removed")
+
+
+def test_channels_set_history_rollback_and_rm_protection(
+    tmp_path: Path, upstream: FaultServer, archive: Archive
+) -> None:
+    store = tmp_path / "store"
+    _mirror_and_snapshot(store, upstream, archive, "s1")
+    _ok(store, "snapshot", "create", "s2", "--from-mirror", "up")
+    _ok(store, "snapshot", "create", "s3", "--from-mirror", "up")
+    for snap in ("s1", "s2", "s3"):
+        _ok(store, "channel", "set", "prod", snap)
+    _ok(store, "channel", "set", "dev", "s3")
+    listed = json.loads(_ok(store, "channel", "list", "--json"))
+    assert [(c["name"], c["snapshot"]) for c in listed] == [("dev", "s3"), ("prod", "s3")]
+    assert _ok(store, "channel", "rollback", "prod").strip() == "channel prod -> s2 (rolled back)"
+    assert "-> s1" in _ok(store, "channel", "rollback", "prod")
+    r = run_cli(store, "channel", "rollback", "prod")
+    assert r.exit_code == 1 and "no earlier snapshot" in r.stderr
+    history = json.loads(_ok(store, "channel", "history", "prod", "--json"))
+    assert [(e["action"], e["snapshot"]) for e in history] == [
+        ("set", "s1"),
+        ("set", "s2"),
+        ("set", "s3"),
+        ("rollback", "s2"),
+        ("rollback", "s1"),
+    ]
+    assert all(e["by"] and e["at"] for e in history)
+
+    r = run_cli(store, "snapshot", "rm", "s1")  # prod points at it
+    assert r.exit_code == 1 and "channel prod" in r.stderr
+    r = run_cli(store, "snapshot", "rm", "s3")  # dev points at it
+    assert r.exit_code == 1 and "channel dev" in r.stderr
+    _ok(store, "snapshot", "rm", "s2")  # nothing can return to it any more
+    r = run_cli(store, "channel", "set", "s1", "s3")
+    assert r.exit_code == 1 and "is a snapshot name" in r.stderr
+    r = run_cli(store, "channel", "set", "prod", "nope")
+    assert r.exit_code == 1 and "no snapshot named 'nope'" in r.stderr
+    _ok(store, "snapshot", "rm", "s3", "--force")
+
+
+def test_own_packages_become_a_snapshot_and_merge_with_upstream(
+    tmp_path: Path, upstream: FaultServer, archive: Archive
+) -> None:
+    store = tmp_path / "store"
+    _mirror_and_snapshot(store, upstream, archive, "upstream")
+    own = tmp_path / "own"
+    build_deb(own, "ourapp", "2.3", "amd64", depends="libgreet")
+    build_deb(own / "sub", "ourconf", "1.0", "all")
+    out = _ok(store, "snapshot", "create", "internal", "--from-debs", str(own),
+              "--component", "main")  # fmt: skip
+    assert "created snapshot internal (2 packages)" in out
+    refs = _ok(store, "snapshot", "search", "internal", "Name").split()
+    assert refs == ["ourapp_2.3_amd64", "ourconf_1.0_all"]
+    _ok(store, "snapshot", "merge", "release", "upstream", "internal")
+    assert "ourapp_2.3_amd64" in _ok(store, "snapshot", "search", "release", "ourapp")
+    _ok(store, "snapshot", "verify", "release")  # exit 0: ourapp's libgreet is upstream's
+
+    bad = tmp_path / "bad.deb"
+    bad.write_bytes((own / "ourapp_2.3_amd64.deb").read_bytes()[:400])
+    before = sorted(p.name for p in (store / "pool").rglob("*"))
+    r = run_cli(store, "snapshot", "create", "broken", "--from-debs", str(bad))
+    assert r.exit_code == 1 and "bad.deb: not a valid Debian package" in r.stderr
+    assert "hint:" in r.stderr
+    assert sorted(p.name for p in (store / "pool").rglob("*")) == before
+    assert not (store / "snapshots" / "broken").exists()
+
+
+def test_snapshots_cost_metadata_only(
+    tmp_path: Path, upstream: FaultServer, archive: Archive
+) -> None:
+    store = tmp_path / "store"
+    _mirror_and_snapshot(store, upstream, archive, "day1")
+
+    def objects() -> list[str]:
+        return sorted(p.name for d in ("pool", "meta") for p in (store / d).rglob("*"))
+
+    before = objects()
+    _mirror_and_snapshot(store, upstream, archive, "day2")
+    assert objects() == before
+    size = (store / "snapshots" / "day2" / "snapshot.json").stat().st_size
+    assert size < 4096
+
+
+def test_gc_keeps_what_is_referenced_and_removes_the_rest(
+    tmp_path: Path, upstream: FaultServer, archive: Archive, debs_dir: dict[str, Path]
+) -> None:
+    store = tmp_path / "store"
+    _mirror_and_snapshot(store, upstream, archive, "old")
+    _upgrade(archive, tmp_path, debs_dir)
+    _mirror_and_snapshot(store, upstream, archive, "new")
+    assert "freed 0.0 MB: 0 pool files" in _ok(store, "gc")
+
+    _ok(store, "snapshot", "rm", "old")  # hello 1.0, tool 2.0 and libalt now unreferenced
+    dry = _ok(store, "gc", "--dry-run")
+    assert "would free" in dry and "3 pool files" in dry
+    assert len(list((store / "pool").glob("*/*"))) == 10
+    assert "3 pool files" in _ok(store, "gc")
+    assert len(list((store / "pool").glob("*/*"))) == 7
+    assert run_cli(store, "snapshot", "show", "new").exit_code == 0  # intact
+
+    _ok(store, "mirror", "rm", "up")  # the snapshot still holds everything it needs
+    _ok(store, "gc")
+    assert run_cli(store, "snapshot", "show", "new").exit_code == 0
+
+
+def test_gc_interrupted_leaves_a_consistent_store_and_respects_the_lock(
+    tmp_path: Path, upstream: FaultServer, archive: Archive, debs_dir: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    store_dir = tmp_path / "store"
+    _mirror_and_snapshot(store_dir, upstream, archive, "old")
+    _upgrade(archive, tmp_path, debs_dir)
+    _mirror_and_snapshot(store_dir, upstream, archive, "new")
+    _ok(store_dir, "snapshot", "rm", "old")
+
+    with Store(store_dir).locked(), pytest.raises(StoreLockedError):
+        gc.collect(Store(store_dir))
+
+    calls = 0
+    real_unlink = Path.unlink
+
+    def flaky_unlink(self: Path, missing_ok: bool = False) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", flaky_unlink)
+    with pytest.raises(KeyboardInterrupt):
+        gc.collect(Store(store_dir))
+    monkeypatch.undo()
+    assert len(list((store_dir / "pool").glob("*/*"))) == 9  # one removed, then interrupted
+    assert run_cli(store_dir, "snapshot", "show", "new").exit_code == 0
+    assert "2 pool files" in _ok(store_dir, "gc")
+    assert run_cli(store_dir, "snapshot", "show", "new").exit_code == 0
+    assert os.listdir(store_dir / "tmp") == ["partial"]
