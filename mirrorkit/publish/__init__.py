@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mirrorkit import gpg, mirror, snapshot
-from mirrorkit.errors import NotFoundError, UsageError
+from mirrorkit import archive, gpg, mirror, snapshot
+from mirrorkit.errors import MirrorkitError, NotFoundError, UsageError
 from mirrorkit.models import Package
 from mirrorkit.publish.fs import PublishResult, publish_tree
 from mirrorkit.publish.layout import SuitePlan, plan_suite
@@ -34,15 +34,32 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
 
 
-def release_date(info: snapshot.SnapshotInfo) -> datetime:
-    """SOURCE_DATE_EPOCH if set, else the snapshot's creation time: the same snapshot gives
-    the same Release bytes every time it is published."""
+def release_date(previous: datetime | None = None) -> datetime:
+    """The Release ``Date``: SOURCE_DATE_EPOCH if set (reproducible builds), else now, but
+    always later than the suite's previous Release.
+
+    apt keeps its current Release when a new one carries an older Date (its replay
+    protection), so a rollback published with the old snapshot's date would never reach
+    clients. The indices themselves are byte-identical for the same snapshot."""
     if epoch := os.environ.get("SOURCE_DATE_EPOCH"):
         try:
             return datetime.fromtimestamp(int(epoch), UTC)
         except ValueError as exc:
             raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from exc
-    return datetime.fromisoformat(info.created_at).astimezone(UTC)
+    now = datetime.now(UTC).replace(microsecond=0)
+    if previous is not None and previous >= now:
+        return previous + timedelta(seconds=1)
+    return now
+
+
+def previous_release_date(target: Path, suite: str) -> datetime | None:
+    release = target / "dists" / suite / "Release"
+    if not release.is_file():
+        return None
+    try:
+        return archive.parse_release(release.read_bytes(), str(release)).date
+    except MirrorkitError:
+        return None  # an unreadable old Release is replaced, not trusted
 
 
 def resolve_target(store: Store, name: str) -> tuple[snapshot.SnapshotInfo, str]:
@@ -76,6 +93,7 @@ def plan_for(
     origin: str | None = None,
     label: str | None = None,
     valid_for: str | None = None,
+    previous: datetime | None = None,
 ) -> SuitePlan:
     valid_until = None
     if valid_for:
@@ -83,7 +101,7 @@ def plan_for(
     return plan_suite(
         group_indexes(store, info),
         suite=suite,
-        date=release_date(info),
+        date=release_date(previous),
         origin=origin or "mirrorkit",
         label=label or "mirrorkit",
         description=f"mirrorkit snapshot {info.name}",
@@ -150,7 +168,15 @@ def publish_fs(
         info, default_suite = resolve_target(store, name)
         suite = check_name(suite or default_suite, "suite")
         fingerprint = gpg.resolve_signing_key(key, gnupghome)
-        plan = plan_for(store, info, suite=suite, origin=origin, label=label, valid_for=valid_for)
+        plan = plan_for(
+            store,
+            info,
+            suite=suite,
+            origin=origin,
+            label=label,
+            valid_for=valid_for,
+            previous=previous_release_date(target, suite),
+        )
         inrelease, release_gpg = gpg.sign_release(plan.release, fingerprint, gnupghome)
         public_key = gpg.export_public_key(fingerprint, gnupghome)
         result = publish_tree(

@@ -21,6 +21,7 @@ import fcntl
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -146,6 +147,19 @@ def _previous_by_hash(current: Path) -> dict[str, Path]:
     return carried
 
 
+def _newer_than_before(gen: Path, suite_link: Path) -> None:
+    """Give the new Release files a modification time later than the old ones'.
+
+    Web servers answer apt's If-Modified-Since from mtimes with one-second resolution: a
+    publish within the same second as the last one (or a rollback, whose content is older)
+    would otherwise be answered "304 Not Modified" and stay invisible to clients."""
+    old = suite_link / "InRelease"
+    floor = int(old.stat().st_mtime) + 1 if old.exists() else 0
+    when = max(int(time.time()), floor)
+    for name in ("Release", "Release.gpg", "InRelease"):
+        os.utime(gen / name, (when, when))
+
+
 def publish_tree(
     root: Path,
     plan: SuitePlan,
@@ -197,6 +211,7 @@ def publish_tree(
             (gen / "Release").write_bytes(plan.release)
             (gen / "Release.gpg").write_bytes(release_gpg)
             (gen / "InRelease").write_bytes(inrelease)
+            _newer_than_before(gen, suite_link)
             syncfs(root)
         except OSError as exc:
             shutil.rmtree(gen, ignore_errors=True)

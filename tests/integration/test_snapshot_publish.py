@@ -139,14 +139,28 @@ def test_publish_is_deterministic(
     store = tmp_path / "store"
     _mirror(store, upstream, archive)
     assert run_cli(store, "snapshot", "create", "s", "--from-mirror", "up").exit_code == 0
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     _publish(store, "s", tmp_path / "a", publish_key)
     _publish(store, "s", tmp_path / "b", publish_key)
     a, b = tmp_path / "a" / "dists" / "s", tmp_path / "b" / "dists" / "s"
-    assert _tree_digest(a) == _tree_digest(b)
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    _publish(store, "s", tmp_path / "c", publish_key)
-    release = (tmp_path / "c" / "dists" / "s" / "Release").read_text()
+    assert _tree_digest(a) == _tree_digest(b)  # Release and every index, byte for byte
+    release = (a / "Release").read_text()
     assert "Date: Tue, 14 Nov 2023 22:13:20 UTC" in release
+
+    # Without SOURCE_DATE_EPOCH the Date is the publish time, and always moves forward: apt
+    # ignores a Release older than the one it has, which would hide a rollback.
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    dates = []
+    for _ in range(3):
+        _publish(store, "s", tmp_path / "c", publish_key)
+        rel = fmt.parse_release((tmp_path / "c/dists/s/Release").read_bytes())
+        assert rel.date is not None
+        dates.append(rel.date)
+    assert dates[0] < dates[1] < dates[2]
+    c = tmp_path / "c" / "dists" / "s"
+    assert {k: v for k, v in _tree_digest(c).items() if k != "Release"} == {
+        k: v for k, v in _tree_digest(a).items() if k != "Release"
+    }
 
 
 def test_publish_layout_and_release_fields(
