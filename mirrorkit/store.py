@@ -178,24 +178,6 @@ class Pool:
             )
         self.commit(Path(tmp), sha256)
 
-    def put_bytes(self, data: bytes, sha256: str | None = None) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        if sha256 is not None and digest != sha256:
-            raise IntegrityError("pool object", sha256, digest)
-        if not self.has(digest):
-            self.tmp.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="put-")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            except OSError as exc:
-                Path(tmp).unlink(missing_ok=True)
-                raise storage_error(self.path(digest), exc) from exc
-            self.commit(Path(tmp), digest)
-        return digest
-
 
 class MetaStore:
     """Content-addressed metadata (Packages text, InRelease), zstd-compressed on disk but named
