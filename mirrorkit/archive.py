@@ -137,6 +137,31 @@ def by_hash_path(path: str, sha256: str) -> str:
     return f"{posixpath.dirname(path)}/by-hash/SHA256/{sha256}"
 
 
+_CONTENT_TYPES = {
+    ".deb": "application/vnd.debian.binary-package",
+    ".udeb": "application/vnd.debian.binary-package",
+    ".gz": "application/gzip",
+    ".xz": "application/x-xz",
+    ".bz2": "application/x-bzip2",
+    ".zst": "application/zstd",
+    ".lz4": "application/x-lz4",
+    ".gpg": "application/pgp-keys",  # the public key published beside the tree
+    ".asc": "application/pgp-keys",
+    ".json": "application/json",
+}
+_TEXT_NAMES = frozenset({"InRelease", "Release", "Packages", "Sources", "Index"})
+
+
+def content_type(path: str) -> str:
+    """The media type a published file is served with (HTTP server, object metadata)."""
+    name = posixpath.basename(path)
+    if name in _TEXT_NAMES:
+        return "text/plain; charset=utf-8"
+    if name == "Release.gpg":
+        return "application/pgp-signature"
+    return _CONTENT_TYPES.get(posixpath.splitext(name)[1], "application/octet-stream")
+
+
 def decompress(data: bytes, compression: str, what: str) -> bytes:
     try:
         if compression == "xz":

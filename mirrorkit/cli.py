@@ -17,7 +17,8 @@ from typing import Any, NoReturn
 import typer
 from tqdm import tqdm
 
-from mirrorkit import __version__, channel, gc, mirror, publish, query, resolve, snapshot
+from mirrorkit import __version__, bundle, channel, gc, mirror, publish, query, resolve, snapshot
+from mirrorkit import serve as serve_mod
 from mirrorkit import sync as sync_mod
 from mirrorkit.errors import MirrorkitError, UsageError
 from mirrorkit.fetch import RetryPolicy
@@ -30,6 +31,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help text: "[default: ...]" must print as written, not be eaten as rich markup.
+    rich_markup_mode=None,
 )
 mirror_app = typer.Typer(help="Mirrors: follow an upstream suite.", no_args_is_help=True)
 snapshot_app = typer.Typer(help="Snapshots: immutable, dated package sets.", no_args_is_help=True)
@@ -607,13 +610,18 @@ def snapshot_why(
 
 def _print_published(pub: publish.Published) -> None:
     r = pub.result
-    _err(
-        f"published {pub.snapshot} as suite {r.suite} in {r.root} "
-        f"({r.linked} pool files linked, {r.reused} already there)"
-    )
-    if r.removed:
-        _err(f"removed {r.removed} pool files no suite needs any more")
-    _err(f"public key: {r.key_file} (copy it to the clients, e.g. /etc/apt/keyrings/)")
+    if isinstance(r, publish.fs.PublishResult):
+        done = f"{r.linked} pool files linked, {r.reused} already there"
+        removed = f"{r.removed} pool files" if r.removed else ""
+    else:
+        if r.broken_lock is not None:
+            _err(f"removed the lock of {r.broken_lock.describe()} (--break-lock)")
+        done = f"{len(r.uploaded)} objects uploaded, {r.reused} already there"
+        removed = f"{len(r.removed)} objects" if r.removed else ""
+    _err(f"published {pub.snapshot} as suite {r.suite} in {pub.location} ({done})")
+    if removed:
+        _err(f"removed {removed} no suite needs any more")
+    _err(f"public key: {pub.key_location} (copy it to the clients, e.g. /etc/apt/keyrings/)")
     _err("client source (/etc/apt/sources.list.d/mirrorkit.sources):")
     typer.echo(pub.client_stanza())
 
@@ -649,6 +657,84 @@ def publish_fs(
             valid_for=valid_for,
         )
     _print_published(pub)
+
+
+@publish_app.command("s3")
+def publish_s3(
+    name: str = typer.Argument(..., metavar="SNAPSHOT_OR_CHANNEL"),
+    url: str = typer.Argument(..., metavar="s3://BUCKET/PREFIX"),
+    # No square brackets in these helps: rich would take them for markup.
+    suite: str | None = typer.Option(
+        None, "--suite", help="Suite name (default: the snapshot's or channel's name)."
+    ),
+    key: str | None = typer.Option(None, "--key", help="Signing key (id, fingerprint, uid)."),
+    endpoint_url: str | None = typer.Option(
+        None, "--endpoint-url", help="S3-compatible server, e.g. http://minio:9000 (default: AWS)."
+    ),
+    region: str | None = typer.Option(
+        None, "--region", help="Region (default: from the AWS configuration)."
+    ),
+    jobs: int = typer.Option(8, "--jobs", "-j", help="Concurrent uploads."),
+    prune: bool = typer.Option(
+        False, "--prune", help="Then delete pool objects no suite in the bucket lists."
+    ),
+    break_lock: bool = typer.Option(
+        False, "--break-lock", help="Remove a stale lock a killed publish left behind."
+    ),
+    origin: str | None = typer.Option(None, "--origin", help="Release Origin field."),
+    label: str | None = typer.Option(None, "--label", help="Release Label field."),
+    valid_for: str | None = typer.Option(
+        None, "--valid-for", help="Set Valid-Until this far ahead, e.g. 14d."
+    ),
+) -> None:
+    """Publish a snapshot as a signed APT tree to S3 (InRelease last: never a half suite).
+
+    Credentials come from the standard AWS chain (environment, ~/.aws, instance role)."""
+    with user_errors():
+        if not key:
+            raise UsageError(
+                "publish needs a signing key: --key KEYID",
+                "clients verify what you publish; create one with 'gpg --quick-gen-key'.",
+            )
+        pub = publish.publish_s3(
+            open_store(),
+            name,
+            url,
+            key=key,
+            suite=suite,
+            gnupghome=_G.gnupghome,
+            origin=origin,
+            label=label,
+            valid_for=valid_for,
+            endpoint_url=endpoint_url,
+            region=region,
+            jobs=jobs,
+            prune=prune,
+            break_lock=break_lock,
+            reporter=TqdmReporter(),
+        )
+    _print_published(pub)
+
+
+@app.command("serve")
+def serve_cmd(
+    directory: Path = typer.Argument(..., metavar="DIR"),
+    bind: str = typer.Option("127.0.0.1", "--bind", help="Address to listen on."),
+    port: int = typer.Option(8080, "--port", help="Port (0: any free port)."),
+) -> None:
+    """Serve a published tree over HTTP, for tests and small sites.
+
+    GET/HEAD, Range, If-Modified-Since; never outside DIR, no directory listings. Not a
+    replacement for nginx or Apache in production (no TLS, no access control)."""
+    with user_errors():
+        server = serve_mod.make_server(directory, bind, port, log=None if _G.quiet else _err)
+    typer.echo(f"serving {directory} at {server.url} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 # --- channels and gc --------------------------------------------------------------------------
@@ -745,6 +831,175 @@ def sync_cmd(
     typer.echo(f"snapshot: {result.snapshot.name} ({result.snapshot.packages} packages)")
     if result.published is not None:
         _print_published(result.published)
+
+
+# --- bundles ----------------------------------------------------------------------------------
+
+bundle_app = typer.Typer(
+    help="Air-gap bundles: signed, verifiable, incremental, split into volumes.",
+    no_args_is_help=True,
+)
+app.add_typer(bundle_app, name="bundle")
+BUNDLE_KEYRING = typer.Option(
+    ..., "--keyring", metavar="FILE", help="Public key(s) of who may sign bundles (.gpg/.asc)."
+)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+@bundle_app.command("export")
+def bundle_export(
+    snapshots: list[str] = typer.Argument(..., metavar="SNAPSHOT"),
+    output: Path = typer.Option(
+        ..., "-o", "--output", metavar="FILE", help="The bundle file to write."
+    ),
+    key: str | None = typer.Option(
+        None, "--key", metavar="KEYID", help="Signing key (id, fingerprint, uid)."
+    ),
+    channels: list[str] = typer.Option(
+        [],
+        "--channel",
+        metavar="CHANNEL",
+        help="Pin this channel to its snapshot on the other side (repeatable).",
+    ),
+    since: str | None = typer.Option(
+        None, "--since", metavar="BASE", help="Incremental: only pool objects BASE lacks."
+    ),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        metavar="SIZE",
+        help="Write FILE.001, FILE.002, ... of at most SIZE each, e.g. 700M, 4G, 25G "
+        "(K/M/G decimal, KiB/MiB/GiB binary), plus FILE.index.json.",
+    ),
+) -> None:
+    """Write snapshots and the packages they need as one signed, verifiable bundle."""
+    with user_errors():
+        result = bundle.export(
+            open_store(),
+            snapshots,
+            output,
+            key=key,
+            gnupghome=_G.gnupghome,
+            channels=channels,
+            since=since,
+            split=bundle.parse_size(split) if split else None,
+            reporter=TqdmReporter(),
+        )
+    m = result.manifest
+    rate = m.total_bytes / 1e6 / result.seconds if result.seconds > 0 else 0.0
+    _err(
+        f"bundled {', '.join(s.name for s in m.snapshots)}"
+        + (f" (since {m.since.name})" if m.since else "")
+        + f": {len(m.pool)} pool objects, {_mb(m.total_bytes)} -> "
+        f"{_mb(result.compressed_bytes)} in {result.seconds:.1f} s ({rate:.0f} MB/s), "
+        f"signed by {result.signer}"
+    )
+    for part in result.files:
+        typer.echo(str(part.path))
+    if result.index is not None:
+        typer.echo(str(result.index))
+
+
+@bundle_app.command("show")
+def bundle_show(
+    file: Path = typer.Argument(..., metavar="FILE"),
+    keyring: Path | None = typer.Option(
+        None, "--keyring", help="Also check the manifest's signature against this keyring."
+    ),
+    json_out: bool = JSON,
+) -> None:
+    """What a bundle holds (snapshots, provenance, counts, sizes), from its manifest alone."""
+    with user_errors():
+        info = bundle.show(file, keyring)
+    if json_out:
+        _emit_json(info.to_json())
+        return
+    m = info.manifest
+    files = info.files
+    where = f"{len(files.parts)} parts, index {files.index}" if files.index else "1 file"
+    typer.echo(f"Bundle: {files.what} ({where}, {_mb(files.size)})")
+    typer.echo(f"Created: {m.created_at} by mirrorkit {m.mirrorkit_version}")
+    typer.echo(f"Manifest SHA256: {info.manifest_sha256}")
+    if info.signers is None:
+        typer.echo("Signature: not checked (give --keyring, or run 'mirrorkit bundle verify')")
+    else:
+        typer.echo(f"Signature: good, by {', '.join(info.signers)}")
+    since = f"incremental, since {m.since.name} ({m.since.digest})" if m.since else "full"
+    typer.echo(f"Kind: {since}")
+    for s in m.snapshots:
+        typer.echo(f"Snapshot: {s.name} ({s.packages} packages, created {s.created_at})")
+        typer.echo(f"  digest: {s.digest}")
+        for source in s.sources:
+            typer.echo("  source:")
+            for k, v in sorted(source.items()):
+                typer.echo(f"    {k}: {v}")
+        for i in s.indexes:
+            typer.echo(f"  index: {i.component}/binary-{i.architecture} ({i.packages} packages)")
+    for c in m.channels:
+        typer.echo(f"Channel: {c.name} -> {c.snapshot}")
+    pool = m.pool
+    typer.echo(
+        f"Members: {len(m.members) + 2}; pool objects: {len(pool)} "
+        f"({_mb(sum(p.size for p in pool))}); metadata objects: {len(m.meta)}; "
+        f"{_mb(m.total_bytes)} uncompressed"
+    )
+
+
+@bundle_app.command("verify")
+def bundle_verify(
+    file: Path = typer.Argument(..., metavar="FILE"),
+    keyring: Path = BUNDLE_KEYRING,
+    json_out: bool = JSON,
+) -> None:
+    """Check the signature, then every member's size and SHA256; exit 1 on any problem."""
+    with user_errors():
+        report = bundle.verify(file, keyring, TqdmReporter())
+    if json_out:
+        _emit_json(report.to_json())
+    else:
+        for problem in report.problems:
+            _err(f"problem: {problem.message}")
+        if report.ok:
+            typer.echo(
+                f"{report.what}: OK: manifest signed by {', '.join(report.signers)}; "
+                f"{report.members} members verified against it"
+            )
+        else:
+            _err(f"{report.what}: {len(report.problems)} problem(s): do not import this bundle")
+            _err(f"hint: {bundle.DAMAGED}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@bundle_app.command("import")
+def bundle_import(
+    file: Path = typer.Argument(..., metavar="FILE"),
+    keyring: Path = BUNDLE_KEYRING,
+) -> None:
+    """Verify a bundle (signature first) and add its snapshots and channel pins to the store.
+
+    FILE is the bundle, or the first part or the index of a split one."""
+    with user_errors():
+        result = bundle.import_bundle(open_store(), file, keyring, TqdmReporter())
+    for name in result.added:
+        typer.echo(f"imported snapshot {name}")
+    for name in result.present:
+        typer.echo(f"snapshot {name} was here already (same digest)")
+    for move in result.channels:
+        if move.applied:
+            typer.echo(f"channel {move.name} -> {move.new}")
+        elif move.old == move.new:
+            typer.echo(f"channel {move.name} -> {move.new} (unchanged)")
+        else:
+            _err(f"channel {move.name} not moved to {move.new}: {move.reason}")
+    _err(
+        f"signed by {', '.join(result.signers)}; {result.pool_added} pool objects added, "
+        f"{result.pool_present} were here already; {_mb(result.bytes)} read in "
+        f"{result.seconds:.1f} s"
+    )
 
 
 def main() -> None:

@@ -95,3 +95,7 @@ class PublishError(MirrorkitError):
 
 class StorageError(MirrorkitError):
     """The disk refused a write (full, read-only, permissions)."""
+
+
+class BundleError(MirrorkitError):
+    """A bundle is damaged, incomplete, hostile, or not what its signed manifest says."""

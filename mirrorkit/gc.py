@@ -45,6 +45,8 @@ def _referenced(store: Store) -> tuple[set[str], set[str]]:
             index(m.state.indexes)
     for info in snapshot.list_all(store):
         index(info.indexes)
+    # Published directories only: a bucket published to S3 holds its own copies of the pool
+    # objects (and reading it needs credentials), so gc skips it; its record stays.
     for tree in published_trees(store):
         pool.update(published_files(tree).values())
     return pool, meta

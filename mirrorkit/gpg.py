@@ -185,6 +185,21 @@ def sign_release(
     return bytes(clear.data), bytes(detached.data)
 
 
+def sign_detached(
+    data: bytes, fingerprint: str, gnupghome: str | None = None, what: str = "data"
+) -> bytes:
+    """An armored detached signature over exactly ``data``, by ``fingerprint``."""
+    gpg = _signing_gpg(gnupghome)
+    args = ["--digest-algo", "SHA512", "--pinentry-mode", "loopback"]
+    result = gpg.sign(data, keyid=fingerprint, detach=True, clearsign=False, extra_args=args)
+    if not result.data:
+        raise SignatureError(
+            f"signing {what} with key {fingerprint} failed ({result.status or 'no output'})",
+            "check that the key has no passphrase or that gpg-agent can supply it.",
+        )
+    return bytes(result.data)
+
+
 def export_public_key(fingerprint: str, gnupghome: str | None = None) -> tuple[bytes, bytes]:
     """(binary, armored) public key, for the published tree and the client's Signed-By."""
     gpg = _signing_gpg(gnupghome)

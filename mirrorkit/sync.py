@@ -24,22 +24,28 @@ class SyncResult:
 
 
 def _check_supported(profile: Profile, no_publish: bool) -> None:
-    """Refuse, before downloading anything, what this version cannot do yet."""
+    """Refuse, before downloading anything, what cannot work: a query with a typo, a publish
+    without a key, an S3 bucket that cannot be reached with these credentials."""
     if profile.filter is not None:
         query.parse(profile.filter.query)  # a typo fails now, not after the downloads
     pub = profile.publish
     if pub is None or no_publish:
         return
-    if pub.s3 is not None:
-        raise MirrorkitError(
-            f"{profile.path}: publish.s3: publishing to S3 is not implemented yet",
-            "publish to a directory with publish.fs, or run with --no-publish.",
-        )
     if not pub.key:
         raise UsageError(
             f"{profile.path}: publish.key: a signing key is required to publish",
             "set publish.key to a key id in your GnuPG keyring, or run with --no-publish.",
         )
+    if pub.s3 is not None:
+        from mirrorkit.publish import s3  # boto3 only when a profile publishes to S3
+
+        target = s3.S3Target.parse(pub.s3, endpoint_url=pub.endpoint_url)
+        try:
+            s3.connect(target).check()
+        except MirrorkitError as exc:
+            exc.message = f"{profile.path}: publish.s3: {exc.message}"
+            exc.hint = f"{exc.hint or ''} Nothing was downloaded.".strip()
+            raise
 
 
 def sync(
@@ -96,5 +102,21 @@ def sync(
                 origin=pub.origin,
                 label=pub.label,
                 valid_for=pub.valid_for,
+            )
+        elif pub is not None and pub.s3 is not None and not no_publish:
+            assert pub.key is not None
+            published = publish.publish_s3(
+                store,
+                target,
+                pub.s3,
+                key=pub.key,
+                suite=pub.suite or pub.channel or profile.name,
+                gnupghome=gnupghome,
+                origin=pub.origin,
+                label=pub.label,
+                valid_for=pub.valid_for,
+                endpoint_url=pub.endpoint_url,
+                jobs=options.jobs if options is not None else 8,
+                reporter=reporter,
             )
     return SyncResult(profile, tuple(updates), info, published)

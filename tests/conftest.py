@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -120,6 +121,13 @@ def _loopback_only() -> Iterator[None]:
         # "*" means "never use a proxy" to httpx, urllib and requests alike.
         mp.setenv("no_proxy", "*")
         mp.setenv("NO_PROXY", "*")
+        # boto3's credential chain must find neither the host's AWS credentials nor ask the
+        # instance metadata service (169.254.169.254): S3 tests set what they need.
+        for name in [n for n in os.environ if n.startswith("AWS_")]:
+            mp.delenv(name)
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        mp.setenv("AWS_CONFIG_FILE", os.devnull)
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
         _install_network_guard(mp)
         yield
 

@@ -1,10 +1,12 @@
-"""Publishing: one layout plan (layout.py), written by fs.py (and, later, an object-store writer).
+"""Publishing: one layout plan (layout.py), written by fs.py or by s3.py (object storage).
 
-This module ties a snapshot to a plan and a signing key.
+This module ties a snapshot to a plan and a signing key. s3.py (and boto3) is imported only
+when publishing to S3.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -12,14 +14,18 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mirrorkit import archive, gpg, mirror, snapshot
 from mirrorkit.errors import MirrorkitError, NotFoundError, UsageError
 from mirrorkit.models import Package
+from mirrorkit.progress import Reporter
 from mirrorkit.publish.fs import PublishResult, publish_tree
 from mirrorkit.publish.layout import SuitePlan, plan_suite
 from mirrorkit.store import Store, check_name, read_json, write_json
+
+if TYPE_CHECKING:
+    from mirrorkit.publish.s3 import S3PublishResult
 
 _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -109,44 +115,87 @@ def plan_for(
     )
 
 
-def _record_path(store: Store, target: Path) -> Path:
-    digest = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:16]
+def _record_identity(target: Path | str, endpoint_url: str | None) -> dict[str, Any]:
+    if isinstance(target, Path):
+        return {"dir": str(target.resolve())}
+    return {"s3": target, "endpoint_url": endpoint_url}
+
+
+def _record_path(store: Store, identity: dict[str, Any]) -> Path:
+    # A directory's record keeps the name it always had (the digest of the resolved path).
+    name = identity["dir"] if "dir" in identity else f"{identity['s3']} {identity['endpoint_url']}"
+    digest = hashlib.sha256(str(name).encode()).hexdigest()[:16]
     return store.root / "published" / f"{digest}.json"
 
 
-def record_published(store: Store, target: Path, suite: str, snapshot_name: str) -> None:
-    """Remember where the store published what: ``gc`` keeps what published trees list."""
-    path = _record_path(store, target)
-    data: dict[str, Any] = (
-        read_json(path) if path.exists() else {"dir": str(target.resolve()), "suites": {}}
-    )
+def record_published(
+    store: Store,
+    target: Path | str,
+    suite: str,
+    snapshot_name: str,
+    *,
+    endpoint_url: str | None = None,
+) -> None:
+    """Remember where the store published what: a directory (``Path``) or an ``s3://`` URL
+    (``str``, with the server's endpoint). ``gc`` keeps what published directories list."""
+    identity = _record_identity(target, endpoint_url)
+    path = _record_path(store, identity)
+    data: dict[str, Any] = read_json(path) if path.exists() else {**identity, "suites": {}}
     data["suites"][suite] = snapshot_name
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, data, tmp_dir=store.tmp)
 
 
+def published_records(store: Store) -> list[dict[str, Any]]:
+    """Every published target: ``{"dir": ...}`` or ``{"s3": ..., "endpoint_url": ...}``, with
+    ``"suites"``: suite -> snapshot."""
+    return [read_json(p) for p in sorted((store.root / "published").glob("*.json"))]
+
+
 def published_trees(store: Store) -> list[Path]:
-    records = sorted((store.root / "published").glob("*.json"))
-    return [Path(read_json(p)["dir"]) for p in records]
+    """The directories published from this store (for ``gc``).
+
+    S3 targets are left out on purpose: reading a bucket's indices is slow and needs
+    credentials, and a bucket holds its own copies of the pool objects, so removing them from
+    the local pool cannot break it. Their records stay (what was published where)."""
+    return [Path(r["dir"]) for r in published_records(store) if "dir" in r]
 
 
 @dataclass(frozen=True, slots=True)
 class Published:
-    result: PublishResult
+    result: PublishResult | S3PublishResult
     snapshot: str
     components: tuple[str, ...]
     architectures: tuple[str, ...]
     fingerprint: str
 
+    @property
+    def location(self) -> str:
+        """Where it was published: the directory, or the ``s3://`` URL."""
+        r = self.result
+        return str(r.root) if isinstance(r, PublishResult) else r.target.url
+
+    @property
+    def key_location(self) -> str:
+        """The public key clients need: a file, or its URL in the bucket."""
+        r = self.result
+        return str(r.key_file) if isinstance(r, PublishResult) else r.key_url
+
     def client_stanza(self, uri: str | None = None, signed_by: str | None = None) -> str:
+        r = self.result
+        if isinstance(r, PublishResult):
+            default_uri, default_key = r.root.resolve().as_uri(), str(r.key_file.resolve())
+        else:
+            # The client downloads the key from the bucket and keeps it in its keyrings dir.
+            default_uri, default_key = r.http_url, f"/etc/apt/keyrings/{r.key_name}.gpg"
         return "\n".join(
             [
                 "Types: deb",
-                f"URIs: {uri or self.result.root.resolve().as_uri()}",
-                f"Suites: {self.result.suite}",
+                f"URIs: {uri or default_uri}",
+                f"Suites: {r.suite}",
                 f"Components: {' '.join(self.components)}",
                 f"Architectures: {' '.join(self.architectures)}",
-                f"Signed-By: {signed_by or self.result.key_file.resolve()}",
+                f"Signed-By: {signed_by or default_key}",
             ]
         )
 
@@ -189,6 +238,78 @@ def publish_fs(
             key_name=f"mirrorkit-archive-{fingerprint[-16:].lower()}",
         )
         record_published(store, target, suite, info.name)
+    return Published(
+        result=result,
+        snapshot=info.name,
+        components=plan.components,
+        architectures=plan.architectures,
+        fingerprint=fingerprint,
+    )
+
+
+def publish_s3(
+    store: Store,
+    name: str,
+    url: str,
+    *,
+    key: str,
+    suite: str | None = None,
+    gnupghome: str | None = None,
+    origin: str | None = None,
+    label: str | None = None,
+    valid_for: str | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    jobs: int = 8,
+    prune: bool = False,
+    break_lock: bool = False,
+    reporter: Reporter | None = None,
+    fail_after: int | None = None,
+) -> Published:
+    """Publish snapshot (or channel) ``name`` to ``s3://BUCKET/PREFIX`` as suite ``suite``:
+    the same plan as :func:`publish_fs`, written in an order that keeps the suite consistent
+    (see ``s3.py``). ``fail_after`` is the fault tests' hook."""
+    from mirrorkit.publish import s3
+
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    target = s3.S3Target.parse(url, endpoint_url=endpoint_url, region=region)
+    with store.locked():
+        info, default_suite = resolve_target(store, name)
+        suite = check_name(suite or default_suite, "suite")
+        fingerprint = gpg.resolve_signing_key(key, gnupghome)
+        bucket = s3.connect(target, jobs=jobs)
+        bucket.check()
+        with s3.publish_lock(bucket, suite=suite, break_lock=break_lock) as broken:
+            # Read under the lock: the Date must be later than the Release now in the bucket.
+            previous = s3.suite_state(bucket, suite)
+            plan = plan_for(
+                store,
+                info,
+                suite=suite,
+                origin=origin,
+                label=label,
+                valid_for=valid_for,
+                previous=previous.date,
+            )
+            inrelease, release_gpg = gpg.sign_release(plan.release, fingerprint, gnupghome)
+            public_key = gpg.export_public_key(fingerprint, gnupghome)
+            result = s3.publish_tree(
+                bucket,
+                plan,
+                store.pool,
+                inrelease,
+                release_gpg,
+                public_key,
+                key_name=f"mirrorkit-archive-{fingerprint[-16:].lower()}",
+                previous=previous,
+                prune=prune,
+                reporter=reporter,
+                fail_after=fail_after,
+            )
+        record_published(store, target.url, suite, info.name, endpoint_url=target.endpoint_url)
+    if broken is not None:
+        result = dataclasses.replace(result, broken_lock=broken)
     return Published(
         result=result,
         snapshot=info.name,

@@ -97,7 +97,11 @@ key = "{publish_key.fingerprint}"
     ("extra", "message"),
     [
         ('[filter]\nquery = "hello (>= "\n', "expected ')'"),
-        ('[publish]\ns3 = "s3://bucket/apt"\nkey = "x"\n', "not implemented yet"),
+        ('[publish]\ns3 = "s3://bucket/apt"\n', "a signing key is required"),
+        (  # the bucket is checked before downloading: here no credentials are configured
+            '[publish]\ns3 = "s3://bucket/apt"\nendpoint_url = "http://127.0.0.1:9"\nkey = "x"\n',
+            "publish.s3: s3://bucket/apt (at http://127.0.0.1:9): no S3 credentials found",
+        ),
         ('[publish]\nfs = "out"\n', "a signing key is required"),
     ],
 )

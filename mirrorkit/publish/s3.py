@@ -1,0 +1,948 @@
+"""Publish the layout plan to S3-compatible object storage, so that readers never see a half suite.
+
+```
+s3://BUCKET/PREFIX/
+  pool/<component>/<prefix>/<source>/<file>.deb    shared by every suite under PREFIX
+  dists/SUITE/<component>/binary-<arch>/Packages{,.gz,.xz} and their by-hash/SHA256/ copies
+  dists/SUITE/Release, Release.gpg, InRelease
+  KEYNAME.gpg, KEYNAME.asc                         the public key clients pin with Signed-By
+  .mirrorkit-lock                                  only while a publish runs
+```
+There is no rename on S3, so consistency comes from the order of the writes (the same plan the
+fs writer executes, see ``layout.py``):
+
+1. pool objects (and the public key),
+2. the indices' by-hash copies, then the indices under their names,
+3. ``Release``, ``Release.gpg``, and ``InRelease`` last.
+
+apt reads ``InRelease`` first and fetches the indices it names by hash (the Release says
+``Acquire-By-Hash: yes``) and then pool files by name. Until the new ``InRelease`` replaces the
+old one, everything the old one names is still there: pool objects are only ever added with the
+content their name promises, and by-hash objects are content-addressed. So a client sees the old
+suite or the new one. A publish that fails anywhere before the last write leaves the old suite
+fully usable, and running it again uploads only what is still missing.
+
+Objects already present with the same content are not uploaded again: we store the SHA256 in the
+object's metadata (``x-amz-meta-sha256``) and compare it, with the size, from a HEAD request
+(for objects uploaded by other tools, the ETag when it is a plain MD5). Re-publishing an
+unchanged snapshot therefore uploads only ``Release``, ``Release.gpg`` and ``InRelease``.
+
+Two publishers on one prefix are kept apart by a lock object created with a conditional put
+(``If-None-Match: *``); ``--break-lock`` removes one a killed publisher left behind. Pool objects
+no suite references any more are removed only with ``--prune``, and only after the new
+``InRelease`` is in place.
+
+boto3 is imported here and nowhere else; ``mirrorkit.publish`` imports this module only when
+publishing to S3, so the other commands do not pay for loading it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import getpass
+import hashlib
+import json
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import boto3
+import boto3.exceptions
+import boto3.s3.transfer
+import boto3.session
+import botocore.config
+import botocore.exceptions
+
+from mirrorkit import __version__, archive
+from mirrorkit.errors import FormatError, MirrorkitError, PublishError, UsageError
+from mirrorkit.models import FileRef
+from mirrorkit.progress import NullReporter, Reporter
+from mirrorkit.publish.layout import SuitePlan
+from mirrorkit.store import Pool
+
+LOCK_NAME = ".mirrorkit-lock"
+SIGNED_FILES = ("Release", "Release.gpg", "InRelease")  # in upload order: InRelease last
+# Objects at least this large go up in parts (boto3's TransferConfig); the tests lower it.
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+MULTIPART_CHUNKSIZE = 16 * 1024 * 1024
+
+_UNTOUCHED = "the previously published suite is untouched; run the same command again to finish."
+_DAMAGED = (
+    "a suite in this bucket is damaged, so what it needs is unknown and nothing was deleted; "
+    "re-publish that suite (or remove its dists/ directory) and run again."
+)
+_IMMUTABLE = "public, max-age=31536000, immutable"  # pool and by-hash: content never changes
+_REVALIDATE = "no-cache"  # names whose content changes with each publish
+_BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
+_INDEX_RE = re.compile(r"^(.+/binary-[^/]+/Packages)(?:\.(xz|gz|bz2|zst))?$")
+_CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "AuthorizationHeaderMalformed",
+        "InvalidClientTokenId",
+    }
+)
+_DENIED_CODES = frozenset({"AccessDenied", "Forbidden", "403", "AllAccessDisabled"})
+_NETWORK_ERRORS: tuple[type[Exception], ...] = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ProxyConnectionError,
+    botocore.exceptions.SSLError,
+    botocore.exceptions.HTTPClientError,
+)
+
+
+# -- where -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class S3Target:
+    """``s3://BUCKET/PREFIX`` and how to reach it. ``prefix`` has no leading or trailing slash."""
+
+    bucket: str
+    prefix: str
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    @classmethod
+    def parse(
+        cls, url: str, *, endpoint_url: str | None = None, region: str | None = None
+    ) -> S3Target:
+        parts = urlsplit(url)
+        if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+            raise UsageError(
+                f"invalid S3 target {url!r}", "write it as s3://BUCKET/PREFIX, e.g. s3://apt/debian"
+            )
+        bucket = parts.netloc
+        if not _BUCKET_RE.match(bucket) or ".." in bucket:
+            raise UsageError(
+                f"invalid bucket name {bucket!r} in {url!r}",
+                "bucket names are 3-255 letters, digits, '.', '-' or '_' (AWS: 3-63, lower case).",
+            )
+        segments = [s for s in parts.path.split("/") if s]
+        if any(s in (".", "..") or _UNSAFE.search(s) for s in segments):
+            raise UsageError(
+                f"invalid prefix in {url!r}",
+                "the prefix may not have '.' or '..' segments, backslashes or control characters.",
+            )
+        endpoint = None
+        if endpoint_url:
+            ep = urlsplit(endpoint_url)
+            if ep.scheme not in ("http", "https") or not ep.hostname or ep.query or ep.fragment:
+                raise UsageError(
+                    f"invalid endpoint URL {endpoint_url!r}",
+                    "give the S3 server's base URL, e.g. http://127.0.0.1:8333",
+                )
+            endpoint = endpoint_url.rstrip("/")
+        return cls(bucket, "/".join(segments), endpoint, region or None)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    @property
+    def where(self) -> str:
+        """For messages: the URL, and the server when it is not AWS."""
+        return f"{self.url} (at {self.endpoint_url})" if self.endpoint_url else self.url
+
+    def key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def rel(self, key: str) -> str:
+        return key[len(self.prefix) + 1 :] if self.prefix else key
+
+    def http_url(self, region: str | None = None) -> str:
+        """The URL apt reads the tree from (anonymous HTTP GET on the objects)."""
+        path = quote(self.prefix, safe="/-._~+")
+        if self.endpoint_url:
+            # Path-style, as S3-compatible servers (MinIO, Ceph, SeaweedFS) serve it.
+            return f"{self.endpoint_url}/{quote(self.bucket)}/{path}".rstrip("/") + "/"
+        region = region or self.region
+        host = (
+            f"s3.{region}.amazonaws.com" if region and region != "us-east-1" else "s3.amazonaws.com"
+        )
+        if "." in self.bucket:
+            # A dotted bucket name does not match the *.s3 wildcard certificate: path-style.
+            return f"https://{host}/{self.bucket}/{path}".rstrip("/") + "/"
+        return f"https://{self.bucket}.{host}/{path}".rstrip("/") + "/"
+
+
+# -- errors at the boundary --------------------------------------------------------------------
+
+
+def _client_error_fields(exc: botocore.exceptions.ClientError) -> tuple[str, int | None, str]:
+    response: dict[str, Any] = exc.response or {}
+    error = response.get("Error") or {}
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    return str(error.get("Code") or ""), status, str(error.get("Message") or "")
+
+
+def _status(exc: BaseException) -> int | None:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return _client_error_fields(exc)[1]
+    return None
+
+
+def s3_error(target: S3Target, exc: BaseException, action: str) -> PublishError:
+    """One mapping from botocore's exceptions to a PublishError a user can act on."""
+    if isinstance(exc, boto3.exceptions.S3UploadFailedError) and isinstance(
+        exc.__context__, botocore.exceptions.ClientError
+    ):
+        exc = exc.__context__  # boto3's transfer wraps the real ClientError without a cause
+    where = target.where
+    if isinstance(
+        exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
+    ):
+        return PublishError(
+            f"{where}: no S3 credentials found ({exc})",
+            "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile in "
+            "~/.aws/credentials (the standard AWS credential chain).",
+        )
+    if isinstance(exc, _NETWORK_ERRORS):
+        server = target.endpoint_url or "AWS S3"
+        return PublishError(
+            f"{where}: cannot reach the S3 server {server} while {action} ({exc})",
+            "check --endpoint-url (or the profile's endpoint_url) and that the server is up; "
+            + _UNTOUCHED,
+        )
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code, status, message = _client_error_fields(exc)
+        detail = f"{code}: {message}" if message and message != code else code or str(status)
+        if code in _CREDENTIAL_CODES:
+            return PublishError(
+                f"{where}: the S3 server rejected the credentials while {action} ({detail})",
+                "check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and --region "
+                "for AWS.",
+            )
+        if code in _DENIED_CODES or status == 403:
+            return PublishError(
+                f"{where}: access denied while {action} ({detail})",
+                "check the credentials; they need s3:ListBucket on the bucket and "
+                "s3:GetObject, s3:PutObject and s3:DeleteObject on the prefix.",
+            )
+        if code == "NoSuchBucket":
+            return PublishError(
+                f"{where}: no such bucket {target.bucket!r}",
+                "create the bucket first, or check its name, --endpoint-url and --region.",
+            )
+        return PublishError(f"{where}: {action} failed ({detail or exc})", _UNTOUCHED)
+    return PublishError(f"{where}: {action} failed ({exc})", _UNTOUCHED)
+
+
+_BOUNDARY: tuple[type[Exception], ...] = (
+    botocore.exceptions.BotoCoreError,
+    botocore.exceptions.ClientError,
+    boto3.exceptions.Boto3Error,
+)
+
+_CONNECT_ERRORS: tuple[type[Exception], ...] = (*_BOUNDARY, ValueError)  # ValueError: bad URL
+
+
+# -- the object store --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Obj:
+    """One object to write: its name below the prefix, size, SHA256, and bytes or a file."""
+
+    rel: str
+    size: int
+    sha256: str
+    data: bytes | None = None
+    path: Path | None = None
+    content_type: str = "application/octet-stream"
+    cache_control: str = _REVALIDATE
+    pool: bool = False
+
+    @classmethod
+    def from_bytes(cls, rel: str, data: bytes, **kw: Any) -> Obj:
+        return cls(rel, len(data), hashlib.sha256(data).hexdigest(), data=data, **kw)
+
+    def _blocks(self, size: int) -> Iterator[bytes]:
+        if self.data is not None:
+            for start in range(0, max(len(self.data), 1), size):
+                yield self.data[start : start + size]
+        elif self.path is not None:
+            with self.path.open("rb") as fh:
+                while block := fh.read(size):
+                    yield block
+
+    def md5(self) -> str:
+        h = hashlib.md5(usedforsecurity=False)
+        for block in self._blocks(1 << 20):
+            h.update(block)
+        return h.hexdigest()
+
+    def multipart_etag(self, part_size: int) -> str:
+        """The ETag S3 gives a multipart upload: MD5 of the parts' MD5s, ``-`` part count."""
+        digests = [hashlib.md5(b, usedforsecurity=False).digest() for b in self._blocks(part_size)]
+        return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
+
+
+def same_content(head: dict[str, Any], obj: Obj) -> bool | None:
+    """Whether the object ``head`` describes holds ``obj``'s bytes: True, False, or None when
+    the server's answer cannot tell (no sha256 metadata and an ETag that is not an MD5)."""
+    if int(head.get("ContentLength", -1)) != obj.size:
+        return False
+    meta = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
+    if sha := meta.get("sha256"):
+        return bool(sha.strip().lower() == obj.sha256)
+    etag = str(head.get("ETag", "")).strip('"').lower()
+    # A multipart ETag ("<md5>-<parts>") and an SSE-KMS/SSE-C ETag are not the MD5 of the bytes.
+    encrypted = head.get("ServerSideEncryption") == "aws:kms" or "SSECustomerAlgorithm" in head
+    if re.fullmatch(r"[0-9a-f]{32}", etag) and not encrypted:
+        return etag == obj.md5()
+    return None
+
+
+class Bucket:
+    """The S3 operations publishing needs, each wrapped into a PublishError at the boundary."""
+
+    def __init__(self, target: S3Target, client: Any, *, jobs: int = 8) -> None:
+        self.target = target
+        self.client = client
+        self.jobs = jobs
+        self._transfer: Any = None
+        self._transfer_lock = threading.Lock()
+
+    @contextmanager
+    def _boundary(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except _BOUNDARY as exc:
+            raise s3_error(self.target, exc, action) from exc
+
+    @property
+    def region(self) -> str | None:
+        return str(self.client.meta.region_name or "") or None
+
+    def check(self) -> None:
+        """Fail early and clearly: wrong credentials, no such bucket, server unreachable."""
+        with self._boundary("listing the bucket"):
+            self.client.list_objects_v2(
+                Bucket=self.target.bucket, Prefix=self.target.key(""), MaxKeys=1
+            )
+
+    def head(self, rel: str) -> dict[str, Any] | None:
+        with self._boundary(f"checking {rel}"):
+            try:
+                return dict(
+                    self.client.head_object(Bucket=self.target.bucket, Key=self.target.key(rel))
+                )
+            except botocore.exceptions.ClientError as exc:
+                if _status(exc) == 404:
+                    return None
+                raise
+
+    def get(self, rel: str) -> bytes | None:
+        with self._boundary(f"reading {rel}"):
+            try:
+                response = self.client.get_object(
+                    Bucket=self.target.bucket, Key=self.target.key(rel)
+                )
+            except botocore.exceptions.ClientError as exc:
+                code, status, _ = _client_error_fields(exc)
+                if code == "NoSuchKey" or (status == 404 and code != "NoSuchBucket"):
+                    return None
+                raise
+            return bytes(response["Body"].read())
+
+    def put(self, obj: Obj) -> None:
+        extra = {
+            "ContentType": obj.content_type,
+            "CacheControl": obj.cache_control,
+            "Metadata": {"sha256": obj.sha256},
+        }
+        with self._boundary(f"uploading {obj.rel}"):
+            if obj.data is not None:
+                response = self.client.put_object(
+                    Bucket=self.target.bucket, Key=self.target.key(obj.rel), Body=obj.data, **extra
+                )
+            elif obj.size >= MULTIPART_THRESHOLD:
+                assert obj.path is not None
+                self._transfer_manager().upload_file(
+                    str(obj.path), self.target.bucket, self.target.key(obj.rel), extra_args=extra
+                )
+                response = self.head(obj.rel) or {}
+            else:
+                assert obj.path is not None
+                with obj.path.open("rb") as body:
+                    response = self.client.put_object(
+                        Bucket=self.target.bucket,
+                        Key=self.target.key(obj.rel),
+                        Body=body,
+                        ContentLength=obj.size,
+                        **extra,
+                    )
+        self._verify_etag(obj, response)
+
+    def _verify_etag(self, obj: Obj, response: dict[str, Any]) -> None:
+        """Check the MD5 the server computed over what it stored against our bytes, before any
+        Release names the object (the SDK's CRC checks only the transfer, where the server
+        supports it). Servers whose ETag is not an MD5 (SSE-KMS, SSE-C) are not checked."""
+        etag = str(response.get("ETag", "")).strip('"').lower()
+        m = re.fullmatch(r"[0-9a-f]{32}(-\d+)?", etag)
+        encrypted = response.get("ServerSideEncryption") == "aws:kms" or (
+            "SSECustomerAlgorithm" in response
+        )
+        if not m or encrypted:
+            return
+        expected = obj.multipart_etag(MULTIPART_CHUNKSIZE) if m.group(1) else obj.md5()
+        if etag != expected:
+            raise PublishError(
+                f"{self.target.where}: {obj.rel}: the server stored other bytes than were sent "
+                f"(ETag {etag}, expected {expected})",
+                "the upload was corrupted on the way; " + _UNTOUCHED,
+            )
+
+    def _transfer_manager(self) -> Any:
+        # One S3Transfer (boto3's multipart machinery) for the whole publish, shared by the
+        # upload threads; its part concurrency is bounded too.
+        with self._transfer_lock:
+            if self._transfer is None:
+                config = boto3.s3.transfer.TransferConfig(
+                    multipart_threshold=MULTIPART_THRESHOLD,
+                    multipart_chunksize=MULTIPART_CHUNKSIZE,
+                    max_concurrency=max(1, min(self.jobs, 4)),
+                    use_threads=True,
+                )
+                self._transfer = boto3.s3.transfer.S3Transfer(self.client, config)
+            return self._transfer
+
+    def put_exclusive(self, rel: str, data: bytes) -> bool:
+        """Create ``rel`` only if it does not exist; False if it exists already."""
+        key = self.target.key(rel)
+        with self._boundary(f"creating {rel}"):
+            try:
+                self.client.put_object(
+                    Bucket=self.target.bucket,
+                    Key=key,
+                    Body=data,
+                    ContentType="application/json",
+                    CacheControl=_REVALIDATE,
+                    IfNoneMatch="*",
+                )
+                return True
+            except botocore.exceptions.ClientError as exc:
+                code, status, _ = _client_error_fields(exc)
+                if status in (409, 412) or code in (
+                    "PreconditionFailed",
+                    "ConditionalRequestConflict",
+                ):
+                    return False
+                if status != 501 and code != "NotImplemented":
+                    raise
+            # The server rejects conditional writes (older MinIO, Ceph before Squid): fall back
+            # to check-then-put. Two publishers starting within one round trip could both pass
+            # the check; the caller's read-back of the lock narrows that window further.
+            if self.head(rel) is not None:
+                return False
+            self.client.put_object(
+                Bucket=self.target.bucket,
+                Key=key,
+                Body=data,
+                ContentType="application/json",
+                CacheControl=_REVALIDATE,
+            )
+            return True
+
+    def delete(self, rels: Sequence[str]) -> None:
+        for start in range(0, len(rels), 1000):  # DeleteObjects takes at most 1000 keys
+            chunk = rels[start : start + 1000]
+            with self._boundary(f"deleting {len(chunk)} objects"):
+                response = self.client.delete_objects(
+                    Bucket=self.target.bucket,
+                    Delete={"Objects": [{"Key": self.target.key(r)} for r in chunk], "Quiet": True},
+                )
+            if errors := response.get("Errors"):
+                first = errors[0]
+                raise PublishError(
+                    f"{self.target.where}: could not delete {len(errors)} objects, e.g. "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip(),
+                    "check that the credentials allow s3:DeleteObject.",
+                )
+
+    def list(self, rel_prefix: str) -> Iterator[tuple[str, int]]:
+        """(name below the target prefix, size) of every object under ``rel_prefix``."""
+        with self._boundary(f"listing {rel_prefix or '/'}"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.target.bucket, Prefix=self.target.key(rel_prefix)
+            )
+            for page in pages:
+                for item in page.get("Contents") or ():
+                    yield self.target.rel(str(item["Key"])), int(item.get("Size", 0))
+
+
+def connect(target: S3Target, *, jobs: int = 8) -> Bucket:
+    """A client from the standard AWS credential chain (environment, ~/.aws, instance role)."""
+    config = botocore.config.Config(
+        # S3-compatible servers are addressed path-style (bucket in the path, not the host name).
+        s3={"addressing_style": "path"} if target.endpoint_url else {},
+        max_pool_connections=max(10, jobs * 2),
+        connect_timeout=10,
+        read_timeout=120,
+        user_agent_extra=f"mirrorkit/{__version__}",
+    )
+    try:
+        session = boto3.session.Session(region_name=target.region)
+        client = session.client("s3", endpoint_url=target.endpoint_url, config=config)
+    except _CONNECT_ERRORS as exc:
+        error = s3_error(target, exc, "setting up the S3 client")
+        error.hint = "check the AWS configuration: AWS_* environment variables, ~/.aws/config."
+        raise error from exc
+    return Bucket(target, client, jobs=jobs)
+
+
+# -- the lock ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    holder: str
+    created: str
+    suite: str = ""
+    token: str = ""
+
+    @classmethod
+    def parse(cls, data: bytes | None) -> LockInfo:
+        try:
+            raw = json.loads(data or b"")
+            return cls(
+                str(raw.get("holder", "unknown")),
+                str(raw.get("created", "unknown time")),
+                str(raw.get("suite", "")),
+                str(raw.get("token", "")),
+            )
+        except (ValueError, AttributeError):
+            return cls("unknown (the lock object is not mirrorkit's)", "unknown time")
+
+    def describe(self) -> str:
+        suite = f", publishing suite {self.suite}" if self.suite else ""
+        return f"{self.holder} since {self.created}{suite}"
+
+
+def _who() -> str:
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()} (pid {os.getpid()})"
+
+
+@contextmanager
+def publish_lock(
+    bucket: Bucket, *, suite: str, break_lock: bool = False
+) -> Iterator[LockInfo | None]:
+    """Hold ``PREFIX/.mirrorkit-lock`` for the duration; yields the lock that ``break_lock``
+    removed, if any. Released at the end, also on failure (not when the process is killed:
+    that is what ``--break-lock`` is for)."""
+    broken = None
+    if break_lock and (old := bucket.get(LOCK_NAME)) is not None:
+        broken = LockInfo.parse(old)
+        bucket.delete([LOCK_NAME])
+    mine = LockInfo(
+        _who(), datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), suite, secrets.token_hex(16)
+    )
+    body = json.dumps(
+        {
+            "holder": mine.holder,
+            "created": mine.created,
+            "suite": suite,
+            "token": mine.token,
+            "mirrorkit": __version__,
+        },
+        indent=1,
+    ).encode()
+    # A HEAD first: a server that silently ignores If-None-Match must not let us overwrite a
+    # lock; and a read-back after the put: we hold the lock only if it holds our token.
+    current = bucket.get(LOCK_NAME)
+    if current is None and bucket.put_exclusive(LOCK_NAME, body):
+        current = bucket.get(LOCK_NAME)
+    held = LockInfo.parse(current) if current is not None else None
+    if held is None or held.token != mine.token:
+        who = held.describe() if held else "another publisher (it went away meanwhile)"
+        raise PublishError(
+            f"{bucket.target.url} is locked by {who}",
+            "wait for that publish to finish and run the command again; if none is running "
+            f"(it was killed), remove the stale lock with --break-lock (s3://{bucket.target.bucket}"
+            f"/{bucket.target.key(LOCK_NAME)}).",
+        )
+    try:
+        yield broken
+    except BaseException:
+        # The original error matters more; if the lock stays, the next run names it as stale.
+        with contextlib.suppress(MirrorkitError):
+            _release(bucket, mine)
+        raise
+    else:
+        try:
+            _release(bucket, mine)
+        except PublishError as exc:
+            exc.message = f"published, but the lock was not removed: {exc.message}"
+            exc.hint = "the next publish will name it as held by you: pass --break-lock then."
+            raise
+
+
+def _release(bucket: Bucket, mine: LockInfo) -> None:
+    # Delete only our own lock: if someone broke it and took the lock, theirs stays.
+    current = bucket.get(LOCK_NAME)
+    if current is not None and LockInfo.parse(current).token == mine.token:
+        bucket.delete([LOCK_NAME])
+
+
+# -- what the bucket publishes -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteState:
+    """The suite's current Release and InRelease in the bucket (parsed, not verified: only used
+    for the Date and for what the old generation names)."""
+
+    release: archive.Release | None
+    inrelease: archive.Release | None
+
+    @property
+    def date(self) -> datetime | None:
+        dates = [r.date for r in (self.release, self.inrelease) if r is not None and r.date]
+        return max(dates) if dates else None
+
+    def by_hash_paths(self) -> set[str]:
+        return {
+            archive.by_hash_path(name, ref.sha256)
+            for rel in (self.release, self.inrelease)
+            if rel is not None
+            for name, ref in rel.files.items()
+        }
+
+
+def _parse_release_or_none(data: bytes | None, what: str) -> archive.Release | None:
+    if data is None:
+        return None
+    try:
+        return archive.parse_release(data, what)  # strips an InRelease's signature armor
+    except FormatError:
+        return None  # an unreadable old Release is replaced, not trusted
+
+
+def suite_state(bucket: Bucket, suite: str) -> SuiteState:
+    base = f"dists/{suite}"
+    return SuiteState(
+        _parse_release_or_none(bucket.get(f"{base}/Release"), f"{base}/Release"),
+        _parse_release_or_none(bucket.get(f"{base}/InRelease"), f"{base}/InRelease"),
+    )
+
+
+def published_pool(bucket: Bucket) -> dict[str, str]:
+    """Pool path -> SHA256 of every file some suite in the bucket lists.
+
+    Every ``Release`` and ``InRelease`` below ``dists/`` counts (a suite whose publish stopped
+    between the two is counted with both; nested suites and other tools' suites too), except
+    the per-index ``binary-*/Release`` and ``source/Release`` files some archives carry.
+    Anything unreadable raises: pruning on a partial picture could delete what a suite needs."""
+    listed: dict[str, str] = {}
+    seen: set[str] = set()
+    releases = []
+    for rel, _ in bucket.list("dists/"):
+        parent, _, name = rel.rpartition("/")
+        index_dir = parent.rpartition("/")[2]
+        if name in ("Release", "InRelease") and not (
+            index_dir.startswith("binary-") or index_dir == "source"
+        ):
+            releases.append(rel)
+    for rel_path in sorted(releases):
+        suite_dir = rel_path.rpartition("/")[0]
+        data = bucket.get(rel_path)
+        if data is None:
+            continue  # replaced meanwhile (cannot happen under the lock); nothing to read
+        try:
+            release = archive.parse_release(data, rel_path)
+            bases = {m.group(1) for name in release.files if (m := _INDEX_RE.match(name))}
+            for base in sorted(bases):
+                picked = _pick_plain_first(release, base)
+                if picked is None or picked[1].sha256 in seen:
+                    continue
+                comp, ref = picked
+                seen.add(ref.sha256)
+                text = archive.decompress(_read_index(bucket, suite_dir, ref), comp, ref.path)
+                for pkg in archive.parse_packages(text, "", f"{suite_dir}/{base}"):
+                    listed[pkg.filename] = pkg.sha256
+        except FormatError as exc:
+            raise PublishError(f"{bucket.target.url}: {exc.message}", _DAMAGED) from exc
+    return listed
+
+
+def _pick_plain_first(release: archive.Release, base: str) -> tuple[str, FileRef] | None:
+    for comp in ("", "xz", "gz", "bz2", "zst"):
+        ref = release.files.get(f"{base}.{comp}" if comp else base)
+        if ref is not None:
+            return comp, ref
+    return None
+
+
+def _read_index(bucket: Bucket, suite_dir: str, ref: FileRef) -> bytes:
+    for rel in (
+        f"{suite_dir}/{archive.by_hash_path(ref.path, ref.sha256)}",
+        f"{suite_dir}/{ref.path}",
+    ):
+        data = bucket.get(rel)
+        if data is not None and hashlib.sha256(data).hexdigest() == ref.sha256:
+            return data
+    raise PublishError(
+        f"{bucket.target.url}: {suite_dir}/{ref.path} is missing or does not match its Release",
+        _DAMAGED,
+    )
+
+
+# -- the writer --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class S3PublishResult:
+    target: S3Target
+    suite: str
+    uploaded: tuple[str, ...]  # names below the prefix, in the order they were written
+    reused: int  # objects that were there already with the same content
+    removed: tuple[str, ...] = ()  # with prune: objects no suite needs any more
+    http_url: str = ""  # what clients put in their URIs
+    key_name: str = ""
+    broken_lock: LockInfo | None = None
+
+    @property
+    def key_url(self) -> str:
+        return f"{self.http_url}{self.key_name}.gpg"
+
+
+@dataclass
+class _Writer:
+    bucket: Bucket
+    pool_lookup: Callable[[], dict[str, str]]
+    reporter: Reporter
+    fail_after: int | None = None
+    # Name -> size of every object under the prefix, listed once up front (one request per
+    # 1000 objects): a HEAD is needed only where an object of the same size exists already.
+    listed: dict[str, int] = field(default_factory=dict)
+    uploaded: list[str] = field(default_factory=list)
+    reused: int = 0
+    _started: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _referenced: dict[str, str] | None = None
+
+    def referenced(self) -> dict[str, str]:
+        with self._lock:
+            if self._referenced is None:
+                self._referenced = self.pool_lookup()
+            return self._referenced
+
+    def _check_overwrite(self, obj: Obj) -> None:
+        """A pool object of this name exists with other (or unknown) content. Replacing it is
+        safe unless a published suite lists other content under this name: that suite would
+        then point at a file with the wrong hash."""
+        expected = self.referenced().get(obj.rel)
+        if expected is not None and expected != obj.sha256:
+            raise PublishError(
+                f"{self.bucket.target.url}: {obj.rel} exists with different contents "
+                f"(SHA256 {expected[:12]}…, this snapshot has {obj.sha256[:12]}…)",
+                "another package with this file name is published here; publish to another "
+                "prefix or re-publish the suite that lists it first.",
+            )
+
+    def sync_object(self, obj: Obj) -> None:
+        size = self.listed.get(obj.rel)
+        if size is None:
+            head = None
+        elif size != obj.size:
+            head = {"ContentLength": size}  # certainly other content
+        else:
+            head = self.bucket.head(obj.rel)
+        if head is not None:
+            if same_content(head, obj):
+                with self._lock:
+                    self.reused += 1
+                self.reporter.advance(1, 0)
+                return
+            if obj.pool:
+                self._check_overwrite(obj)
+        with self._lock:
+            self._started += 1
+            fail = self.fail_after is not None and self._started > self.fail_after
+        if fail:
+            # The fault tests' stand-in for a network failure half-way: the same exception
+            # botocore raises, through the same error mapping.
+            injected = botocore.exceptions.EndpointConnectionError(
+                endpoint_url=f"{self.bucket.target.endpoint_url or 's3'} (test hook fail_after)"
+            )
+            raise s3_error(self.bucket.target, injected, f"uploading {obj.rel}")
+        self.bucket.put(obj)
+        with self._lock:
+            self.uploaded.append(obj.rel)
+        self.reporter.advance(1, obj.size)
+
+    def run(self, objects: Sequence[Obj]) -> None:
+        """Write ``objects`` concurrently (bounded); returns when all are in place, raises the
+        first failure after the uploads already running have ended."""
+        if not objects:
+            return
+        workers = max(1, min(self.bucket.jobs, len(objects)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mk-s3") as executor:
+            futures = [executor.submit(self.sync_object, obj) for obj in objects]
+            try:
+                for future in as_completed(futures):
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+
+def publish_tree(
+    bucket: Bucket,
+    plan: SuitePlan,
+    pool: Pool,
+    inrelease: bytes,
+    release_gpg: bytes,
+    public_key: tuple[bytes, bytes],
+    key_name: str,
+    *,
+    previous: SuiteState,
+    prune: bool = False,
+    reporter: Reporter | None = None,
+    fail_after: int | None = None,
+) -> S3PublishResult:
+    """Write ``plan`` below ``bucket``'s prefix, InRelease last. The caller holds the lock.
+
+    ``fail_after`` (tests): fail, as a network error would, when the next upload after that
+    many would start."""
+    reporter = reporter or NullReporter()
+    for link in plan.pool:
+        if not pool.has(link.sha256):
+            raise PublishError(
+                f"{link.path}: the store has no pool object {link.sha256}",
+                "the store is incomplete; run 'mirrorkit mirror update' for its mirror.",
+            )
+    binary, armored = public_key
+    first: list[Obj] = [
+        Obj(
+            li.path,
+            li.size,
+            li.sha256,
+            path=pool.path(li.sha256),
+            pool=True,
+            content_type=archive.content_type(li.path),
+            cache_control=_IMMUTABLE,
+        )
+        for li in plan.pool
+    ]
+    first += [
+        Obj.from_bytes(f"{key_name}.gpg", binary, content_type="application/pgp-keys"),
+        Obj.from_bytes(f"{key_name}.asc", armored, content_type="application/pgp-keys"),
+    ]
+    dists = f"dists/{plan.suite}"
+    by_hash = [
+        Obj.from_bytes(f"{dists}/{rel}", data, cache_control=_IMMUTABLE)
+        for rel, data in sorted(plan.files.items())
+        if "/by-hash/" in rel
+    ]
+    by_name = [
+        Obj.from_bytes(f"{dists}/{rel}", data, content_type=archive.content_type(rel))
+        for rel, data in sorted(plan.files.items())
+        if "/by-hash/" not in rel
+    ]
+    signed = [
+        Obj.from_bytes(f"{dists}/{name}", data, content_type=archive.content_type(name))
+        for name, data in zip(SIGNED_FILES, (plan.release, release_gpg, inrelease), strict=True)
+    ]
+
+    writer = _Writer(bucket, lambda: published_pool(bucket), reporter, fail_after)
+    writer.listed = dict(bucket.list(""))
+    everything = [*first, *by_hash, *by_name, *signed]
+    reporter.start(
+        f"upload to {bucket.target.url}", len(everything), sum(o.size for o in everything)
+    )
+    try:
+        writer.run(first)  # 1. pool objects (and the key)
+        writer.run(by_hash)  # 2. indices, by hash first: the old InRelease keeps working
+        writer.run(by_name)
+        _wait_past_old_release(bucket, dists)
+        for obj in signed:  # 3. Release, Release.gpg and, last, InRelease: the switch
+            writer.run([obj])
+    finally:
+        reporter.finish()
+
+    removed: list[str] = []
+    if prune:
+        try:
+            removed = _prune(bucket, plan, previous)
+        except PublishError as exc:
+            exc.message = f"suite {plan.suite} is published, but pruning stopped: {exc.message}"
+            exc.hint = exc.hint or "run the same command again to finish pruning."
+            raise
+    return S3PublishResult(
+        target=bucket.target,
+        suite=plan.suite,
+        uploaded=tuple(writer.uploaded),
+        reused=writer.reused,
+        removed=tuple(removed),
+        http_url=bucket.target.http_url(bucket.region),
+        key_name=key_name,
+    )
+
+
+def _server_time(head: dict[str, Any]) -> datetime | None:
+    date = ((head.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}).get("date")
+    try:
+        return email.utils.parsedate_to_datetime(date) if date else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _wait_past_old_release(bucket: Bucket, dists: str, limit: float = 3.0) -> None:
+    """Make sure the new signed files get a later Last-Modified than the old InRelease.
+
+    S3 keeps Last-Modified to the second and answers apt's If-Modified-Since with it: an
+    InRelease replaced within the second in which a client fetched the old one would be
+    "304 Not Modified" to that client, which would keep the old suite until the next publish.
+    So wait (at most a second or two, and only right after a previous publish) until the
+    server's clock has moved past the old InRelease."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        head = bucket.head(f"{dists}/InRelease")
+        if head is None:
+            return
+        old, now = head.get("LastModified"), _server_time(head)
+        if not isinstance(old, datetime) or now is None or now > old:
+            return
+        time.sleep(0.25)
+
+
+def _prune(bucket: Bucket, plan: SuitePlan, previous: SuiteState) -> list[str]:
+    """After the new InRelease is in place: remove pool objects no suite lists, and the
+    objects of this suite's older generations (keeping the by-hash files of the generation just
+    replaced, for clients that read its InRelease a moment ago, as the fs writer does)."""
+    keep_pool = published_pool(bucket)
+    stale = sorted(rel for rel, _ in bucket.list("pool/") if rel not in keep_pool)
+    dists = f"dists/{plan.suite}/"
+    keep_dists = {f"{dists}{rel}" for rel in plan.files}
+    keep_dists |= {f"{dists}{name}" for name in SIGNED_FILES}
+    keep_dists |= {f"{dists}{rel}" for rel in previous.by_hash_paths()}
+    stale += sorted(rel for rel, _ in bucket.list(dists) if rel not in keep_dists)
+    bucket.delete(stale)
+    return stale
