@@ -583,9 +583,9 @@ def _select(
     prepared: Sequence[Prepared], selection: Selection, policy: str, reporter: Reporter
 ) -> set[tuple[str, str, str]]:
     """The (name, version, arch) the selection keeps, resolved over all upstreams at once."""
-    merged = resolve.merge_packages(
-        [[pkg for i in p.indexes for pkg in i.packages] for p in prepared], policy
-    )
+    sources = [[pkg for i in p.indexes for pkg in i.packages] for p in prepared]
+    # One source needs no merge (and a merge of 63,000 packages costs a tenth of a second).
+    merged = sources[0] if len(sources) == 1 else resolve.merge_packages(sources, policy)
     archs = [a for p in prepared for a in p.mirror.spec.architectures]
     picked = resolve.apply(resolve.Universe(merged, list(dict.fromkeys(archs))), selection)
     reporter.info(

@@ -196,3 +196,43 @@ def test_merge_policies(policy: str, expected: list[str]) -> None:
     second = packages(stanza("a", "1.0"), stanza("b", "2.0"))
     merged = merge_packages([first, second], policy)
     assert sorted(f"{p.name}={p.version}" for p in merged) == expected
+
+
+def test_quick_provides_matches_python_debian_on_the_real_index() -> None:
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from mirrorkit import archive
+
+    index = Path(
+        "/var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages.lz4"
+    )
+    if not index.exists() or shutil.which("lz4") is None:
+        pytest.skip("the bookworm index is not in apt's lists")
+    text = subprocess.run(["lz4", "-dc", str(index)], check=True, capture_output=True).stdout
+    u = Universe(archive.parse_packages(text, "main"), ["amd64"])
+    checked = 0
+    for p in u.packages:
+        value = u.field(p, "Provides")
+        oracle = [
+            (g[0].name, g[0].version if g[0].op == "=" else None)
+            for g in resolve.parse_relations(value)
+        ] if value else []  # fmt: skip
+        assert u.provides(p) == oracle, p.ref
+        checked += bool(value)
+    assert checked > 5000
+
+
+def test_name_queries_use_the_indices_and_agree_with_a_full_scan() -> None:
+    from mirrorkit import query
+
+    u = universe(
+        stanza("nginx"), stanza("nginx", "2.0"), stanza("web", Provides="httpd"),
+        stanza("other", Section="web"), stanza("curl", arch="all"),
+    )  # fmt: skip
+    for text in ("nginx | httpd", "nginx (>= 2), nginx", "curl {amd64} | other_1.0_amd64",
+                 "httpd, Section (web)", "!nginx", "nginx | Section (web)"):  # fmt: skip
+        parsed = query.parse(text)
+        full = [p for p in u.packages if parsed.matches(p, u)]
+        assert resolve.search(u, text) == full, text
