@@ -14,6 +14,7 @@ bundle *means* (bundle.py):
 * ``PartsWriter`` cuts the compressed stream into parts of at most N bytes; ``JoinedReader``
   reads parts back as one stream, checking each part's size and SHA256 as its end passes, so
   no joined copy is ever written to disk.
+* ``Pipe`` runs file writes on a thread of their own (import: disk I/O beside hashing).
 """
 
 from __future__ import annotations
