@@ -200,6 +200,42 @@ class Published:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SignedPlan:
+    """A suite's plan with its signatures and the public key: what both writers need."""
+
+    plan: SuitePlan
+    inrelease: bytes
+    release_gpg: bytes
+    public_key: tuple[bytes, bytes]
+    key_name: str
+
+
+def sign_plan(
+    store: Store,
+    info: snapshot.SnapshotInfo,
+    *,
+    suite: str,
+    fingerprint: str,
+    gnupghome: str | None,
+    origin: str | None,
+    label: str | None,
+    valid_for: str | None,
+    previous: datetime | None,
+) -> SignedPlan:
+    plan = plan_for(
+        store, info, suite=suite, origin=origin, label=label, valid_for=valid_for, previous=previous
+    )
+    inrelease, release_gpg = gpg.sign_release(plan.release, fingerprint, gnupghome)
+    return SignedPlan(
+        plan,
+        inrelease,
+        release_gpg,
+        gpg.export_public_key(fingerprint, gnupghome),
+        key_name=f"mirrorkit-archive-{fingerprint[-16:].lower()}",
+    )
+
+
 def publish_fs(
     store: Store,
     name: str,
@@ -217,32 +253,32 @@ def publish_fs(
         info, default_suite = resolve_target(store, name)
         suite = check_name(suite or default_suite, "suite")
         fingerprint = gpg.resolve_signing_key(key, gnupghome)
-        plan = plan_for(
+        signed = sign_plan(
             store,
             info,
             suite=suite,
+            fingerprint=fingerprint,
+            gnupghome=gnupghome,
             origin=origin,
             label=label,
             valid_for=valid_for,
             previous=previous_release_date(target, suite),
         )
-        inrelease, release_gpg = gpg.sign_release(plan.release, fingerprint, gnupghome)
-        public_key = gpg.export_public_key(fingerprint, gnupghome)
         result = publish_tree(
             target,
-            plan,
+            signed.plan,
             store.pool,
-            inrelease,
-            release_gpg,
-            public_key,
-            key_name=f"mirrorkit-archive-{fingerprint[-16:].lower()}",
+            signed.inrelease,
+            signed.release_gpg,
+            signed.public_key,
+            key_name=signed.key_name,
         )
         record_published(store, target, suite, info.name)
     return Published(
         result=result,
         snapshot=info.name,
-        components=plan.components,
-        architectures=plan.architectures,
+        components=signed.plan.components,
+        architectures=signed.plan.architectures,
         fingerprint=fingerprint,
     )
 
@@ -283,25 +319,25 @@ def publish_s3(
         with s3.publish_lock(bucket, suite=suite, break_lock=break_lock) as broken:
             # Read under the lock: the Date must be later than the Release now in the bucket.
             previous = s3.suite_state(bucket, suite)
-            plan = plan_for(
+            signed = sign_plan(
                 store,
                 info,
                 suite=suite,
+                fingerprint=fingerprint,
+                gnupghome=gnupghome,
                 origin=origin,
                 label=label,
                 valid_for=valid_for,
                 previous=previous.date,
             )
-            inrelease, release_gpg = gpg.sign_release(plan.release, fingerprint, gnupghome)
-            public_key = gpg.export_public_key(fingerprint, gnupghome)
             result = s3.publish_tree(
                 bucket,
-                plan,
+                signed.plan,
                 store.pool,
-                inrelease,
-                release_gpg,
-                public_key,
-                key_name=f"mirrorkit-archive-{fingerprint[-16:].lower()}",
+                signed.inrelease,
+                signed.release_gpg,
+                signed.public_key,
+                key_name=signed.key_name,
                 previous=previous,
                 prune=prune,
                 reporter=reporter,
@@ -313,7 +349,7 @@ def publish_s3(
     return Published(
         result=result,
         snapshot=info.name,
-        components=plan.components,
-        architectures=plan.architectures,
+        components=signed.plan.components,
+        architectures=signed.plan.architectures,
         fingerprint=fingerprint,
     )
