@@ -152,3 +152,33 @@ def test_flat_repository_round_trip(
     inst = apt_client.install_download_only("virt-user")
     assert inst.returncode == 0, inst.stdout
     assert apt_client.downloaded() == ["mta-one_1.0_all.deb", "virt-user_1.0_all.deb"]
+
+
+def test_sync_points_a_channel_and_publishes_it(
+    tmp_path: Path, upstream: FaultServer, test_key: TestKey, publish_key: TestKey
+) -> None:
+    profile = tmp_path / "p.toml"
+    profile.write_text(
+        f"""
+[[upstream]]
+name = "base"
+url = "{upstream.url}"
+suite = "stable"
+keyring = "{test_key.public_keyring}"
+
+[snapshot]
+name = "nightly-{{date}}"
+
+[publish]
+fs = "out"
+key = "{publish_key.fingerprint}"
+channel = "dev"
+"""
+    )
+    store = tmp_path / "store"
+    r = run_cli(store, "sync", str(profile), gnupghome=publish_key.gnupghome)
+    assert r.exit_code == 0, r.output
+    name = r.stdout.split()[1]
+    assert run_cli(store, "channel", "list").stdout.split()[:2] == ["dev", name]
+    assert "Suites: dev" in r.stdout
+    assert (tmp_path / "out" / "dists" / "dev" / "InRelease").is_file()
