@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mirrorkit import archive, gpg, resolve
 from mirrorkit.errors import (
@@ -25,11 +25,13 @@ from mirrorkit.errors import (
     ReleaseError,
     SignatureError,
 )
-from mirrorkit.fetch import Fetcher, RetryPolicy
 from mirrorkit.models import FetchSummary, FileRef, IndexRef, MirrorSpec, Package, UpdateResult
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.resolve import Selection
 from mirrorkit.store import Store, check_name, read_json, syncfs, write_json
+
+if TYPE_CHECKING:
+    from mirrorkit.fetch import Fetcher, RetryPolicy
 
 FORMAT = 1
 
@@ -547,6 +549,9 @@ async def _update_group(
     digest = (
         selection.digest() + policy + ",".join(m.spec.name for m in mirrors) if selection else ""
     )
+    # httpx is imported only by what downloads: snapshots, publish and bundles do not need it.
+    from mirrorkit.fetch import Fetcher, RetryPolicy
+
     retry = options.retry or RetryPolicy(max_tries=options.max_tries)
     with store.locked():
         async with Fetcher(
