@@ -23,7 +23,6 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 import zstandard
-from debian import deb822
 
 from mirrorkit.errors import FormatError
 from mirrorkit.models import FileRef, Package
@@ -72,6 +71,8 @@ def parse_release(payload: bytes, what: str = "Release") -> Release:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise FormatError(f"{what}: not UTF-8 text") from exc
+    from debian import deb822  # 25 ms to import: only for what reads a Release
+
     try:
         rel = deb822.Release(text)
     except Exception as exc:  # python-debian raises assorted errors on garbage

@@ -17,7 +17,6 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from tqdm import tqdm
 
 from mirrorkit import __version__
 from mirrorkit.errors import MirrorkitError, UsageError
@@ -25,6 +24,8 @@ from mirrorkit.models import MirrorSpec, Package, UpdateResult
 from mirrorkit.store import Store, default_store_path
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from mirrorkit import bundle, channel, fetch, gc, mirror, publish, query, resolve, snapshot
     from mirrorkit import profile as profiles
     from mirrorkit import serve as serve_mod
@@ -133,6 +134,8 @@ class TqdmReporter:
         self._files, self._total_files = 0, files
         if _G.quiet or not sys.stderr.isatty() or files == 0:
             return
+        from tqdm import tqdm  # here, not at start-up: most runs have no terminal to draw on
+
         self._bar = tqdm(
             total=total_bytes,
             unit="B",

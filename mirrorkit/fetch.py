@@ -5,8 +5,9 @@ verification (size + SHA256) before anything enters the pool.
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import contextlib
 import hashlib
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from mirrorkit.errors import FetchError, IntegrityError
 from mirrorkit.models import FetchSummary, FileRef
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.store import Pool, storage_error
+from mirrorkit.transport import StreamTransport
 
 _CHUNK = 1 << 18
 _FLUSH = 1 << 20
@@ -97,6 +99,15 @@ def _append(path: Path, mode: str, hasher: Any, data: bytes) -> None:
     hasher.update(data)
 
 
+def _seal(path: Path, mode: str, hasher: Any, data: bytes, pool: Pool, sha256: str) -> str:
+    """The last bytes of a download, then its digest; into the pool if the digest is right."""
+    _append(path, mode, hasher, data)
+    digest: str = hasher.hexdigest()
+    if digest == sha256:
+        pool.commit(path, sha256)
+    return digest
+
+
 def _hash_file(path: Path) -> Any:
     hasher = hashlib.sha256()
     with path.open("rb") as fh:
@@ -105,37 +116,34 @@ def _hash_file(path: Path) -> Any:
     return hasher
 
 
-_WORKER: contextvars.ContextVar[int] = contextvars.ContextVar("mirrorkit_worker", default=0)
+class _NoCookies(httpx.Cookies):
+    """Cookies a mirror never has: httpx would otherwise run every response through
+    http.cookiejar (about 7% of the event loop's time on an archive of small files)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
 
 
-class _PerWorkerTransport(httpx.AsyncBaseTransport):
-    """One keep-alive connection per download worker, behind the one AsyncClient.
+class _Client(httpx.AsyncClient):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._no_cookies = _NoCookies()
 
-    httpcore's shared pool scans every connection (a syscall each) on every request; with one
-    small pool per worker that bookkeeping stays constant, which is worth ~25% of throughput on
-    archives of many small files.
-    """
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
 
-    def __init__(self, workers: int) -> None:
-        # httpx's own defaults (certifi), with the CA store loaded once, not once per worker.
-        tls = httpx.create_ssl_context(trust_env=False)
-        self._pools = [
-            httpx.AsyncHTTPTransport(
-                verify=tls, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)
-            )
-            for _ in range(workers)
-        ]
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._pools[_WORKER.get() % len(self._pools)].handle_async_request(request)
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        raise TypeError("mirrorkit's HTTP client keeps no cookies")
 
 
 class Fetcher:
-    """Use as ``async with Fetcher(...) as f:``; every request goes through one client."""
+    """Use as ``async with Fetcher(...) as f:``; every request goes through one client.
+
+    ``transport`` replaces mirrorkit's own HTTP/1.1 transport (tests pass httpx's default one,
+    the oracle).
+    """
 
     def __init__(
         self,
@@ -145,13 +153,18 @@ class Fetcher:
         reporter: Reporter | None = None,
         limit_rate: float | None = None,
         timeout: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.jobs = max(1, jobs)
         self.retry = retry or RetryPolicy()
         self.reporter = reporter or NullReporter()
         self._rate = _RateLimit(limit_rate) if limit_rate else None
-        self._client = httpx.AsyncClient(
-            transport=_PerWorkerTransport(self.jobs),
+        self._client = _Client(
+            transport=transport
+            # httpx's own CA store (certifi), loaded once.
+            or StreamTransport(
+                ssl_context=httpx.create_ssl_context(trust_env=False), max_idle=self.jobs
+            ),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             follow_redirects=True,
             # identity: sizes and hashes are of the file itself, never of a transfer encoding.
@@ -273,9 +286,8 @@ class Fetcher:
         queue = iter(todo)
         moved = 0
 
-        async def worker(number: int) -> None:
+        async def worker() -> None:
             nonlocal moved
-            _WORKER.set(number)
             for ref in queue:
                 # Await first, then add: "moved += await ..." reads ``moved`` before the await
                 # and so loses what the other workers added meanwhile.
@@ -285,8 +297,8 @@ class Fetcher:
 
         try:
             async with asyncio.TaskGroup() as group:
-                for number in range(min(self.jobs, len(todo))):
-                    group.create_task(worker(number))
+                for _ in range(min(self.jobs, len(todo))):
+                    group.create_task(worker())
         except BaseExceptionGroup as eg:
             # Report the first real failure, not the group wrapper.
             first = eg.exceptions[0]
@@ -311,11 +323,11 @@ class Fetcher:
             try:
 
                 async def attempt() -> int:
-                    return await self._download(url, ref, part, validator_file)
+                    return await self._download(url, ref, part, validator_file, pool)
 
                 got: int = await self._with_retries(url, attempt)
                 moved += got
-                break
+                return moved
             except IntegrityError as exc:
                 # A resumed file that fails its hash may have joined two versions of the file
                 # (upstream changed between runs): start over once from byte zero.
@@ -326,24 +338,49 @@ class Fetcher:
                 if restarted:
                     raise IntegrityError(exc.what, exc.expected, exc.got) from None
                 restarted = True
-        pool.commit(part, ref.sha256)
-        validator_file.unlink(missing_ok=True)
-        return moved
 
-    async def _download(self, url: str, ref: FileRef, part: Path, validator_file: Path) -> int:
-        offset = part.stat().st_size if part.exists() else 0
+    async def _download(
+        self, url: str, ref: FileRef, part: Path, validator_file: Path, pool: Pool
+    ) -> int:
+        """One attempt: resume ``part`` if it exists, verify, and commit it to the pool.
+
+        The file system work of a transfer (write, hash, and at the end chmod + rename into the
+        pool) runs in a worker thread, off the event loop that serves every connection.
+        """
+        try:
+            offset = os.stat(part).st_size
+        except FileNotFoundError:
+            offset = 0
         if offset >= ref.size:
             part.unlink()
             offset = 0
         headers: dict[str, str] = {}
         hasher: Any = hashlib.sha256()
-        if offset:
+        resuming = bool(offset)
+        if resuming:
             hasher = await asyncio.to_thread(_hash_file, part)
             headers["Range"] = f"bytes={offset}-"
             if validator_file.exists():
                 headers["If-Range"] = validator_file.read_text()
         received = 0
         resumed = False
+        mode = "wb"
+        validator: str | None = None
+        pending: list[bytes] = []
+        pending_size = 0
+
+        async def flush() -> None:
+            # Chunks are gathered and handed to a thread about a MiB at a time (one hand-off
+            # per typical .deb): the loop does not pay a thread switch per network read.
+            nonlocal pending, pending_size, mode
+            data = b"".join(pending)
+            pending, pending_size = [], 0
+            try:
+                await asyncio.to_thread(_append, part, mode, hasher, data)
+            except OSError as exc:
+                raise storage_error(part, exc) from exc
+            mode = "ab"
+
         try:
             async with self._client.stream("GET", url, headers=headers) as resp:
                 self._check_status(url, resp)
@@ -360,28 +397,12 @@ class Fetcher:
                 else:
                     raise FetchError(url, f"unexpected HTTP {resp.status_code} for a download")
                 validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
-                if validator and not validator.startswith("W/"):
-                    validator_file.write_text(validator)
+                if validator and validator.startswith("W/"):
+                    validator = None
                 length = resp.headers.get("Content-Length")
                 if length is not None and length.isdigit() and offset + int(length) != ref.size:
                     part.unlink(missing_ok=True)
                     raise IntegrityError(url, str(ref.size), str(offset + int(length)), kind="size")
-                # Chunks are gathered and handed to a thread about a MiB at a time (one
-                # hand-off per typical .deb): hashing and writing leave the event loop, and the
-                # loop does not pay a thread switch per network read.
-                pending: list[bytes] = []
-                pending_size = 0
-
-                async def flush() -> None:
-                    nonlocal pending, pending_size, mode
-                    data = b"".join(pending)
-                    pending, pending_size = [], 0
-                    try:
-                        await asyncio.to_thread(_append, part, mode, hasher, data)
-                    except OSError as exc:
-                        raise storage_error(part, exc) from exc
-                    mode = "ab"
-
                 try:
                     async for chunk in resp.aiter_raw():
                         received += len(chunk)
@@ -400,18 +421,35 @@ class Fetcher:
                     # What did arrive is good (TCP): keep it, so the retry resumes after it.
                     await flush()
                     raise
-                await flush()
         except httpx.TransportError as exc:
             self.bytes_transferred += received
+            self._keep_validator(validator, validator_file, mode)
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            # Ctrl-C or a failure: what was written stays for the next run to resume.
+            self._keep_validator(validator, validator_file, mode)
+            raise
         self.bytes_transferred += received
         total = offset + received
         if total != ref.size:
             # A short body with a matching Content-Length: the server is lying, not flaky.
             part.unlink(missing_ok=True)
             raise IntegrityError(url, str(ref.size), str(total), kind="size")
-        digest = hasher.hexdigest()
+        data = b"".join(pending)
+        try:
+            digest = await asyncio.to_thread(_seal, part, mode, hasher, data, pool, ref.sha256)
+        except OSError as exc:
+            raise storage_error(part, exc) from exc
         if digest != ref.sha256:
             error = _ResumedMismatch if resumed else IntegrityError
             raise error(url, ref.sha256, digest)
+        if resuming:
+            validator_file.unlink(missing_ok=True)
         return received
+
+    @staticmethod
+    def _keep_validator(validator: str | None, validator_file: Path, mode: str) -> None:
+        """Remember the response's ETag/Last-Modified beside a partial file (for If-Range)."""
+        if validator and mode == "ab":
+            with contextlib.suppress(OSError):
+                validator_file.write_text(validator)

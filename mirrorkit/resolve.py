@@ -23,9 +23,8 @@ import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cmp_to_key
-
-from debian.deb822 import PkgRelation
+from functools import cache, cmp_to_key
+from typing import Any
 
 from mirrorkit import query as q
 from mirrorkit.archive import stanza_fields
@@ -95,9 +94,17 @@ class UnmetDependenciesError(MirrorkitError):
         self.unmet = list(unmet)
 
 
+@cache
+def _pkg_relation() -> Any:
+    # Imported on first use: python-debian's deb822 costs 25 ms at start-up of every command.
+    from debian.deb822 import PkgRelation
+
+    return PkgRelation
+
+
 def parse_relations(text: str, what: str = "") -> list[Group]:
     groups: list[Group] = []
-    for options in PkgRelation.parse_relations(text):
+    for options in _pkg_relation().parse_relations(text):
         alts = []
         for rel in options:
             name = rel["name"]

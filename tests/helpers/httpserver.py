@@ -331,6 +331,7 @@ class FaultServer:
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._conns: set[socket.socket] = set()
+        self.connections = 0  # accepted so far
         self._stopping = threading.Event()
         self._issued: dict[tuple[str, str], set[str]] = {}
         self._server = _Server(self)
@@ -383,6 +384,16 @@ class FaultServer:
         """Logged paths of ``method`` requests, in order."""
         with self._lock:
             return [p for m, p, _h in self.requests if m == method]
+
+    def hang_up(self) -> int:
+        """Close every open (idle keep-alive) connection from the server side, as a server's
+        keep-alive timeout does, without telling the client. Returns how many."""
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        return len(conns)
 
     def stop(self) -> None:
         """Stop serving, close open connections and join every thread. Idempotent."""
@@ -456,6 +467,7 @@ class FaultServer:
     def _track(self, conn: socket.socket) -> None:
         with self._lock:
             self._conns.add(conn)
+            self.connections += 1
 
     def _untrack(self, conn: socket.socket) -> None:
         with self._lock:
