@@ -383,3 +383,9 @@ def test_pool_downloads_match_the_httpcore_oracle(
     resumed = [h for m, p, h in upstream.requests if p.endswith(refs[0].path) and "range" in h]
     assert len(resumed) == 2  # one resume per transport, each after the 100 bytes it kept
     assert all(h["range"] == "bytes=100-" for h in resumed)
+    # ... and only if the file is still the one those bytes came from (its ETag, kept beside
+    # the partial file when the transfer broke).
+    etag = httpx.head(f"{upstream.url}/{refs[0].path}").headers["etag"]
+    assert [h.get("if-range") for h in resumed] == [etag, etag]
+    # Nothing is left behind once every file is in the pool.
+    assert [p.name for p in tmp_path.glob("*/partial/*")] == []
