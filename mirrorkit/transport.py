@@ -28,6 +28,7 @@ _T = TypeVar("_T")
 _READ = 1 << 20
 _MAX_HEAD = 64 << 10
 _NO_BODY = frozenset({204, 304})
+_IDEMPOTENT = frozenset({"GET", "HEAD"})
 _DEFAULT_PORT = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]
@@ -101,8 +102,10 @@ class StreamTransport(httpx.AsyncBaseTransport):
             if conn is None:
                 conn = await self._connect(origin, timeouts.get("connect"), request)
             try:
+                # Sending again after a stale connection is safe only for what may be repeated.
+                retryable = reused and method in _IDEMPOTENT
                 status, reason, version, headers = await self._exchange(
-                    conn, message, timeouts, request, reused
+                    conn, message, timeouts, request, retryable
                 )
                 length, chunked = _framing(status, method, headers, request)
                 break
@@ -197,13 +200,15 @@ class StreamTransport(httpx.AsyncBaseTransport):
         message: bytes,
         timeouts: dict[str, float | None],
         request: httpx.Request,
-        reused: bool,
+        retryable: bool,
     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+        """Send ``message``, read the answer's head. ``_Stale`` (when ``retryable``) if the
+        connection was found closed before any byte of an answer."""
         try:
             conn.writer.write(message)
             await _within(conn.writer.drain(), timeouts.get("write"), httpx.WriteTimeout, request)
         except OSError as exc:
-            if reused:
+            if retryable:
                 raise _Stale from exc
             raise httpx.WriteError(str(exc) or type(exc).__name__, request=request) from exc
         while True:
@@ -215,7 +220,7 @@ class StreamTransport(httpx.AsyncBaseTransport):
                     request,
                 )
             except asyncio.IncompleteReadError as exc:
-                if reused and not exc.partial:
+                if retryable and not exc.partial:
                     raise _Stale from exc
                 raise httpx.RemoteProtocolError(
                     "the server closed the connection without sending a complete response",
@@ -226,14 +231,18 @@ class StreamTransport(httpx.AsyncBaseTransport):
                     "response headers too large", request=request
                 ) from exc
             except OSError as exc:
-                if reused:
+                if retryable:
                     raise _Stale from exc
                 raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
             if len(raw) > _MAX_HEAD:
                 raise httpx.RemoteProtocolError("response headers too large", request=request)
             status, reason, version, headers = _parse_head(raw, request)
-            # 1xx (103 Early Hints, a stray 100 Continue) come before the real answer.
-            if status >= 200 or status == 101:
+            if status == 101:  # nothing here asks to switch protocols
+                raise httpx.RemoteProtocolError(
+                    "unexpected 101 Switching Protocols", request=request
+                )
+            # Other 1xx (103 Early Hints, a stray 100 Continue) come before the real answer.
+            if status >= 200:
                 return status, reason, version, headers
 
 

@@ -389,3 +389,29 @@ def test_pool_downloads_match_the_httpcore_oracle(
     assert [h.get("if-range") for h in resumed] == [etag, etag]
     # Nothing is left behind once every file is in the pool.
     assert [p.name for p in tmp_path.glob("*/partial/*")] == []
+
+
+@pytest.mark.parametrize(("method", "sent_again"), [("GET", True), ("POST", False)])
+def test_stale_connection_is_retried_only_for_what_may_be_repeated(
+    scripted: Any, method: str, sent_again: bool
+) -> None:
+    # The keep-alive connection dies just as the next request goes out (the server closes it
+    # on reading the request, without an answer): the client cannot tell whether the server
+    # acted on it, so only a request that may be repeated is sent again.
+    server = scripted([(OK, False), (b"", True), (OK, False)])
+
+    async def main() -> Any:
+        async with httpx.AsyncClient(transport=StreamTransport(), trust_env=False) as client:
+            await client.get(server.url + "/first")
+            try:
+                return (await client.request(method, server.url + "/second")).content
+            except httpx.TransportError as exc:
+                return exc
+
+    result = run(main())
+    if sent_again:
+        assert result == b"hello"
+        assert server.connections == 2
+    else:
+        assert isinstance(result, httpx.TransportError)
+        assert server.connections == 1
