@@ -9,8 +9,10 @@ leaves the previous state as it was and the next run resumes the partial downloa
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -553,7 +555,7 @@ async def _update_group(
     from mirrorkit.fetch import Fetcher, RetryPolicy
 
     retry = options.retry or RetryPolicy(max_tries=options.max_tries)
-    with store.locked():
+    with store.locked(), _gc_spared():
         async with Fetcher(
             jobs=options.jobs, retry=retry, reporter=reporter, limit_rate=options.limit_rate
         ) as fetcher:
@@ -562,6 +564,7 @@ async def _update_group(
             ]
             if all(p.unchanged for p in prepared):
                 return [_unchanged(p.mirror) for p in prepared]
+            _gc_spare_what_exists()
             keep: list[list[LoadedIndex]] = [p.indexes for p in prepared]
             if selection is not None:
                 for p in prepared:
@@ -577,6 +580,33 @@ async def _update_group(
                 else:
                     results.append(await complete(fetcher, store, p, kept, digest))
             return results
+
+
+_freezing = False
+
+
+@contextmanager
+def _gc_spared() -> Iterator[None]:
+    """Lets ``_gc_spare_what_exists`` take the parsed indices out of the cyclic GC's sight
+    until the update ends (unless the host program freezes objects itself: its policy wins)."""
+    global _freezing
+    if gc.get_freeze_count() or _freezing:
+        yield
+        return
+    _freezing = True
+    try:
+        yield
+    finally:
+        _freezing = False
+        gc.unfreeze()
+
+
+def _gc_spare_what_exists() -> None:
+    # The parsed indices (63,000 packages for bookworm) live to the end of the update and hold
+    # no reference cycles, yet every later collection would walk all of them: 0.2 s of a
+    # filtered update (resolve 0.39 -> 0.19 s). Refcounting still frees what is dropped.
+    if _freezing:
+        gc.freeze()
 
 
 def _unchanged(mirror: Mirror) -> UpdateResult:

@@ -150,7 +150,8 @@ class Universe:
         self._fields: dict[int, dict[str, str]] = {}
         self._relations: dict[tuple[int, str], list[Group]] = {}
         self._provides_index: dict[str, list[tuple[Package, str | None]]] | None = None
-        self._cache_ids: dict[str, int] | None = None
+        self._cache_ids: dict[str, int] = {}
+        self._cache_read = 0  # how many packages cache_id has read
         self._provides: dict[int, list[tuple[str, str | None]]] = {}
 
     # -- the Fields protocol of query.py ------------------------------------------------------
@@ -226,20 +227,21 @@ class Universe:
         """The ID apt's cache would give package ``name``: the order of its first mention,
         as a package or in a relation field, reading the index as apt does.
 
-        Built on first use (about 0.5 s for bookworm): only ties between equally good
-        providers need it."""
-        if self._cache_ids is None:
-            ids: dict[str, int] = {}
-            for p in self.packages:
-                ids.setdefault(p.name, len(ids))
-                found = _RELATION_FIELD.findall(p.stanza)
-                if len(found) > 1:
-                    found.sort(key=lambda f: _APT_FIELD_ORDER[f[0]])
-                for _, value in found:
-                    for mentioned in _RELATION_NAME.findall(value):
-                        ids.setdefault(mentioned.decode(), len(ids))
-            self._cache_ids = ids
-        return self._cache_ids.get(name, -1)
+        Read from the index only as far as needed (all of it costs about 0.5 s for bookworm):
+        IDs never change once given, so reading on later, when a later name is asked for,
+        gives the same answers as reading everything first."""
+        ids = self._cache_ids
+        while name not in ids and self._cache_read < len(self.packages):
+            p = self.packages[self._cache_read]
+            self._cache_read += 1
+            ids.setdefault(p.name, len(ids))
+            found = _RELATION_FIELD.findall(p.stanza)
+            if len(found) > 1:
+                found.sort(key=lambda f: _APT_FIELD_ORDER[f[0]])
+            for _, value in found:
+                for mentioned in _RELATION_NAME.findall(value):
+                    ids.setdefault(mentioned.decode(), len(ids))
+        return ids.get(name, -1)
 
     def multi_arch(self, pkg: Package) -> str:
         if b"Multi-Arch:" not in pkg.stanza:
@@ -365,16 +367,28 @@ class _Resolver:
             and self._installable(p)
         ]
         want = self.u.arch_of(dependent)
-        providers.sort(
-            key=lambda p: (
+        ranks = {
+            id(p): (
                 not self.u.essential(p),
                 p.architecture not in (want, "all"),
                 self.u.priority(p),
-                # apt's last resort is the package's cache ID, highest first (e.g.
-                # php8.2-phpdbg for phpapi-20220829, xemacs21-mule-canna-wnn for www-browser).
-                -self.u.cache_id(p.name),
             )
-        )
+            for p in providers
+        }
+        providers.sort(key=lambda p: ranks[id(p)])
+        # apt's last resort is the package's cache ID, highest first (e.g. php8.2-phpdbg for
+        # phpapi-20220829, xemacs21-mule-canna-wnn for www-browser). Asked only where ranks
+        # tie: finding a cache ID may read much of the index.
+        start = 0
+        while start < len(providers):
+            end = start + 1
+            while end < len(providers) and ranks[id(providers[end])] == ranks[id(providers[start])]:
+                end += 1
+            if end - start > 1:
+                providers[start:end] = sorted(
+                    providers[start:end], key=lambda p: -self.u.cache_id(p.name)
+                )
+            start = end
         return providers
 
     def _installable(self, pkg: Package) -> bool:
