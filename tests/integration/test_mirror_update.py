@@ -10,6 +10,7 @@ failure among the .deb downloads may leave *verified* .debs in the pool, nothing
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import gzip
 import hashlib
 import json
@@ -877,3 +878,23 @@ def test_mirror_json_record_is_untouched_byte_for_byte(added: Path, archive: Arc
     archive.inrelease.write_bytes(archive.inrelease.read_bytes().replace(b"stable", b"stablf", 1))
     assert update(added).exit_code == 1
     assert record(added) == (added / "before.json").read_bytes()
+
+
+def test_update_leaves_the_gc_as_it_found_it(
+    store: Path, archive: Archive, upstream: FaultServer
+) -> None:
+    """The parsed indices are frozen out of the GC's sight during an update only; a program
+    that freezes objects itself keeps its freeze."""
+    add(store, upstream.url, "stable", archive.key.public_keyring)
+    assert gc.get_freeze_count() == 0
+    core_update(store)
+    assert gc.get_freeze_count() == 0
+    replace_packages(archive, packages_text(archive) + b"\n")  # the next update has work to do
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    try:
+        assert core_update(store).changed
+        # Not unfrozen (that would make it 0); a few frozen objects may have died since.
+        assert gc.get_freeze_count() > frozen * 0.9
+    finally:
+        gc.unfreeze()
