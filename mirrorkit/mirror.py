@@ -505,20 +505,33 @@ async def complete(
 ) -> UpdateResult:
     """Download what ``keep`` lists into the pool, make it durable, commit the new state."""
     mirror, spec = prepared.mirror, prepared.mirror.spec
-    summary: FetchSummary = await fetcher.fetch_to_pool(
-        spec.url, download_plan(keep, dists_url(spec)), store.pool, store.partial, spec.name
+    plan = download_plan(keep, dists_url(spec))
+    # Hashing and compressing the indices for the store (0.1 s for bookworm's) runs while the
+    # .debs download; nothing is written to the store until they all are.
+    everything = [*prepared.indexes, *([] if keep is prepared.indexes else keep)]
+    packing = asyncio.create_task(
+        asyncio.to_thread(lambda: [store.meta.pack(i.text) for i in everything])
     )
-
-    # Everything verified: make it durable, then (and only then) commit the new state.
-    def put(indexes: Sequence[LoadedIndex]) -> tuple[IndexRef, ...]:
-        return tuple(
-            IndexRef(i.component, i.architecture, store.meta.put(i.text), len(i.packages))
-            for i in indexes
+    try:
+        summary: FetchSummary = await fetcher.fetch_to_pool(
+            spec.url, plan, store.pool, store.partial, spec.name
         )
+    except BaseException:
+        packing.cancel()
+        raise
+    packed = await packing
 
-    upstream = put(prepared.indexes)
-    held = upstream if keep is prepared.indexes else put(keep)
-    store.meta.put(prepared.raw)
+    # Everything verified: write the metadata, make it all durable with one syncfs (hence no
+    # fsync per file), then (and only then) commit the new state.
+    refs = tuple(
+        IndexRef(
+            i.component, i.architecture, store.meta.put_packed(p, durable=False), len(i.packages)
+        )
+        for i, p in zip(everything, packed, strict=True)
+    )
+    upstream = refs[: len(prepared.indexes)]
+    held = upstream if keep is prepared.indexes else refs[len(prepared.indexes) :]
+    store.meta.put_packed(store.meta.pack(prepared.raw), durable=False)
     await asyncio.to_thread(syncfs, store.root)
     release = prepared.release
     state = MirrorState(

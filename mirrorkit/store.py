@@ -25,6 +25,7 @@ import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+def atomic_write(
+    path: Path, data: bytes, *, tmp_dir: Path | None = None, durable: bool = True
+) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
+
+    ``durable=False`` skips the fsyncs, for a caller that makes the whole store durable with
+    one ``syncfs`` before anything refers to the file."""
     directory = tmp_dir or path.parent
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
@@ -78,9 +84,11 @@ def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> Non
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise storage_error(path, exc) from exc
@@ -179,6 +187,12 @@ class Pool:
         self.commit(Path(tmp), sha256)
 
 
+@dataclass(frozen=True, slots=True)
+class Packed:
+    sha256: str
+    compressed: bytes | None  # None: the store already holds it
+
+
 class MetaStore:
     """Content-addressed metadata (Packages text, InRelease), zstd-compressed on disk but named
     by the SHA256 of the uncompressed bytes, so unchanged indices cost nothing twice."""
@@ -194,13 +208,22 @@ class MetaStore:
         return self.path(sha256).exists()
 
     def put(self, data: bytes) -> str:
+        return self.put_packed(self.pack(data))
+
+    def pack(self, data: bytes) -> Packed:
+        """What ``put_packed`` writes (digest; compressed bytes unless the store has them):
+        the CPU work of a put, which touches nothing."""
         digest = hashlib.sha256(data).hexdigest()
-        dest = self.path(digest)
-        if not dest.exists():
+        if self.has(digest):
+            return Packed(digest, None)
+        return Packed(digest, zstandard.ZstdCompressor(level=3, threads=-1).compress(data))
+
+    def put_packed(self, packed: Packed, *, durable: bool = True) -> str:
+        dest = self.path(packed.sha256)
+        if packed.compressed is not None and not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
-            compressed = zstandard.ZstdCompressor(level=3, threads=-1).compress(data)
-            atomic_write(dest, compressed, tmp_dir=self.tmp)
-        return digest
+            atomic_write(dest, packed.compressed, tmp_dir=self.tmp, durable=durable)
+        return packed.sha256
 
     def get(self, sha256: str, *, verify: bool = True) -> bytes:
         path = self.path(sha256)
