@@ -882,7 +882,7 @@ def _mb(n: int) -> str:
 
 @bundle_app.command("export")
 def bundle_export(
-    snapshots: list[str] = typer.Argument(..., metavar="SNAPSHOT"),
+    snapshots: list[str] = typer.Argument(..., metavar="SNAPSHOT..."),
     output: Path = typer.Option(
         ..., "-o", "--output", metavar="FILE", help="The bundle file to write."
     ),
