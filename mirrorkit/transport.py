@@ -164,7 +164,9 @@ class StreamTransport(httpx.AsyncBaseTransport):
             tls = self._ssl or ssl.create_default_context()
         try:
             reader, writer = await _within(
-                asyncio.open_connection(host, port, limit=_READ, happy_eyeballs_delay=0.25),
+                # No happy_eyeballs_delay: in Python 3.11, cancelling its race (a failed
+                # download cancels the other workers) can drop a connected socket unclosed.
+                asyncio.open_connection(host, port, limit=_READ),
                 seconds,
                 httpx.ConnectTimeout,
                 request,
