@@ -121,8 +121,9 @@ class StreamTransport(httpx.AsyncBaseTransport):
                 raise
 
         keep_alive = _keep_alive(version, headers) and (length is not None or chunked)
-        stream = _Body(self, origin, conn, request, timeouts.get("read"), length, chunked)
-        stream.keep_alive = keep_alive
+        stream = _Body(
+            self, origin, conn, request, timeouts.get("read"), length, chunked, keep_alive
+        )
         return httpx.Response(
             status,
             headers=headers,
@@ -315,6 +316,7 @@ class _Body(httpx.AsyncByteStream):
         read_timeout: float | None,
         length: int | None,
         chunked: bool,
+        keep_alive: bool,
     ) -> None:
         self._transport = transport
         self._origin = origin
@@ -324,7 +326,7 @@ class _Body(httpx.AsyncByteStream):
         self._length = length
         self._chunked = chunked
         self._complete = length == 0
-        self.keep_alive = False
+        self._keep_alive = keep_alive
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._complete:
@@ -350,7 +352,7 @@ class _Body(httpx.AsyncByteStream):
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._complete and self.keep_alive:
+        if self._complete and self._keep_alive:
             self._transport._checkin(self._origin, conn)
         else:
             # Unread body (the caller stopped early, an error, a cancellation): the connection
