@@ -71,17 +71,25 @@ def fsync_dir(path: Path) -> None:
 
 
 def atomic_write(
-    path: Path, data: bytes, *, tmp_dir: Path | None = None, durable: bool = True
+    path: Path,
+    data: bytes,
+    *,
+    tmp_dir: Path | None = None,
+    durable: bool = True,
+    mode: int = 0o600,
 ) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
 
     ``durable=False`` skips the fsyncs, for a caller that makes the whole store durable with
-    one ``syncfs`` before anything refers to the file."""
+    one ``syncfs`` before anything refers to the file. ``mode``: the store's own files are
+    private; what a web server or apt's sandbox user must read needs 0o644."""
     directory = tmp_dir or path.parent
     directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as fh:
+            if mode != 0o600:  # mkstemp's
+                os.fchmod(fh.fileno(), mode)
             fh.write(data)
             fh.flush()
             if durable:

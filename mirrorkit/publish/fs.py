@@ -234,8 +234,9 @@ def publish_tree(
 
         binary, armored = public_key
         key_file = root / f"{key_name}.gpg"
-        atomic_write(key_file, binary)
-        atomic_write(root / f"{key_name}.asc", armored)
+        # World-readable: the web server serves it, and apt reads Signed-By files as _apt.
+        atomic_write(key_file, binary, mode=0o644)
+        atomic_write(root / f"{key_name}.asc", armored, mode=0o644)
         return PublishResult(
             root=root,
             suite=plan.suite,

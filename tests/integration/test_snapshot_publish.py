@@ -203,6 +203,12 @@ def test_publish_layout_and_release_fields(
         assert deb.stat().st_nlink >= 2  # hard-linked from the store's pool
     assert (out / "pool/main/libg/libgreet").is_dir()  # dak's lib prefix rule
     assert list(out.glob("mirrorkit-archive-*.gpg")) and list(out.glob("mirrorkit-archive-*.asc"))
+    # Everything a client or a web server reads is world-readable (a web server runs as its own
+    # user; apt reads the Signed-By key as _apt, and 0600 gives NO_PUBKEY).
+    served = [p for p in out.rglob("*") if p.is_file()]
+    assert served and all(p.stat().st_mode & 0o044 == 0o044 for p in served), [
+        (p.name, oct(p.stat().st_mode)) for p in served if p.stat().st_mode & 0o044 != 0o044
+    ]
 
 
 def test_republish_switches_atomically_and_keeps_previous_by_hash(
