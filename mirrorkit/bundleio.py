@@ -15,6 +15,8 @@ bundle *means* (bundle.py):
   reads parts back as one stream, checking each part's size and SHA256 as its end passes, so
   no joined copy is ever written to disk.
 * ``Pipe`` runs file writes on a thread of their own (import: disk I/O beside hashing).
+* ``HashAhead`` runs SHA-256 on a thread of its own (export: hashing beside reading and
+  compressing).
 """
 
 from __future__ import annotations
@@ -206,6 +208,72 @@ class Pipe:
 
 def _reached(mark: threading.Event) -> None:
     mark.set()
+
+
+class HashAhead:
+    """SHA-256 of chunks on a thread of its own, so that hashing (one core's worth: ~2 GB/s)
+    overlaps reading and compressing on the calling thread (hashlib, zstd and file reads all
+    release the GIL). Export of 303 MB on 2 cores: 0.22 s -> 0.15 s.
+
+    The caller reads each chunk into a buffer from :meth:`take`, hands it over with
+    :meth:`update` and may go on using it until its next :meth:`take` (reads only: the hash
+    thread reads it too). A buffer comes back once hashed; there are ``buffers`` of them, so
+    memory stays bounded. :meth:`check` queues a test of a digest after the updates before it;
+    the first failure is raised by the next call of the caller's, or by :meth:`finish`."""
+
+    def __init__(self, chunk: int, buffers: int = 4) -> None:
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(buffers):
+            self._free.put(bytearray(chunk))
+        self._work: queue.SimpleQueue[_HashWork | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="mirrorkit-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            hasher, buffer, n, check = item
+            if buffer is not None:
+                if self._error is None:
+                    hasher.update(memoryview(buffer)[:n])
+                self._free.put(buffer)  # always: the caller may be waiting for it
+            elif check is not None and self._error is None:
+                try:
+                    check(hasher.hexdigest())
+                except BaseException as exc:
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def take(self) -> bytearray:
+        self._raise()
+        return self._free.get()
+
+    def give_back(self, buffer: bytearray) -> None:
+        """Return a buffer that is not handed to :meth:`update`."""
+        self._free.put(buffer)
+
+    def update(self, hasher: hashlib._Hash, buffer: bytearray, n: int) -> None:
+        self._work.put((hasher, buffer, n, None))
+
+    def check(self, hasher: hashlib._Hash, check: Callable[[str], None]) -> None:
+        """Call ``check`` with the hex digest once the updates queued so far are done."""
+        self._work.put((hasher, None, 0, check))
+
+    def finish(self) -> None:
+        """Wait for everything queued; raise the first failure, if any."""
+        self.close()
+        self._raise()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._work.put(None)
+            self._thread.join()
+
+
+_HashWork = tuple["hashlib._Hash", bytearray | None, int, Callable[[str], None] | None]
 
 
 @dataclass(frozen=True, slots=True)

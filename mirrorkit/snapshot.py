@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from debian.arfile import ArError
-from debian.debfile import DebError, DebFile
 from debian.debian_support import version_compare
 
 from mirrorkit import __version__, archive, mirror, resolve
@@ -439,6 +438,9 @@ def diff(store: Store, a: str, b: str) -> list[Change]:
 
 def _deb_stanza(path: Path, component: str) -> tuple[Package, Path]:
     """Read and check a .deb's control data; returns its package record and the file."""
+    # Imported here: it pulls in deb822 and charset_normalizer (16 ms of every other command).
+    from debian.debfile import DebError, DebFile
+
     try:
         with path.open("rb") as fh, DebFile(fileobj=fh) as deb:
             control = deb.debcontrol()

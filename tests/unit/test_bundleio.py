@@ -16,6 +16,7 @@ from mirrorkit.bundleio import (
     CHUNK,
     CheckedReader,
     FrameCheck,
+    HashAhead,
     JoinedReader,
     Part,
     PartsWriter,
@@ -201,3 +202,34 @@ def test_pipe_runs_in_order_and_reports_the_first_error() -> None:
     pipe.close()
     pipe.close()
     assert 99 not in seen
+
+
+def test_hash_ahead_matches_hashlib_and_reports_the_first_failure() -> None:
+    data = os.urandom(5 * 1000 + 17)
+    hashing = HashAhead(1000, buffers=2)  # fewer buffers than chunks: they must come back
+    digests: list[str] = []
+    hashers = [hashlib.sha256(), hashlib.sha256()]
+    for hasher in hashers:
+        stream = io.BytesIO(data)
+        while True:
+            buffer = hashing.take()
+            n = stream.readinto(buffer)
+            if not n:
+                hashing.give_back(buffer)
+                break
+            hashing.update(hasher, buffer, n)
+        hashing.check(hasher, digests.append)
+    hashing.finish()
+    assert digests == [hashlib.sha256(data).hexdigest()] * 2
+
+    def refuse(digest: str) -> None:
+        raise BundleError(f"object: SHA256 mismatch ({digest[:8]})")
+
+    hashing = HashAhead(1000, buffers=2)
+    hashing.check(hashlib.sha256(b"x"), refuse)
+    with pytest.raises(BundleError, match="SHA256 mismatch"):
+        for _ in range(100):  # buffers keep coming back after the failure: no hang
+            hashing.update(hashlib.sha256(), hashing.take(), 1000)
+    with pytest.raises(BundleError, match="SHA256 mismatch"):
+        hashing.finish()
+    hashing.close()
