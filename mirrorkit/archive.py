@@ -11,6 +11,7 @@ import contextlib
 import gc
 import gzip
 import lzma
+import os
 import posixpath
 import queue
 import re
@@ -183,9 +184,165 @@ def decompress(data: bytes, compression: str, what: str) -> bytes:
     raise FormatError(f"{what}: unsupported compression {compression!r}")
 
 
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def _xz_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """An xz multibyte integer at ``pos``: (value, position after it)."""
+    value = 0
+    for i in range(9):
+        if pos + i >= len(data):
+            raise ValueError("index cut short")
+        byte = data[pos + i]
+        value |= (byte & 0x7F) << (7 * i)
+        if not byte & 0x80:
+            return value, pos + i + 1
+    raise ValueError("integer too long")
+
+
+def _xz_put_varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+@dataclass(frozen=True, slots=True)
+class XzBlock:
+    """One block of a one-stream xz file, to be decoded as an xz stream of its own: the
+    file's stream header, ``data[offset : offset + size]``, then ``trailer`` (an index of this
+    block alone and a stream footer)."""
+
+    offset: int
+    size: int
+    trailer: bytes
+
+    def stream(self, data: bytes) -> bytes:
+        return data[:12] + data[self.offset : self.offset + self.size] + self.trailer
+
+
+def xz_blocks(data: bytes) -> list[XzBlock] | None:
+    """The blocks of a one-stream xz file, so that they can be decompressed at once on
+    several cores; None when there is nothing to split (one block) or the file is not that
+    simple (several streams, stream padding), which the serial decoder then handles.
+
+    Debian's Packages.xz is written by a multi-threaded xz: bookworm's has 2 blocks of 24 MiB.
+    Each block is decoded behind the original stream header and before an index of one
+    record taken from the original index, so liblzma checks every block's sizes and check
+    value as the serial decoder would. The original index and footer are checked here
+    (their CRC32s, sizes and padding): a file this accepts decodes to the same bytes."""
+    if len(data) < 32 or not data.startswith(_XZ_MAGIC) or data[-2:] != b"YZ":
+        return None
+    flags = data[6:8]
+    footer = data[-12:]
+    if footer[8:10] != flags or zlib.crc32(footer[4:10]) != int.from_bytes(footer[:4], "little"):
+        return None
+    index_size = (int.from_bytes(footer[4:8], "little") + 1) * 4
+    index_at = len(data) - 12 - index_size
+    if index_at < 12:
+        return None
+    index = data[index_at : len(data) - 12]
+    if index[0] != 0 or zlib.crc32(index[:-4]) != int.from_bytes(index[-4:], "little"):
+        return None
+    try:
+        count, pos = _xz_varint(index, 1)
+        records = []
+        for _ in range(count):
+            unpadded, pos = _xz_varint(index, pos)
+            uncompressed, pos = _xz_varint(index, pos)
+            records.append((unpadded, uncompressed))
+    except ValueError:
+        return None
+    if count < 2 or index[pos:-4] != bytes(-pos % 4):  # the padding: zeros, to a multiple of 4
+        return None
+    blocks = []
+    offset = 12
+    for unpadded, uncompressed in records:
+        size = unpadded + -unpadded % 4
+        body = b"\x00\x01" + _xz_put_varint(unpadded) + _xz_put_varint(uncompressed)
+        body += bytes(-len(body) % 4)
+        one_index = body + zlib.crc32(body).to_bytes(4, "little")
+        tail = (len(one_index) // 4 - 1).to_bytes(4, "little") + flags
+        one_footer = zlib.crc32(tail).to_bytes(4, "little") + tail + b"YZ"
+        blocks.append(XzBlock(offset, size, one_index + one_footer))
+        offset += size
+    if offset != index_at:  # blocks and index must tile the file exactly
+        return None
+    return blocks
+
+
+def _iter_xz_blocks(data: bytes, blocks: list[XzBlock], what: str) -> Iterator[bytes]:
+    """Decompress the :func:`xz_blocks` of ``data`` on threads at once (lzma releases the
+    GIL), yielding their output in order as it comes. Memory: what is decompressed ahead
+    waits in queues, which the caller keeps anyway (the whole index text).
+
+    Input goes in as 512 kB views (no copies), so each call returns ~3 MB: lzma takes the GIL
+    back each time its output buffer grows (from 32 kB), and many small calls make the
+    decoder and the parser trade the GIL thousands of times (bookworm's index, parsed as it
+    decodes: 256 kB input pieces 0.62 s, 512 kB 0.51 s)."""
+    outputs: list[queue.SimpleQueue[bytes | BaseException | None]]
+    outputs = [queue.SimpleQueue() for _ in blocks]
+    jobs: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for n in range(len(blocks)):
+        jobs.put(n)
+    view = memoryview(data)
+    step = 1 << 19
+
+    def decode(n: int, out: queue.SimpleQueue[bytes | BaseException | None]) -> None:
+        block = blocks[n]
+        engine = lzma.LZMADecompressor(lzma.FORMAT_XZ)
+        end = block.offset + block.size
+        body = [view[i : min(i + step, end)] for i in range(block.offset, end, step)]
+        pieces: list[bytes | memoryview] = [view[:12], *body, block.trailer]
+        for piece in pieces:
+            if output := engine.decompress(piece):
+                out.put(output)
+        if not engine.eof or engine.unused_data:
+            raise FormatError(f"{what}: truncated xz data (block {n + 1})")
+
+    def work() -> None:
+        # Blocks are taken in order, so the first one (the one the parser waits for) starts
+        # first; a thread that finishes early takes the next one.
+        while True:
+            try:
+                n = jobs.get_nowait()
+            except queue.Empty:
+                return
+            out = outputs[n]
+            if n and sys.platform == "linux":
+                # The parser needs block 1 first, and it is the pace: later blocks are decoded
+                # with what CPU it leaves (on 2 cores, bookworm's index: 0.555 -> 0.51 s).
+                # Linux sets the nice value of one thread by its id; this thread ends after.
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            try:
+                decode(n, out)
+                out.put(None)
+            except (lzma.LZMAError, EOFError) as exc:
+                out.put(FormatError(f"{what}: corrupt xz data (block {n + 1}: {exc})"))
+            except BaseException as exc:
+                out.put(exc)
+
+    workers = min(len(blocks), os.cpu_count() or 1)
+    for _ in range(workers):
+        threading.Thread(target=work, name="decompress-xz", daemon=True).start()
+    for out in outputs:
+        while (piece := out.get()) is not None:
+            if isinstance(piece, BaseException):
+                raise piece
+            yield piece
+
+
 def iter_decompressed(data: bytes, compression: str, what: str) -> Iterator[bytes]:
     """Decompress in pieces, so that parsing can start before decompression ends."""
-    step = 1 << 18
+    # Input pieces of 1 MB: fewer, bigger calls trade the GIL with the parser less often
+    # (see _iter_xz_blocks; one-block xz, bookworm: 0.57 s with 256 kB pieces, 0.55 s).
+    step = 1 << 20
+    if compression == "xz" and (os.cpu_count() or 1) > 1 and (blocks := xz_blocks(data)):
+        yield from _iter_xz_blocks(data, blocks, what)
+        return
     try:
         if compression in ("xz", "gz", "bz2"):
             engine: Any = (
@@ -308,15 +465,20 @@ def safe_relpath(path: str, what: str) -> str:
 
 # Only the fields mirrorkit needs are pulled out of each stanza; the rest stays as text.
 # (A lazy match with a trailing-space group is 4x slower on the 63,000-stanza index: strip later.)
-_FIELD_RE = re.compile(
-    rb"^(Package|Version|Architecture|Filename|Size|SHA256|Source):[ \t]*([^\n]*)", re.MULTILINE
-)
+# Lines after the first are found from their newline: a pattern that starts with a literal lets
+# the regex engine jump from newline to newline, where "^" in MULTILINE mode tries a match at
+# every byte (0.24 -> 0.14 s on bookworm's index, the first line matched on its own).
+_FIELD_NAMES = rb"(Package|Version|Architecture|Filename|Size|SHA256|Source):[ \t]*([^\n]*)"
+_FIELD_RE = re.compile(rb"\n" + _FIELD_NAMES)
+_FIRST_FIELD_RE = re.compile(_FIELD_NAMES)
 _REQUIRED = (b"Package", b"Version", b"Architecture", b"Filename", b"Size", b"SHA256")
 
 
 def iter_stanzas(text: bytes) -> Iterator[bytes]:
     """Split a deb822 file into stanzas (without trailing newlines), skipping blank runs."""
-    for chunk in re.split(rb"\n[ \t]*\n", text.replace(b"\r\n", b"\n")):
+    if b"\r" in text:  # a scan for one byte costs a tenth of the copy replace() makes
+        text = text.replace(b"\r\n", b"\n")
+    for chunk in re.split(rb"\n[ \t]*\n", text):
         chunk = chunk.strip(b"\n")
         if chunk:
             yield chunk
@@ -365,6 +527,8 @@ def _parse_packages(text: bytes, component: str, what: str, first: int) -> list[
     packages: list[Package] = []
     for number, stanza in enumerate(iter_stanzas(text), first):
         fields = dict(_FIELD_RE.findall(stanza))
+        if m := _FIRST_FIELD_RE.match(stanza):
+            fields.setdefault(m[1], m[2])  # a repeated field: the last one wins, as before
         missing = [k.decode() for k in _REQUIRED if not fields.get(k)]
         if missing:
             name = fields.get(b"Package", b"?").decode("utf-8", "replace")
