@@ -55,6 +55,12 @@ else:
     )  # fmt: skip
     fetch, profiles = _lazy("mirrorkit.fetch"), _lazy("mirrorkit.profile")
 
+# httpx's __init__ tries to import its own command-line client (httpx._main), which imports
+# rich when that is installed (typer installs it): 25 ms of every command that downloads, for
+# a client this program never runs. A None in sys.modules makes that one import fail, and
+# httpx then defines its fallback main() (what it does when rich is missing).
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
 app = typer.Typer(
     help="Verified offline snapshot mirrors of Debian/Ubuntu APT archives.",
     no_args_is_help=True,

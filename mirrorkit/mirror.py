@@ -30,7 +30,7 @@ from mirrorkit.errors import (
 from mirrorkit.models import FetchSummary, FileRef, IndexRef, MirrorSpec, Package, UpdateResult
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.resolve import Selection
-from mirrorkit.store import Store, check_name, read_json, syncfs, write_json
+from mirrorkit.store import Packed, Store, check_name, read_json, syncfs, write_json
 
 if TYPE_CHECKING:
     from mirrorkit.fetch import Fetcher, RetryPolicy
@@ -496,30 +496,43 @@ def _keep_only(
     return kept
 
 
+def start_packing(store: Store, indexes: Sequence[LoadedIndex]) -> asyncio.Task[list[Packed]]:
+    """Hash and compress ``indexes`` for the store on one thread (0.15 s of CPU for bookworm's
+    index; hashlib and zstd release the GIL), writing nothing. One: it runs beside the
+    resolver or the downloads, which need the other cores (zstd's own workers on top made a
+    filtered update of bookworm 0.02 s slower on 2 cores)."""
+    texts = [i.text for i in indexes]
+    packs = asyncio.to_thread(lambda: [store.meta.pack(t, threads=0) for t in texts])
+    return asyncio.create_task(packs)
+
+
 async def complete(
     fetcher: Fetcher,
     store: Store,
     prepared: Prepared,
     keep: list[LoadedIndex],
     selection_digest: str,
+    packing: asyncio.Task[list[Packed]] | None = None,
 ) -> UpdateResult:
-    """Download what ``keep`` lists into the pool, make it durable, commit the new state."""
+    """Download what ``keep`` lists into the pool, make it durable, commit the new state.
+    ``packing``: :func:`start_packing` of ``prepared.indexes``, if the caller started it."""
     mirror, spec = prepared.mirror, prepared.mirror.spec
     plan = download_plan(keep, dists_url(spec))
-    # Hashing and compressing the indices for the store (0.1 s for bookworm's) runs while the
-    # .debs download; nothing is written to the store until they all are.
-    everything = [*prepared.indexes, *([] if keep is prepared.indexes else keep)]
-    packing = asyncio.create_task(
-        asyncio.to_thread(lambda: [store.meta.pack(i.text) for i in everything])
-    )
+    # The indices are hashed and compressed for the store while the .debs download (if the
+    # caller did not start that earlier); nothing is written to the store until they all are.
+    packing = packing or start_packing(store, prepared.indexes)
+    kept = [] if keep is prepared.indexes else keep
+    packing_kept = start_packing(store, kept)
     try:
         summary: FetchSummary = await fetcher.fetch_to_pool(
             spec.url, plan, store.pool, store.partial, spec.name
         )
     except BaseException:
         packing.cancel()
+        packing_kept.cancel()
         raise
-    packed = await packing
+    everything = [*prepared.indexes, *kept]
+    packed = [*await packing, *await packing_kept]
 
     # Everything verified: write the metadata, make it all durable with one syncfs (hence no
     # fsync per file), then (and only then) commit the new state.
@@ -578,21 +591,29 @@ async def _update_group(
             if all(p.unchanged for p in prepared):
                 return [_unchanged(p.mirror) for p in prepared]
             spare_from_gc()
-            keep: list[list[LoadedIndex]] = [p.indexes for p in prepared]
-            if selection is not None:
-                for p in prepared:
-                    if p.unchanged:  # another upstream changed: resolve over all again
-                        assert p.mirror.state is not None
-                        p.indexes = stored_indexes(store, p.mirror.state.upstream)
-                keys = await asyncio.to_thread(_select, prepared, selection, policy, reporter)
-                keep = [_keep_only(p.indexes, keys) for p in prepared]
-            results = []
-            for p, kept in zip(prepared, keep, strict=True):
-                if p.unchanged and selection is None:
-                    results.append(_unchanged(p.mirror))
-                else:
-                    results.append(await complete(fetcher, store, p, kept, digest))
-            return results
+            # The new indices are packed for the store from now on: beside the resolver, which
+            # keeps one core busy (filtered bookworm: 0.14 s), and then the downloads.
+            packing = {id(p): start_packing(store, p.indexes) for p in prepared if not p.unchanged}
+            try:
+                keep: list[list[LoadedIndex]] = [p.indexes for p in prepared]
+                if selection is not None:
+                    for p in prepared:
+                        if p.unchanged:  # another upstream changed: resolve over all again
+                            assert p.mirror.state is not None
+                            p.indexes = stored_indexes(store, p.mirror.state.upstream)
+                    keys = await asyncio.to_thread(_select, prepared, selection, policy, reporter)
+                    keep = [_keep_only(p.indexes, keys) for p in prepared]
+                results = []
+                for p, kept in zip(prepared, keep, strict=True):
+                    if p.unchanged and selection is None:
+                        results.append(_unchanged(p.mirror))
+                    else:
+                        task = packing.pop(id(p), None)
+                        results.append(await complete(fetcher, store, p, kept, digest, task))
+                return results
+            finally:
+                for task in packing.values():  # not reached: an error ended the update
+                    task.cancel()
 
 
 @contextmanager

@@ -218,13 +218,14 @@ class MetaStore:
     def put(self, data: bytes) -> str:
         return self.put_packed(self.pack(data))
 
-    def pack(self, data: bytes) -> Packed:
+    def pack(self, data: bytes, *, threads: int = -1) -> Packed:
         """What ``put_packed`` writes (digest; compressed bytes unless the store has them):
-        the CPU work of a put, which touches nothing."""
+        the CPU work of a put, which touches nothing. ``threads``: zstd's (-1: one per core;
+        0: this thread only, for work running beside other work)."""
         digest = hashlib.sha256(data).hexdigest()
         if self.has(digest):
             return Packed(digest, None)
-        return Packed(digest, zstandard.ZstdCompressor(level=3, threads=-1).compress(data))
+        return Packed(digest, zstandard.ZstdCompressor(level=3, threads=threads).compress(data))
 
     def put_packed(self, packed: Packed, *, durable: bool = True) -> str:
         dest = self.path(packed.sha256)
