@@ -213,7 +213,8 @@ def _reached(mark: threading.Event) -> None:
 class HashAhead:
     """SHA-256 of chunks on a thread of its own, so that hashing (one core's worth: ~2 GB/s)
     overlaps reading and compressing on the calling thread (hashlib, zstd and file reads all
-    release the GIL). Export of 303 MB on 2 cores: 0.22 s -> 0.15 s.
+    release the GIL). Reading, hashing and compressing 303 MB in 2,000 files on 2 cores:
+    0.22 s with the hashing inline, 0.15 s with it here.
 
     The caller reads each chunk into a buffer from :meth:`take`, hands it over with
     :meth:`update` and may go on using it until its next :meth:`take` (reads only: the hash

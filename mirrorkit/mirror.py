@@ -612,7 +612,7 @@ async def _update_group(
                         results.append(await complete(fetcher, store, p, kept, digest, task))
                 return results
             finally:
-                for task in packing.values():  # not reached: an error ended the update
+                for task in packing.values():  # any left: an error ended the update early
                     task.cancel()
 
 
