@@ -87,7 +87,8 @@ class UnmetDependenciesError(MirrorkitError):
         lines = "\n".join(f"  {u}" for u in unmet[:50])
         more = f"\n  ... and {len(unmet) - 50} more" if len(unmet) > 50 else ""
         super().__init__(
-            f"{len(unmet)} unmet dependencies:\n{lines}{more}",
+            f"{len(unmet)} unmet {'dependency' if len(unmet) == 1 else 'dependencies'}:\n"
+            f"{lines}{more}",
             "add the missing sources (e.g. a further upstream), or pass --allow-missing to "
             "accept an incomplete set.",
         )

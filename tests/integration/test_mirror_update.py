@@ -898,3 +898,28 @@ def test_update_leaves_the_gc_as_it_found_it(
         assert gc.get_freeze_count() > frozen * 0.9
     finally:
         gc.unfreeze()
+
+
+def test_filtered_update_with_an_unmet_dependency_writes_nothing(
+    store: Path, archive: Archive, upstream: FaultServer, tmp_path: Path
+) -> None:
+    """The closure fails after the indices are verified, while they are being packed for the
+    store beside the resolver: nothing is fetched or written, and the next update (with the
+    missing package published) completes."""
+    debs = tmp_path / "debs"
+    app = build_deb(debs, "app", "1.0", "amd64", depends="gone (>= 2)")
+    up = build_archive(tmp_path / "up", archive.key, {"main": [app]}, codename="stable")
+    upstream.root = up.root
+    add(store, upstream.url, "stable", archive.key.public_keyring, "--filter", "app", "--with-deps")
+    before = store_digest(store)
+    upstream.clear_log()
+    r = update(store)
+    assert_refused(r, "1 unmet dependency:")
+    assert "  app_1.0_amd64: gone (>= 2): no package gone" in r.stderr
+    assert not any(path.endswith(".deb") for _, path, _ in upstream.requests)
+    assert store_digest(store) == before and state(store) is None
+
+    gone = build_deb(debs, "gone", "2.0", "all")
+    upstream.root = build_archive(tmp_path / "up2", archive.key, {"main": [app, gone]}).root
+    r = update(store)
+    assert r.exit_code == 0 and r.stdout.startswith("up: 2 packages; fetched 2 files"), r.output
