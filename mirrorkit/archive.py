@@ -184,6 +184,14 @@ def decompress(data: bytes, compression: str, what: str) -> bytes:
     raise FormatError(f"{what}: unsupported compression {compression!r}")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (a container's cpuset, taskset), not the machine's:
+    what deciding how many threads to start should count."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
+
+
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 
 
@@ -325,7 +333,7 @@ def _iter_xz_blocks(data: bytes, blocks: list[XzBlock], what: str) -> Iterator[b
             except BaseException as exc:
                 out.put(exc)
 
-    workers = min(len(blocks), os.cpu_count() or 1)
+    workers = min(len(blocks), usable_cpus())
     for _ in range(workers):
         threading.Thread(target=work, name="decompress-xz", daemon=True).start()
     for out in outputs:
@@ -340,7 +348,7 @@ def iter_decompressed(data: bytes, compression: str, what: str) -> Iterator[byte
     # Input pieces of 1 MB: fewer, bigger calls trade the GIL with the parser less often
     # (see _iter_xz_blocks; one-block xz, bookworm: 0.57 s with 256 kB pieces, 0.55 s).
     step = 1 << 20
-    if compression == "xz" and (os.cpu_count() or 1) > 1 and (blocks := xz_blocks(data)):
+    if compression == "xz" and usable_cpus() > 1 and (blocks := xz_blocks(data)):
         yield from _iter_xz_blocks(data, blocks, what)
         return
     try:

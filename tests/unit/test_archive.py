@@ -226,9 +226,14 @@ def _xz_blocks(text: bytes, block: str) -> bytes:
     return subprocess.run(cmd, input=text, capture_output=True, check=True).stdout
 
 
-def test_multi_block_xz_is_decoded_block_by_block_to_the_same_bytes() -> None:
+def test_multi_block_xz_is_decoded_block_by_block_to_the_same_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     text = _big_index(3000)
     packed = _xz_blocks(text, "300KiB")
+    with monkeypatch.context() as m:  # one CPU: the serial decoder reads every block
+        m.setattr(archive, "usable_cpus", lambda: 1)
+        assert archive.parse_compressed(packed, "xz", "main")[0] == text
     blocks = archive.xz_blocks(packed)
     assert blocks is not None and len(blocks) == -(-len(text) // (300 << 10))
     assert b"".join(lzma.decompress(b.stream(packed)) for b in blocks) == text  # each valid
