@@ -160,11 +160,7 @@ class Fetcher:
         self.reporter = reporter or NullReporter()
         self._rate = _RateLimit(limit_rate) if limit_rate else None
         self._client = _Client(
-            transport=transport
-            # httpx's own CA store (certifi), loaded once.
-            or StreamTransport(
-                ssl_context=httpx.create_ssl_context(trust_env=False), max_idle=self.jobs
-            ),
+            transport=transport or StreamTransport(max_idle=self.jobs),
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             follow_redirects=True,
             # identity: sizes and hashes are of the file itself, never of a transfer encoding.

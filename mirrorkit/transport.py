@@ -77,6 +77,8 @@ class StreamTransport(httpx.AsyncBaseTransport):
     """Keep-alive HTTP/1.1 connections, kept idle per origin (newest first) for reuse."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None, max_idle: int = 8) -> None:
+        # Default: httpx's own (certifi's CA store), made on the first https connection:
+        # loading the store takes 12 ms, which an http:// upstream need not pay.
         self._ssl = ssl_context
         self._max_idle = max(1, max_idle)
         self._idle: dict[Origin, list[_Conn]] = {}
@@ -162,7 +164,9 @@ class StreamTransport(httpx.AsyncBaseTransport):
         scheme, host, port = origin
         tls: ssl.SSLContext | None = None
         if scheme == "https":
-            tls = self._ssl or ssl.create_default_context()
+            if self._ssl is None:
+                self._ssl = httpx.create_ssl_context(trust_env=False)
+            tls = self._ssl
         try:
             reader, writer = await _within(
                 # No happy_eyeballs_delay: in Python 3.11, cancelling its race (a failed
