@@ -434,14 +434,17 @@ def parse_compressed(
 
 def _is_normal(path: str) -> bool:
     """Already normal and safe (every path of a real index, 63,000 times per update): no
-    empty, "." or ".." part can hide in it."""
+    empty, "." or ".." part can hide in it. A False sends the path to :func:`safe_relpath`.
+    isprintable() is False for every character _UNSAFE_CHARS names but the backslash (and for
+    some that are safe, which then take the slow path): 28 -> 12 ms for bookworm's index."""
     return (
         bool(path)
         and "//" not in path
         and "/." not in path
         and not path.startswith((".", "/"))
         and not path.endswith("/")
-        and not _UNSAFE_CHARS.search(path)
+        and path.isprintable()
+        and "\\" not in path
     )
 
 

@@ -113,8 +113,10 @@ def test_malformed_packages_are_refused(mutation: object, message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["../x.deb", "/etc/passwd", "pool/../../x", "a\\b.deb", "a\nb", "", ".", "./"]
-)
+    "path",
+    ["../x.deb", "/etc/passwd", "pool/../../x", "a\\b.deb", "a\nb", "", ".", "./", "a\x00b",
+     "a\x1fb", "a\x7fb", "pool/a\tb.deb"],
+)  # fmt: skip
 def test_unsafe_paths_refused(path: str) -> None:
     with pytest.raises(FormatError, match="unsafe path"):
         archive.safe_relpath(path, "test")
