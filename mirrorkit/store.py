@@ -225,7 +225,10 @@ class MetaStore:
         digest = hashlib.sha256(data).hexdigest()
         if self.has(digest):
             return Packed(digest, None)
-        return Packed(digest, zstandard.ZstdCompressor(level=3, threads=threads).compress(data))
+        # Level 2, not 3: on bookworm's 50 MB Packages text 83 against 117 ms of CPU for a file
+        # 0.5% larger (11.54 against 11.48 MB); that CPU competes with the parse and resolve.
+        cctx = zstandard.ZstdCompressor(level=2, threads=threads)
+        return Packed(digest, cctx.compress(data))
 
     def put_packed(self, packed: Packed, *, durable: bool = True) -> str:
         dest = self.path(packed.sha256)
