@@ -56,7 +56,7 @@ class Release:
 def _parse_date(value: str, what: str, field: str) -> datetime:
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise FormatError(f"{what}: {field}: not an RFC 2822 date: {value!r}") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
@@ -90,7 +90,8 @@ def parse_release(payload: bytes, what: str = "Release") -> Release:
         name = entry.get("name", "")
         sha = entry.get("sha256", "").lower()
         size = entry.get("size", "")
-        if not name or not _HEX64.match(sha) or not str(size).isdigit():
+        # isascii(): str.isdigit() also takes '²' and other scripts' digits.
+        if not name or not _HEX64.match(sha) or not (size.isascii() and size.isdigit()):
             raise FormatError(f"{what}: malformed SHA256 line for {name or '?'!r}")
         files[name] = FileRef(path=name, size=int(size), sha256=sha)
     date = _parse_date(rel["Date"], what, "Date") if "Date" in rel else None
@@ -537,20 +538,23 @@ def parse_packages(
 def _parse_packages(text: bytes, component: str, what: str, first: int) -> list[Package]:
     packages: list[Package] = []
     for number, stanza in enumerate(iter_stanzas(text), first):
-        fields = dict(_FIELD_RE.findall(stanza))
-        if m := _FIRST_FIELD_RE.match(stanza):
-            fields.setdefault(m[1], m[2])  # a repeated field: the last one wins, as before
-        missing = [k.decode() for k in _REQUIRED if not fields.get(k)]
-        if missing:
-            name = fields.get(b"Package", b"?").decode("utf-8", "replace")
-            raise FormatError(
-                f"{what}: stanza {number} ({name}): missing field(s) {', '.join(missing)}",
-                "the index is malformed; nothing was stored.",
-            )
+        found = _FIELD_RE.findall(stanza)
+        fields = dict(found)
+        m = _FIRST_FIELD_RE.match(stanza)
+        if len(fields) != len(found) or (m and m[1] in fields):
+            # Which Filename would count? We would download one and publish the other.
+            raise _repeated_field(what, number, found + ([(m[1], m[2])] if m else []))
+        if m:
+            fields[m[1]] = m[2]
+        if any(not fields.get(k) for k in _REQUIRED):
+            stanza, fields = _fold_field_case(stanza, fields, what, number)
         try:
             name = fields[b"Package"].rstrip().decode()
             sha = fields[b"SHA256"].rstrip().decode().lower()
-            size = int(fields[b"Size"])
+            size_text = fields[b"Size"].rstrip()
+            if not size_text.isdigit():  # int() would take "+1_0" and " 10"; apt would not
+                raise ValueError(f"Size {size_text.decode('utf-8', 'replace')!r}")
+            size = int(size_text)
             filename = fields[b"Filename"].rstrip().decode()
             source = (fields.get(b"Source") or fields[b"Package"]).decode().split(None, 1)[0]
             version = fields[b"Version"].rstrip().decode()
@@ -575,6 +579,57 @@ def _parse_packages(text: bytes, component: str, what: str, first: int) -> list[
             )
         )
     return packages
+
+
+def _repeated_field(what: str, number: int, found: list[tuple[bytes, bytes]]) -> FormatError:
+    names = [k for k, _ in found]
+    repeated = sorted({k.decode() for k in names if names.count(k) > 1})
+    package = dict(found).get(b"Package", b"?").decode("utf-8", "replace")
+    return FormatError(
+        f"{what}: stanza {number} ({package}): field(s) {', '.join(repeated)} given twice",
+        "the index is malformed (a field may appear once per stanza); nothing was stored.",
+    )
+
+
+# deb822 field names are case-insensitive (apt reads "filename:" as "Filename:"). Every archive
+# tool writes them capitalized, so the fast path matches those only; a stanza that seems to
+# lack a required field is read again ignoring case, and its field names are then written
+# the usual way, so that every later reader (resolver, queries, publish) sees one spelling.
+_ANY_FIELD_RE = re.compile(rb"^([A-Za-z0-9][^:\s]*):", re.M)
+_CANONICAL = {
+    name.lower(): name
+    for name in (
+        b"Package", b"Version", b"Architecture", b"Filename", b"Size", b"SHA256", b"MD5sum",
+        b"SHA1", b"SHA512", b"Source", b"Depends", b"Pre-Depends", b"Recommends", b"Suggests",
+        b"Enhances", b"Breaks", b"Conflicts", b"Replaces", b"Provides", b"Built-Using",
+        b"Multi-Arch", b"Essential", b"Priority", b"Section", b"Installed-Size", b"Maintainer",
+        b"Description", b"Description-md5", b"Homepage", b"Tag", b"Protected",
+    )
+}  # fmt: skip
+
+
+def _fold_field_case(
+    stanza: bytes, fields: dict[bytes, bytes], what: str, number: int
+) -> tuple[bytes, dict[bytes, bytes]]:
+    """``stanza`` with its known field names capitalized, and its fields, or FormatError if
+    required fields are missing or given twice in any spelling."""
+
+    def canonical(m: re.Match[bytes]) -> bytes:
+        return _CANONICAL.get(m[1].lower(), m[1]) + b":"
+
+    folded = _ANY_FIELD_RE.sub(canonical, stanza)
+    found = _FIELD_RE.findall(b"\n" + folded)
+    fields = dict(found)
+    if len(fields) != len(found):
+        raise _repeated_field(what, number, found)
+    missing = [k.decode() for k in _REQUIRED if not fields.get(k)]
+    if missing:
+        name = fields.get(b"Package", b"?").decode("utf-8", "replace")
+        raise FormatError(
+            f"{what}: stanza {number} ({name}): missing field(s) {', '.join(missing)}",
+            "the index is malformed; nothing was stored.",
+        )
+    return folded, fields
 
 
 def rewrite_filename(stanza: bytes, filename: str) -> bytes:

@@ -195,6 +195,14 @@ class Fetcher:
                         "(completed files are kept), or raise --max-tries.",
                     ) from exc
                 await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
+            except httpx.TooManyRedirects as exc:
+                raise FetchError(
+                    url,
+                    f"too many redirects ({exc})",
+                    "the server redirects in a loop; check the mirror's URL.",
+                ) from exc
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:  # not the network's fault: no retry
+                raise FetchError(url, f"{type(exc).__name__}: {exc}") from exc
 
     def _check_status(self, url: str, resp: httpx.Response) -> None:
         if resp.status_code in self.retry.statuses:

@@ -12,7 +12,8 @@ to misbehave with :meth:`FaultServer.add_fault`::
 
 Fault kinds (``times`` counts requests the fault was applied to; ``-1`` means forever):
 
-``status``        answer ``code`` (default 503) with an optional ``Retry-After: retry_after``.
+``status``        answer ``code`` (default 503) with an optional ``Retry-After: retry_after``
+                  and ``Location: location`` (a redirect).
 ``not_found``     answer 404.
 ``slow``          wait ``delay`` seconds (default 1.0) before answering; combines with one other
                   fault that matches the same request.
@@ -52,7 +53,7 @@ from typing import Any
 __all__ = ["FAULT_KINDS", "FaultServer", "path_matches"]
 
 FAULT_KINDS: dict[str, frozenset[str]] = {
-    "status": frozenset({"code", "retry_after"}),
+    "status": frozenset({"code", "retry_after", "location"}),
     "drop": frozenset({"after_bytes"}),
     "corrupt": frozenset({"offset"}),
     "truncate": frozenset({"after_bytes"}),
@@ -208,6 +209,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             extra = {}
             if other.params.get("retry_after") is not None:
                 extra["Retry-After"] = str(other.params["retry_after"])
+            if other.params.get("location") is not None:
+                extra["Location"] = str(other.params["location"])
             self._plain(code, method, extra)
             return
         if other is not None and other.kind == "not_found":

@@ -565,6 +565,74 @@ def test_packages_that_contradict_each_other_are_refused(
     assert store_digest(added) == before
 
 
+def test_packages_stanza_with_a_repeated_field_is_refused(
+    added: Path, upstream: FaultServer, archive: Archive
+) -> None:
+    # Two Filename lines: one would be downloaded and the other published.
+    text = packages_text(archive)
+    hacked = re.sub(rb"^(Filename: .*hello_1.0_amd64.deb)$", rb"\1\nFilename: pool/main/x.deb",
+                    text, flags=re.M)  # fmt: skip
+    assert hacked != text
+    replace_packages(archive, hacked)
+    before = store_digest(added)
+    assert_refused(update(added), "(hello)", "Filename given twice")
+    assert store_digest(added) == before
+    assert not deb_gets(upstream)
+
+
+def test_packages_field_names_are_case_insensitive(
+    added: Path, upstream: FaultServer, archive: Archive
+) -> None:
+    # deb822 field names are case-insensitive, and apt reads them so; they are stored (and so
+    # published and resolved) in the usual spelling.
+    text = packages_text(archive)
+    hacked = re.sub(rb"^Filename: (.*hello_1.0_amd64.deb)$", rb"filename: \1", text, flags=re.M)
+    hacked = re.sub(rb"^Version: 1.0$", b"VERSION: 1.0", hacked, flags=re.M)
+    assert hacked != text
+    replace_packages(archive, hacked)
+    r = update(added)
+    assert r.exit_code == 0, r.output
+    assert "fetched 7 files" in r.stdout
+    assert run_cli(added, "snapshot", "create", "s", "--from-mirror", NAME).exit_code == 0
+    r = run_cli(added, "snapshot", "search", "s", "hello")
+    assert r.exit_code == 0 and "hello_1.0_amd64" in r.stdout, r.output
+
+
+@pytest.mark.parametrize("size", ["+824", "8_24", "0x10"])
+def test_packages_size_must_be_digits(
+    added: Path, upstream: FaultServer, archive: Archive, size: str
+) -> None:
+    text = packages_text(archive)
+    stanzas = text.rstrip(b"\n").split(b"\n\n")
+    stanzas[0] = re.sub(rb"^Size: .*$", b"Size: " + size.encode(), stanzas[0], flags=re.M)
+    replace_packages(archive, b"\n\n".join(stanzas) + b"\n")
+    before = store_digest(added)
+    assert_refused(update(added), "/binary-amd64/Packages", "stanza 1", repr(size))
+    assert store_digest(added) == before
+
+
+@pytest.mark.parametrize(
+    "size", ["\u00b2", "\u0663\u0660\u0660"]
+)  # superscript 2, Arabic-Indic 300
+def test_release_size_in_other_scripts_digits_is_malformed(
+    added: Path, upstream: FaultServer, archive: Archive, size: str
+) -> None:
+    edit_release(archive, lambda t: re.sub(r"(\n [0-9a-f]{64}) +\d+ ", rf"\1 {size} ", t))
+    before = store_digest(added)
+    assert_refused(update(added), "/dists/stable/Release", "malformed SHA256 line")
+    assert store_digest(added) == before
+
+
+def test_release_date_out_of_range_is_malformed(
+    added: Path, upstream: FaultServer, archive: Archive
+) -> None:
+    edit_release(archive, lambda t: re.sub(r"\nDate: [^\n]*", "\nDate: Sat, 99999999999999999999 "
+                                           "Jun 2024 08:55:59 UTC", t))  # fmt: skip
+    before = store_digest(added)
+    assert_refused(update(added), "/dists/stable/Release", "Date", "not an RFC 2822 date")
+    assert store_digest(added) == before
+
+
 # -- 5. .deb downloads ---------------------------------------------------------------------------
 
 HELLO = "*/hello_1.0_amd64.deb"
@@ -691,6 +759,14 @@ def test_inrelease_503_is_retried(added: Path, upstream: FaultServer) -> None:
     result = core_update(added)
     assert result.changed and result.packages == 7
     assert upstream.count("*/InRelease") == 3
+
+
+def test_redirect_loop_is_a_clear_error(added: Path, upstream: FaultServer) -> None:
+    upstream.add_fault("*/InRelease", "status", code=302, location="/dists/stable/InRelease",
+                       times=-1)  # fmt: skip
+    before = store_digest(added)
+    assert_refused(update(added), "/dists/stable/InRelease", "too many redirects")
+    assert store_digest(added) == before
 
 
 def test_unreachable_upstream_is_a_clear_error(
