@@ -1537,6 +1537,10 @@ def import_bundle(
         _precheck(store, manifest, reading.what)  # refuse early, without creating a store
         with store.locked():
             present = _precheck(store, manifest, reading.what)
+            # Left by an import that was killed (SIGKILL, power loss): no import runs without
+            # the lock, so none of these is in use.
+            for stale in store.tmp.glob("bundle-import-*"):
+                shutil.rmtree(stale, ignore_errors=True)
             root = Path(tempfile.mkdtemp(dir=store.tmp, prefix="bundle-import-"))
             staging: _Staging | None = None
             try:

@@ -1,6 +1,6 @@
 """The command line: parse, call one core function, print. The only importer of typer and tqdm.
 
-Exit codes: 0 success, 1 the operation failed, 2 usage error, 130 interrupted.
+Exit codes: 0 success, 1 the operation failed, 2 usage error, 130 interrupted (143 on SIGTERM).
 Results go to stdout (``--json`` where it lists or reports); progress and logs go to stderr.
 """
 
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -111,9 +113,20 @@ def user_errors() -> Iterator[None]:
     except MirrorkitError as exc:
         _fail(exc)
     except KeyboardInterrupt:
-        _err("error: interrupted; nothing was committed (completed downloads are kept).")
-        _err("hint: run the same command again to resume.")
-        raise typer.Exit(130) from None
+        how = "terminated (SIGTERM)" if _TERMINATED.is_set() else "interrupted"
+        _err(f"error: {how}; nothing was committed.")
+        _err("hint: run the same command again (a mirror update resumes its downloads).")
+        raise typer.Exit(143 if _TERMINATED.is_set() else 130) from None
+
+
+_TERMINATED = threading.Event()
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (systemd, kill, a CI timeout) unwinds like Ctrl-C: temp files and staging
+    directories are removed on the way out, which the default action (exit at once) skips."""
+    _TERMINATED.set()
+    raise KeyboardInterrupt
 
 
 def open_store() -> Store:
@@ -1040,4 +1053,5 @@ def bundle_import(
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
     app()

@@ -58,7 +58,8 @@ def storage_error(path: Path | str, exc: OSError) -> StorageError:
     if exc.errno == errno.ENOSPC:
         hint = "the disk is full; free space and run the command again (nothing was committed)."
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        hint = "check permissions on the store (--store or $MIRRORKIT_HOME)."
+        # The path says whose: the store's (--store, $MIRRORKIT_HOME) or an output directory.
+        hint = "check that this user may write there and that the filesystem is not read-only."
     return StorageError(f"{path}: cannot write ({exc.strerror or exc})", hint)
 
 
@@ -297,9 +298,12 @@ class Store:
             finally:
                 self._lock_depth -= 1
             return
-        self.init()
         lock_path = self.root / "lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.init()
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a read-only store, or one of another user
+            raise storage_error(lock_path, exc) from exc
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -559,10 +559,15 @@ def test_interrupted_import_can_be_run_again(
     assert len(list(Store(target).pool.root.glob("*/*"))) == 8
     assert not snapshot.exists(Store(target), "next")
 
+    # A staging directory an import killed outright (SIGKILL) left behind goes with the next.
+    stale = target / "tmp" / "bundle-import-killed"
+    stale.mkdir(parents=True)
+    (stale / "half-written").write_bytes(b"x" * 1000)
     r = _ok(_import(target, source.full, source.key.public_keyring))
     assert "imported snapshot next" in r.stdout and "0 pool objects added, 8" in r.stderr
     s = Store(target)
     assert snapshot.check(s, snapshot.load(s, "next")) == []
+    assert not list((target / "tmp").glob("bundle-import-*"))
 
 
 def test_import_repairs_a_pool_object_a_crash_left_short(source: Source, tmp_path: Path) -> None:

@@ -24,8 +24,12 @@ def _state(store: Path) -> object:
     return json.loads(run_cli(store, "mirror", "show", "up", "--json").stdout)["state"]
 
 
-def test_ctrl_c_keeps_state_and_next_run_resumes(
-    tmp_path: Path, upstream: FaultServer, archive: Archive
+@pytest.mark.parametrize(
+    ("signum", "code", "said"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated (SIGTERM)")],
+)
+def test_ctrl_c_or_sigterm_keeps_state_and_next_run_resumes(
+    tmp_path: Path, upstream: FaultServer, archive: Archive, signum: int, code: int, said: str
 ) -> None:
     store = tmp_path / "store"
     r = run_cli(store, "mirror", "add", "up", upstream.url, "stable",
@@ -40,10 +44,11 @@ def test_ctrl_c_keeps_state_and_next_run_resumes(
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(list((store / "pool").glob("*/*"))) < 2:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert "interrupted" in err and "run the same command again" in err
+    assert proc.returncode == code, err
+    assert f"error: {said}; nothing was committed" in err and "run the same command again" in err
+    assert "Traceback" not in err
     assert _state(store) is None  # nothing committed
     kept = len(list((store / "pool").glob("*/*")))
     assert 2 <= kept < 7
@@ -88,3 +93,22 @@ def test_full_disk_is_a_clear_error_and_commits_nothing(
     assert "error:" in r.stderr and "free" in r.stderr and "disk" in r.stderr
     assert _state(store) is None
     assert list((store / "pool").glob("*/*")) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a filesystem needs root")
+def test_read_only_store_is_a_clear_error(
+    tmp_path: Path, small_disk: Path, upstream: FaultServer, archive: Archive
+) -> None:
+    store = small_disk / "store"
+    r = run_cli(store, "mirror", "add", "up", upstream.url, "stable",
+                "--keyring", str(archive.key.public_keyring))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    proc = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)],
+                          capture_output=True, text=True)  # fmt: skip
+    if proc.returncode != 0:
+        pytest.skip(f"cannot remount read-only here: {proc.stderr.strip()}")
+    for args in (("mirror", "update", "up"), ("channel", "set", "prod", "x"), ("gc",)):
+        r = run_cli(store, *args)
+        assert r.exit_code == 1, (args, r.output)
+        assert f"error: {store / 'lock'}: cannot write" in r.stderr, r.stderr
+        assert "read-only" in r.stderr and "Traceback" not in r.output
