@@ -41,21 +41,29 @@ def parse_duration(text: str) -> timedelta:
 
 
 def release_date(previous: datetime | None = None) -> datetime:
-    """The Release ``Date``: SOURCE_DATE_EPOCH if set (reproducible builds), else now, but
-    always later than the suite's previous Release.
+    """The Release ``Date``: SOURCE_DATE_EPOCH if set (reproducible builds), else now, never
+    earlier than the suite's previous Release.
 
-    apt keeps its current Release when a new one carries an older Date (its replay
+    apt silently keeps its current Release when a new one carries an older Date (its replay
     protection), so a rollback published with the old snapshot's date would never reach
-    clients. The indices themselves are byte-identical for the same snapshot."""
+    clients; an equal Date it accepts. Not "previous + 1 s": quick publishes would carry the
+    Date into the future, and apt refuses a Release dated more than 10 s ahead. The indices
+    themselves are byte-identical for the same snapshot."""
     if epoch := os.environ.get("SOURCE_DATE_EPOCH"):
         try:
-            return datetime.fromtimestamp(int(epoch), UTC)
-        except ValueError as exc:
-            raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from exc
+            when = datetime.fromtimestamp(int(epoch), UTC)
+        except (ValueError, OverflowError, OSError) as exc:
+            raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not a valid timestamp") from exc
+        if previous is not None and when < previous:
+            raise UsageError(
+                f"SOURCE_DATE_EPOCH={epoch} ({archive.format_date(when)}) is older than the "
+                f"Date of the Release this suite has now ({archive.format_date(previous)})",
+                "apt would silently keep the suite it has; unset SOURCE_DATE_EPOCH or set it "
+                f"to at least {int(previous.timestamp())}.",
+            )
+        return when
     now = datetime.now(UTC).replace(microsecond=0)
-    if previous is not None and previous >= now:
-        return previous + timedelta(seconds=1)
-    return now
+    return max(now, previous) if previous is not None else now
 
 
 def previous_release_date(target: Path, suite: str) -> datetime | None:
@@ -188,16 +196,16 @@ class Published:
         else:
             # The client downloads the key from the bucket and keeps it in its keyrings dir.
             default_uri, default_key = r.http_url, f"/etc/apt/keyrings/{r.key_name}.gpg"
-        return "\n".join(
-            [
-                "Types: deb",
-                f"URIs: {uri or default_uri}",
-                f"Suites: {r.suite}",
-                f"Components: {' '.join(self.components)}",
-                f"Architectures: {' '.join(self.architectures)}",
-                f"Signed-By: {signed_by or default_key}",
-            ]
-        )
+        lines = [
+            "Types: deb",
+            f"URIs: {uri or default_uri}",
+            f"Suites: {r.suite}",
+            f"Components: {' '.join(self.components)}",
+            # None for a suite of Architecture: all packages only: any client may use it.
+            f"Architectures: {' '.join(self.architectures)}" if self.architectures else "",
+            f"Signed-By: {signed_by or default_key}",
+        ]
+        return "\n".join(line for line in lines if line)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,19 +6,25 @@ DIR/
   dists/SUITE -> ../.mirrorkit/dists/SUITE.<id>    a symlink, replaced atomically
   .mirrorkit/dists/SUITE.<id>/                     one complete generation: InRelease, Release,
                                                    Release.gpg, indices and by-hash copies
+  .mirrorkit/pool.sha256                            every pool file mirrorkit placed here, with
+                                                   its SHA256 (only those are ever removed)
   KEYNAME.gpg, KEYNAME.asc                          the public key clients pin with Signed-By
 ```
 Order: pool files first, then the new generation (complete and durable), then one rename of the
 ``dists/SUITE`` symlink. A client sees the old suite or the new one, never a Release that points
 at a missing file. The by-hash files of the previous generation are carried into the new one, so
 a client that read the old InRelease a moment before the switch still finds its indices.
+Everything is world-readable (0644 files, 0755 directories) whatever the umask: a web server
+or apt's sandbox user reads the tree.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
+import re
 import secrets
 import shutil
 import time
@@ -61,22 +67,79 @@ def published_files(root: Path) -> dict[str, str]:
     return listed
 
 
-def _prune_pool(root: Path) -> int:
-    """Remove pool files no suite lists; called only after the new Release is in place, so a
-    client never sees a Release that points at a missing file."""
-    keep = set(published_files(root))
+RECORD = "pool.sha256"
+
+
+def _read_record(root: Path) -> dict[str, str]:
+    """Pool path -> SHA256 of every file mirrorkit placed in ``root`` (``RECORD``)."""
+    try:
+        text = (root / STATE_DIR / RECORD).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        # A tree published before the record existed: what its suites list was placed by
+        # mirrorkit (or checked against the same SHA256 when it was published).
+        return {path: sha for path, sha in published_files(root).items() if (root / path).is_file()}
+    record: dict[str, str] = {}
+    for line in text.splitlines():
+        sha, sep, path = line.partition("  ")
+        if sep and len(sha) == 64:
+            record[path] = sha
+    return record
+
+
+def _write_record(root: Path, record: dict[str, str]) -> None:
+    data = "".join(f"{sha}  {path}\n" for path, sha in sorted(record.items()))
+    # Not durable by itself: the publish's syncfs covers the first write, and a lost second
+    # write (after pruning) only lists files that are gone, which the next prune skips.
+    atomic_write(root / STATE_DIR / RECORD, data.encode(), durable=False, mode=0o644)
+
+
+def _prune_pool(root: Path, record: dict[str, str]) -> int:
+    """Remove the pool files mirrorkit placed that no suite lists any more; called only after
+    the new Release is in place, so a client never sees a Release that points at a missing
+    file. Files mirrorkit did not place (another tool's) are never touched."""
+    keep = published_files(root)
     removed = 0
     pool = root / "pool"
-    if not pool.is_dir():
-        return 0
-    for path in sorted(pool.rglob("*"), reverse=True):
-        rel = path.relative_to(root).as_posix()
-        if path.is_file() and rel not in keep:
+    for rel in sorted(set(record) - set(keep)):
+        path = root / rel
+        try:
             path.unlink()
             removed += 1
-        elif path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
+        except FileNotFoundError:
+            pass
+        del record[rel]
+        parent = path.parent
+        while parent != pool and parent.is_relative_to(pool):
+            try:
+                parent.rmdir()  # only if empty
+            except OSError:
+                break
+            parent = parent.parent
+    # Temp files a killed publish left behind (_link_into's names).
+    for leftover in pool.glob("**/.tmp-*") if pool.is_dir() else ():
+        if _TMP_NAME.match(leftover.name):
+            leftover.unlink(missing_ok=True)
+    _write_record(root, record)
     return removed
+
+
+def _mkdir_public(path: Path) -> None:
+    """``mkdir -p`` giving new directories 0755 whatever the umask."""
+    missing: list[Path] = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue
+        os.chmod(directory, 0o755)
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+    os.chmod(path, 0o644)
 
 
 @contextmanager
@@ -97,24 +160,30 @@ def _locked(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _link_into(src: Path, dest: Path) -> bool:
+_TMP_NAME = re.compile(r"\.tmp-[0-9a-f]{12}-")
+
+
+def _link_into(src: Path, dest: Path, sha256: str, recorded: str | None) -> bool:
     """Hard-link (or, across filesystems, copy) ``src`` to ``dest`` atomically.
-    Returns False when ``dest`` already holds that file."""
+    Returns False when ``dest`` already holds that file. ``recorded``: the SHA256 the tree's
+    record has for ``dest``, if mirrorkit placed it."""
     if dest.exists():
         st_dest, st_src = dest.stat(), src.stat()
         if st_dest.st_ino == st_src.st_ino and st_dest.st_dev == st_src.st_dev:
             return False
-        if st_dest.st_size == st_src.st_size:
-            # Published earlier from another store or by copy: same name and size. Pool names
-            # carry name, version and arch, so only a rebuilt package could differ; that case
-            # is caught by the layout plan when both are in one snapshot.
-            return False
-        raise PublishError(
-            f"{dest}: exists with different contents",
-            "another package with this file name is published in this tree; publish to a "
-            "fresh directory or remove the conflicting suite.",
-        )
-    dest.parent.mkdir(parents=True, exist_ok=True)
+        if recorded == sha256 and st_dest.st_size == st_src.st_size:
+            return False  # placed by an earlier publish (a copy, or from another store)
+        if st_dest.st_size == st_src.st_size and _sha256_of(dest) == sha256:
+            return False  # not recorded (an older tree), but the same bytes
+        if recorded is not None:
+            hint = (
+                "another build of this package version is published in this tree; give the "
+                "rebuild a new version, or publish into another directory."
+            )
+        else:
+            hint = "mirrorkit did not put it there; publish into another directory."
+        raise PublishError(f"{dest}: exists with different contents", hint)
+    _mkdir_public(dest.parent)
     tmp = dest.parent / f".tmp-{secrets.token_hex(6)}-{dest.name}"
     try:
         try:
@@ -123,11 +192,19 @@ def _link_into(src: Path, dest: Path) -> bool:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                 raise
             shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
-    except OSError as exc:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        raise storage_error(dest, exc) from exc
+        if isinstance(exc, OSError):
+            raise storage_error(dest, exc) from exc
+        raise
     return True
+
+
+def _sha256_of(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _previous_by_hash(current: Path) -> dict[str, Path]:
@@ -171,7 +248,7 @@ def publish_tree(
 ) -> PublishResult:
     """Write ``plan`` into ``root`` and switch ``dists/SUITE`` to it."""
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        _mkdir_public(root / STATE_DIR)
     except OSError as exc:
         raise storage_error(root, exc) from exc
     with _locked(root):
@@ -181,10 +258,19 @@ def publish_tree(
                     f"{link.path}: the store has no pool object {link.sha256}",
                     "the store is incomplete; run 'mirrorkit mirror update' for its mirror.",
                 )
-        linked = sum(_link_into(pool.path(li.sha256), root / li.path) for li in plan.pool)
+        record = _read_record(root)
+        linked = 0
+        try:
+            for li in plan.pool:
+                linked += _link_into(
+                    pool.path(li.sha256), root / li.path, li.sha256, record.get(li.path)
+                )
+                record[li.path] = li.sha256
+        finally:
+            _write_record(root, record)  # what is in the pool now is ours to remove later
 
         dists = root / "dists"
-        dists.mkdir(exist_ok=True)
+        _mkdir_public(dists)
         suite_link = dists / plan.suite
         if suite_link.exists() and not suite_link.is_symlink():
             raise PublishError(
@@ -192,25 +278,25 @@ def publish_tree(
                 "publish into another directory or suite name.",
             )
         generations = root / STATE_DIR / "dists"
-        generations.mkdir(parents=True, exist_ok=True)
         gen_name = f"{plan.suite}.{secrets.token_hex(8)}"
         gen = generations / gen_name
         try:
-            gen.mkdir()
+            _mkdir_public(gen)
             carried = _previous_by_hash(suite_link) if suite_link.exists() else {}
             for rel_path, src in carried.items():
                 dest = gen / rel_path
-                dest.parent.mkdir(parents=True, exist_ok=True)
+                _mkdir_public(dest.parent)
                 os.link(src, dest)
+                os.chmod(dest, 0o644)  # an older publish may have followed a stricter umask
             for rel_path, data in sorted(plan.files.items()):
                 dest = gen / rel_path
-                dest.parent.mkdir(parents=True, exist_ok=True)
+                _mkdir_public(dest.parent)
                 if rel_path in carried:
                     dest.unlink()
-                dest.write_bytes(data)
-            (gen / "Release").write_bytes(plan.release)
-            (gen / "Release.gpg").write_bytes(release_gpg)
-            (gen / "InRelease").write_bytes(inrelease)
+                _write_public(dest, data)
+            _write_public(gen / "Release", plan.release)
+            _write_public(gen / "Release.gpg", release_gpg)
+            _write_public(gen / "InRelease", inrelease)
             _newer_than_before(gen, suite_link)
             syncfs(root)
         except OSError as exc:
@@ -230,7 +316,7 @@ def publish_tree(
             if old.name != gen_name and old.name.rpartition(".")[0] == plan.suite:
                 shutil.rmtree(old, ignore_errors=True)
 
-        removed = _prune_pool(root)
+        removed = _prune_pool(root, record)
 
         binary, armored = public_key
         key_file = root / f"{key_name}.gpg"

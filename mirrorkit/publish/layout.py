@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,14 +40,45 @@ class SuitePlan:
         return {p: d for p, d in self.files.items() if "/by-hash/" in p}
 
 
+# Debian policy 5.6.1 allows [a-z0-9][a-z0-9+.-]+; upper case and "_~" are tolerated here
+# because older and third-party archives use them, and they are harmless in a path.
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+.~_-]*\Z")
+
+
 def pool_path(p: Package) -> str:
     """``pool/<component>/<prefix>/<source>/<file>``, the layout dak and reprepro use."""
     source = p.source or p.name
+    if not _SOURCE_NAME.match(source):
+        raise PublishError(
+            f"{p.ref}: malformed source name {source!r} (its Source or Package field)",
+            "the upstream index is broken; filter this package out of the snapshot.",
+        )
     prefix = source[:4] if source.startswith("lib") and len(source) > 3 else source[:1]
     basename = posixpath.basename(p.filename)
     return archive.safe_relpath(
         f"pool/{p.component}/{prefix}/{source}/{basename}", f"{p.ref}: pool path"
     )
+
+
+def _fold_arch_all(
+    indexes: Mapping[tuple[str, str], Sequence[Package]],
+    components: Sequence[str],
+    architectures: Sequence[str],
+) -> dict[tuple[str, str], Sequence[Package]]:
+    """Every (component, architecture) index, with the component's ``all`` index (your own
+    packages, say, merged into a mirror's snapshot) folded in: clients read ``all`` packages
+    from binary-ARCH only (the Release says No-Support-for-Architecture-all), and apt
+    expects an index for every component and architecture the Release lists."""
+    folded: dict[tuple[str, str], Sequence[Package]] = dict(indexes)
+    for component in components:
+        extra = indexes.get((component, "all"), ())
+        for arch in architectures:
+            own = indexes.get((component, arch), ())
+            if extra:
+                have = {(p.name, p.version, p.architecture) for p in own}
+                own = [*own, *(p for p in extra if (p.name, p.version, p.architecture) not in have)]
+            folded[(component, arch)] = own
+    return folded
 
 
 def plan_suite(
@@ -64,6 +96,10 @@ def plan_suite(
     files: dict[str, bytes] = {}
     checksums: dict[str, tuple[int, str, str]] = {}
     links: dict[str, PoolLink] = {}
+    components = tuple(sorted({c for c, _ in indexes}))
+    architectures = tuple(sorted({a for _, a in indexes if a != "all"}))
+    if architectures:
+        indexes = _fold_arch_all(indexes, components, architectures)
     for (component, arch), pkgs in sorted(indexes.items()):
         ordered = sorted(pkgs, key=lambda p: (p.name, p.version, p.architecture, p.sha256))
         stanzas = []
@@ -89,8 +125,6 @@ def plan_suite(
             checksums[name] = (len(data), hashlib.md5(data).hexdigest(), sha)
             files[name] = data
             files[archive.by_hash_path(name, sha)] = data
-    components = tuple(sorted({c for c, _ in indexes}))
-    architectures = tuple(sorted({a for _, a in indexes if a != "all"}))
     fields = [
         ("Origin", origin),
         ("Label", label),
@@ -101,12 +135,13 @@ def plan_suite(
     if valid_until is not None:
         fields.append(("Valid-Until", archive.format_date(valid_until)))
     fields += [
-        ("Architectures", " ".join(architectures)),
+        ("Architectures", " ".join(architectures or ("all",))),
         ("Components", " ".join(components)),
         ("Acquire-By-Hash", "yes"),
-        # Architecture-all packages are listed in every binary-ARCH index, as Debian does.
-        ("No-Support-for-Architecture-all", "Packages"),
     ]
+    if architectures:
+        # Architecture-all packages are listed in every binary-ARCH index, as Debian does.
+        fields.append(("No-Support-for-Architecture-all", "Packages"))
     if description:
         fields.append(("Description", description))
     release = archive.render_release(fields, checksums)

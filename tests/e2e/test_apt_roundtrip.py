@@ -8,6 +8,7 @@ import pytest
 
 from tests.helpers.apt import AptClient
 from tests.helpers.archive import Archive
+from tests.helpers.debs import build_deb
 from tests.helpers.gpgkeys import TestKey
 from tests.helpers.httpserver import FaultServer
 from tests.mk import run_cli
@@ -80,3 +81,44 @@ def test_apt_refuses_tree_with_one_byte_changed(
     upd = apt_client.update()
     assert upd.returncode != 0, upd.stdout
     assert "signature" in upd.stdout.lower() or "NO_PUBKEY" in upd.stdout or "BADSIG" in upd.stdout
+
+
+def test_apt_installs_own_architecture_all_packages_merged_into_a_mirror(
+    tmp_path: Path,
+    upstream: FaultServer,
+    archive: Archive,
+    publish_key: TestKey,
+    apt_client: AptClient,
+) -> None:
+    # Your own Architecture: all packages beside a frozen upstream, and a suite of only such
+    # packages: apt must find them (it reads all packages from binary-ARCH) without a warning.
+    store = tmp_path / "store"
+    out = tmp_path / "published"
+    _mirror_snapshot_publish(store, upstream, archive, publish_key, out)
+    own = tmp_path / "own"
+    build_deb(own, "site-config", "1.0", "all", depends="hello")
+    build_deb(own, "site-motd", "1.0", "all")
+    r = run_cli(store, "snapshot", "create", "local", "--from-debs", str(own))
+    assert r.exit_code == 0, r.output
+    assert run_cli(store, "snapshot", "merge", "both", "snap1", "local").exit_code == 0
+    for name in ("both", "local"):
+        r = run_cli(store, "publish", "fs", name, str(out), "--key", publish_key.fingerprint,
+                    gnupghome=publish_key.gnupghome)  # fmt: skip
+        assert r.exit_code == 0, r.output
+    key = next(out.glob("mirrorkit-archive-*.gpg"))
+    only_all = AptClient(tmp_path / "aptroot-local")
+    with FaultServer(out) as srv:
+        for client, suite, package in (
+            (apt_client, "both", "site-config"),
+            (only_all, "local", "site-motd"),
+        ):
+            client.add_source(srv.url, suite, ["main"], key)
+            upd = client.update()
+            assert upd.returncode == 0, upd.stdout
+            problems = [line for line in upd.stdout.splitlines() if line.startswith(("W:", "E:"))]
+            assert not problems, upd.stdout
+            inst = client.install_download_only(package)
+            assert inst.returncode == 0, inst.stdout
+    assert apt_client.downloaded() == ["hello_1.0_amd64.deb", "libgreet_1.0_amd64.deb",
+                                       "site-config_1.0_all.deb"]  # fmt: skip
+    assert only_all.downloaded() == ["site-motd_1.0_all.deb"]

@@ -147,8 +147,9 @@ def test_publish_is_deterministic(
     release = (a / "Release").read_text()
     assert "Date: Tue, 14 Nov 2023 22:13:20 UTC" in release
 
-    # Without SOURCE_DATE_EPOCH the Date is the publish time, and always moves forward: apt
-    # ignores a Release older than the one it has, which would hide a rollback.
+    # Without SOURCE_DATE_EPOCH the Date is the publish time, and never moves back: apt
+    # ignores a Release older than the one it has, which would hide a rollback. Nor does it
+    # run ahead of the clock: apt refuses a Release dated over 10 s in the future.
     monkeypatch.delenv("SOURCE_DATE_EPOCH")
     dates = []
     for _ in range(3):
@@ -156,8 +157,18 @@ def test_publish_is_deterministic(
         rel = fmt.parse_release((tmp_path / "c/dists/s/Release").read_bytes())
         assert rel.date is not None
         dates.append(rel.date)
-    assert dates[0] < dates[1] < dates[2]
+    assert dates[0] <= dates[1] <= dates[2] <= datetime.now(UTC)
     c = tmp_path / "c" / "dists" / "s"
+
+    # A SOURCE_DATE_EPOCH older than the suite's Release would be ignored by every client that
+    # has the suite: refused, and the tree is left as it was.
+    before = _tree_digest(c)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(dates[-1].timestamp()) - 1))
+    r = run_cli(store, "publish", "fs", "s", str(tmp_path / "c"), "--key",
+                publish_key.fingerprint, gnupghome=publish_key.gnupghome)  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert "SOURCE_DATE_EPOCH" in r.output and "older than the Date" in r.output
+    assert _tree_digest(c) == before
     assert {k: v for k, v in _tree_digest(c).items() if k != "Release"} == {
         k: v for k, v in _tree_digest(a).items() if k != "Release"
     }
@@ -263,3 +274,112 @@ def test_publish_errors_are_clear(
     r = run_cli(store, "publish", "fs", "s", str(foreign), "--key", publish_key.fingerprint,
                 gnupghome=publish_key.gnupghome)  # fmt: skip
     assert r.exit_code == 1 and "not published by mirrorkit" in r.stderr
+
+
+def test_publish_removes_only_the_pool_files_it_placed(
+    tmp_path: Path, upstream: FaultServer, archive: Archive, debs_dir: dict[str, Path],
+    publish_key: TestKey,
+) -> None:  # fmt: skip
+    store = tmp_path / "store"
+    out = tmp_path / "out"
+    _mirror(store, upstream, archive)
+    assert run_cli(store, "snapshot", "create", "one", "--from-mirror", "up").exit_code == 0
+    # Another tool's files in the same tree: mirrorkit must never delete them.
+    foreign = [out / "pool/main/o/other/other_1.0_all.deb", out / "pool/README"]
+    for path in foreign:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not mirrorkit's\n")
+    (out / "dists/legacy/main/binary-amd64").mkdir(parents=True)
+    _publish(store, "one", out, publish_key, "--suite", "prod")
+
+    newer = build_deb(tmp_path / "debs", "hello", "1.1", "amd64", depends="libgreet (>= 1.0)")
+    debs = [p for n, p in debs_dir.items() if n != "hello"] + [newer]
+    build_archive(archive.root, archive.key, {"main": debs}, suite="stable", codename="stable",
+                  date="Sat, 01 Jan 2050 00:00:00 UTC")  # fmt: skip
+    assert run_cli(store, "mirror", "update", "up").exit_code == 0
+    assert run_cli(store, "snapshot", "create", "two", "--from-mirror", "up").exit_code == 0
+    r = run_cli(store, "publish", "fs", "two", str(out), "--suite", "prod", "--key",
+                publish_key.fingerprint, gnupghome=publish_key.gnupghome)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    # hello 1.0 was mirrorkit's and no suite lists it now: removed. The rest stays.
+    assert sorted(p.name for p in (out / "pool/main/h/hello").iterdir()) == ["hello_1.1_amd64.deb"]
+    assert all(path.read_bytes() == b"not mirrorkit's\n" for path in foreign)
+    assert (out / "dists/legacy/main/binary-amd64").is_dir()
+    listed = (out / ".mirrorkit/pool.sha256").read_text()
+    assert "hello_1.1_amd64.deb" in listed and "hello_1.0_amd64.deb" not in listed
+    assert "other_1.0_all.deb" not in listed
+
+
+def test_publish_refuses_another_build_under_the_same_pool_name(
+    tmp_path: Path, publish_key: TestKey
+) -> None:
+    # Two builds of twin 1.0 with the same size: a size check alone would take one for the other,
+    # and apt clients of the second suite would get a hash mismatch.
+    store = tmp_path / "store"
+    builds = {}
+    for tag in "abcdefghijklmnopqrstuvwxyz":
+        deb = build_deb(tmp_path / f"b-{tag}", "twin", "1.0", extra_fields={"X-Build": tag})
+        builds.setdefault(deb.stat().st_size, []).append(deb)
+        same = next((v for v in builds.values() if len(v) == 2), None)
+        if same:
+            break
+    assert same, "no two builds of the same size"
+    for name, deb in zip(("one", "two"), same, strict=True):
+        r = run_cli(store, "snapshot", "create", name, "--from-debs", str(deb))
+        assert r.exit_code == 0, r.output
+    out = tmp_path / "out"
+    _publish(store, "one", out, publish_key)
+    before = _tree_digest(out)
+    r = run_cli(store, "publish", "fs", "two", str(out), "--key", publish_key.fingerprint,
+                gnupghome=publish_key.gnupghome)  # fmt: skip
+    assert r.exit_code == 1, r.output
+    assert "twin_1.0_all.deb: exists with different contents" in r.stderr
+    assert "new version" in r.stderr
+    assert not (out / "dists/two").exists()
+    assert {k: v for k, v in _tree_digest(out).items() if not k.startswith(".mirrorkit")} == {
+        k: v for k, v in before.items() if not k.startswith(".mirrorkit")
+    }
+
+
+def test_published_tree_is_world_readable_whatever_the_umask(
+    tmp_path: Path, upstream: FaultServer, archive: Archive, publish_key: TestKey
+) -> None:
+    # apt reads a file: tree as its _apt user, and a web server as its own.
+    store = tmp_path / "store"
+    _mirror(store, upstream, archive)
+    assert run_cli(store, "snapshot", "create", "s", "--from-mirror", "up").exit_code == 0
+    out = tmp_path / "out"
+    old = os.umask(0o077)
+    try:
+        _publish(store, "s", out, publish_key)
+    finally:
+        os.umask(old)
+    paths = [p for p in out.rglob("*") if p.name != "lock" and not p.is_symlink()]
+    assert any(p.name == "InRelease" for p in paths)
+    for path in paths:
+        need = 0o555 if path.is_dir() else 0o444
+        assert path.stat().st_mode & need == need, (path, oct(path.stat().st_mode))
+
+
+def test_architecture_all_packages_are_in_every_architecture_index(
+    tmp_path: Path, upstream: FaultServer, archive: Archive, publish_key: TestKey
+) -> None:
+    store = tmp_path / "store"
+    _mirror(store, upstream, archive)
+    assert run_cli(store, "snapshot", "create", "base", "--from-mirror", "up").exit_code == 0
+    own = build_deb(tmp_path / "own", "site-config", "1.0", "all", depends="hello")
+    r = run_cli(store, "snapshot", "create", "local", "--from-debs", str(own))
+    assert r.exit_code == 0, r.output
+    assert run_cli(store, "snapshot", "merge", "both", "base", "local").exit_code == 0
+    out = tmp_path / "out"
+    _publish(store, "both", out, publish_key)
+    release = fmt.parse_release((out / "dists/both/Release").read_bytes())
+    assert release.architectures == ("amd64",) and release.no_arch_all_packages
+    amd64 = (out / "dists/both/main/binary-amd64/Packages").read_bytes()
+    assert b"Package: site-config\n" in amd64
+
+    # Only Architecture: all packages: the suite says so, and serves every architecture.
+    _publish(store, "local", out, publish_key)
+    release = fmt.parse_release((out / "dists/local/Release").read_bytes())
+    assert release.architectures == ("all",) and not release.no_arch_all_packages
+    assert set(release.files) >= {"main/binary-all/Packages", "main/binary-all/Packages.xz"}

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,13 @@ def test_layout_equals_the_fs_publish(
 # -- (c) re-publishing an unchanged snapshot -------------------------------------------------
 
 
+def _next_second() -> None:
+    """Wait for the clock's next second: the next Release gets a later Date."""
+    second = int(time.time())
+    while int(time.time()) == second:
+        time.sleep(0.02)
+
+
 def test_republish_unchanged_uploads_only_the_signed_release_files(
     store: Path, publish_key: TestKey, s3_env: S3Server, prefix: str, puts: list[str]
 ) -> None:
@@ -224,6 +232,10 @@ def test_republish_unchanged_uploads_only_the_signed_release_files(
     puts.clear()
 
     before = _objects(s3_env, prefix)
+    # Within the same second an unchanged snapshot gives the same signed files (the Release
+    # Date is the publish time to the second), and nothing at all is uploaded; a second
+    # later, only those three.
+    _next_second()
     r = _publish(store, publish_key, s3_env, "v1", prefix)
     assert r.exit_code == 0, r.output
     assert _uploads(puts) == SIGNED
@@ -316,6 +328,7 @@ def test_failed_publish_leaves_the_old_suite_usable_and_a_rerun_finishes(
     assert "hello_1.0_amd64.deb" in apt_client.downloaded()
 
     puts.clear()
+    _next_second()
     again = _publish_api(store, publish_key, s3_env, "v2", prefix)
     assert isinstance(again.result, s3mod.S3PublishResult)
     # Only what is still missing, plus the signed files (their Date moved on).
