@@ -214,7 +214,7 @@ def _summary_line(result: UpdateResult) -> str:
     if not result.changed:
         return (
             f"{result.mirror}: unchanged ({result.packages} packages, "
-            f"Release of {result.release_date}); fetched 0 files"
+            f"Release of {result.release_date or 'no Date'}); fetched 0 files"
         )
     return (
         f"{result.mirror}: {result.packages} packages; fetched {s.fetched} files, reused "
@@ -363,7 +363,7 @@ def mirror_list(json_out: bool = JSON) -> None:
         _emit_json([_mirror_json(m) for m in mirrors])
         return
     for m in mirrors:
-        when = m.state.release_date if m.state else "never updated"
+        when = (m.state.release_date or "no Date") if m.state else "never updated"
         count = m.state.packages if m.state else 0
         typer.echo(f"{m.spec.name}\t{m.spec.url} {m.spec.suite}\t{count} packages\t{when}")
 
@@ -386,7 +386,7 @@ def mirror_show(name: str, json_out: bool = JSON) -> None:
         typer.echo("State: never updated")
         return
     st = m.state
-    typer.echo(f"Release date: {st.release_date}\nValid until: {st.valid_until or '-'}")
+    typer.echo(f"Release date: {st.release_date or '-'}\nValid until: {st.valid_until or '-'}")
     typer.echo(f"Signer: {st.signer}\nInRelease SHA256: {st.inrelease_sha256}")
     typer.echo(f"Fetched at: {st.fetched_at}\nPackages: {st.packages}")
     for i in st.indexes:

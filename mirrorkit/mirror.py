@@ -44,7 +44,7 @@ class MirrorState:
 
     inrelease_sha256: str
     signer: str
-    release_date: str  # ISO 8601, UTC
+    release_date: str  # ISO 8601, UTC; "" if no Release accepted so far had a Date
     valid_until: str | None
     fetched_at: str
     spec_digest: str
@@ -272,7 +272,12 @@ def _check_release(
             "the upstream is stale or an attacker replays old files; try another upstream, or "
             "pass --allow-expired if you know why.",
         )
-    if previous is not None and release.date is not None and not options.allow_rollback:
+    if (
+        previous is not None
+        and previous.release_date
+        and release.date is not None
+        and not options.allow_rollback
+    ):
         last = datetime.fromisoformat(previous.release_date)
         if release.date < last:
             raise ReleaseError(
@@ -550,7 +555,11 @@ async def complete(
     state = MirrorState(
         inrelease_sha256=hashlib.sha256(prepared.raw).hexdigest(),
         signer=prepared.verified.signer,
-        release_date=(release.date or _now()).astimezone(UTC).isoformat(),
+        # Without a Date, the last Date accepted stays the floor for the rollback check: the
+        # time of this fetch would refuse a genuine Release dated before it.
+        release_date=release.date.astimezone(UTC).isoformat()
+        if release.date is not None
+        else (mirror.state.release_date if mirror.state is not None else ""),
         valid_until=release.valid_until.isoformat() if release.valid_until else None,
         fetched_at=_now().isoformat(),
         spec_digest=_spec_digest(spec),

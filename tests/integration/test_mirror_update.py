@@ -402,6 +402,34 @@ def test_rollback_is_refused_unless_allowed(
     assert str(st["release_date"]) < str(accepted["release_date"])
 
 
+def test_release_without_a_date_keeps_the_last_date_as_the_rollback_floor(
+    tmp_path: Path, store: Path, test_key: TestKey, debs_dir: dict[str, Path],
+    make_server: Callable[[Path], FaultServer],
+) -> None:  # fmt: skip
+    debs = {"main": list(debs_dir.values())}
+    dated = build_archive(tmp_path / "dated", test_key, debs, date=days_from_now(-3))
+    undated = build_archive(tmp_path / "undated", test_key, debs, date=days_from_now(-2))
+    edit_release(undated, lambda t: re.sub(r"\nDate: [^\n]*", "", t))
+    srv = make_server(undated.root)
+    add(store, srv.url, "stable", test_key.public_keyring)
+    assert update(store).exit_code == 0
+    st = state(store)
+    assert st is not None and st["release_date"] == ""  # not the time of the fetch
+    # So a genuine Release dated before that fetch is no rollback...
+    srv.root = dated.root
+    assert update(store).exit_code == 0
+    st = state(store)
+    assert st is not None and st["release_date"]
+    age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(str(st["release_date"]))
+    assert dt.timedelta(days=2.9) < age < dt.timedelta(days=3.1)
+    # ...and after another undated one, an older Date than the last one still is.
+    srv.root = undated.root
+    assert update(store).exit_code == 0
+    older = build_archive(tmp_path / "older", test_key, debs, date=days_from_now(-9))
+    srv.root = older.root
+    assert_refused(update(store), "older than the last accepted")
+
+
 def test_release_for_another_suite_is_refused(
     tmp_path: Path, store: Path, test_key: TestKey, debs_dir: dict[str, Path],
     make_server: Callable[[Path], FaultServer],
