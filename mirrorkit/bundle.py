@@ -1024,11 +1024,6 @@ def export(
     reporter = reporter or NullReporter()
     if not names:
         raise UsageError("bundle export needs at least one snapshot")
-    if not key:
-        raise UsageError(
-            "bundle export needs a signing key: --key KEYID",
-            "the other side verifies the bundle against it; create one with 'gpg --quick-gen-key'.",
-        )
     if split is not None and split < 1:
         raise UsageError("--split must be at least one byte")
     started = time.monotonic()

@@ -110,6 +110,7 @@ def _now() -> str:
 
 def set_channel(store: Store, name: str, snapshot_name: str) -> Channel:
     """Point channel ``name`` at ``snapshot_name`` (creating the channel if needed)."""
+    _path(store, name)  # a bad channel name is named as such, before the snapshot checks
     with store.locked():
         if snapshot.exists(store, name):
             raise ConflictError(

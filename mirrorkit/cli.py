@@ -98,6 +98,12 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+def _info(message: str) -> None:
+    """A log line on stderr: what happened, beside the results on stdout. Not with -q."""
+    if not _G.quiet:
+        _err(message)
+
+
 def _fail(exc: MirrorkitError) -> NoReturn:
     _err(f"error: {exc.message}")
     if exc.hint:
@@ -130,6 +136,10 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def open_store() -> Store:
+    if _G.store.exists() and not _G.store.is_dir():
+        raise UsageError(
+            f"store {_G.store}: not a directory", "give --store (or $MIRRORKIT_HOME) a directory."
+        )
     return Store(_G.store)
 
 
@@ -261,6 +271,12 @@ def mirror_add(
             raise MirrorkitError(f"mirroring sources and udebs {_NOT_YET}")
         store = open_store()
         if profile is not None:
+            given = [name, url, suite, keyring, component, architecture, fingerprint, filter_query]
+            if any(given):
+                raise UsageError(
+                    "mirror add --profile takes every upstream from the profile",
+                    "leave out NAME URL SUITE and the other options, or leave out --profile.",
+                )
             specs = profiles.load_profile(profile).upstreams
         else:
             if not (name and url and suite and keyring):
@@ -437,23 +453,41 @@ def _snapshot_json(
 
 @snapshot_app.command("create")
 def snapshot_create(
-    name: str | None = typer.Argument(None, help="Snapshot name [MIRROR-YYYYMMDD]."),
+    name: str | None = typer.Argument(
+        None, metavar="[NAME]", help="Snapshot name [MIRROR-YYYYMMDD]."
+    ),
+    more_debs: list[Path] = typer.Argument(
+        None, metavar="[FILE_OR_DIR]...", help="More paths for --from-debs.", show_default=False
+    ),
     from_mirror: str | None = typer.Option(None, "--from-mirror", help="Mirror to freeze."),
     from_debs: list[Path] = typer.Option(
         [], "--from-debs", help="Your own .deb files or directories of them (repeatable)."
     ),
-    component: str = typer.Option("main", "--component", help="Component for --from-debs."),
+    component: str | None = typer.Option(None, "--component", help="Component [main]."),
 ) -> None:
-    """Freeze a mirror's current state (or your own .deb files) into an immutable snapshot."""
+    """Freeze a mirror's current state (or your own .deb files) into an immutable snapshot.
+
+    With --from-debs, paths may follow it: --from-debs a.deb b.deb dir/."""
     with user_errors():
-        if bool(from_debs) == bool(from_mirror):
+        if from_debs and from_mirror:
+            raise UsageError("snapshot create takes --from-mirror or --from-debs, not both")
+        if not from_debs and not from_mirror:
             raise UsageError("snapshot create needs --from-mirror MIRROR or --from-debs PATH")
+        if name is not None and not name:
+            raise UsageError("the snapshot name is empty", "leave it out for the default name.")
         if from_debs:
             if not name:
                 raise UsageError("snapshot create --from-debs needs a NAME")
-            info = snapshot.create_from_debs(open_store(), name, from_debs, component)
+            paths = [*from_debs, *(more_debs or [])]
+            info = snapshot.create_from_debs(open_store(), name, paths, component or "main")
         else:
             assert from_mirror is not None
+            if more_debs:
+                raise UsageError(f"unexpected extra argument(s): {' '.join(map(str, more_debs))}")
+            if component is not None:
+                raise UsageError(
+                    "--component is for --from-debs; a mirror's snapshot keeps its components"
+                )
             info = snapshot.create_from_mirror(open_store(), from_mirror, name)
     typer.echo(f"created snapshot {info.name} ({info.packages} packages)")
 
@@ -588,6 +622,8 @@ def snapshot_filter(
 ) -> None:
     """New snapshot DEST: the packages of SOURCE that QUERY matches (and what they need)."""
     with user_errors():
+        if with_recommends and not with_deps:
+            raise UsageError("--with-recommends needs --with-deps (it widens the closure)")
         selection = resolve.Selection(
             query_text, with_deps, with_recommends, with_essential, allow_missing
         )
@@ -634,7 +670,7 @@ def snapshot_verify(
     else:
         for u in unmet:
             typer.echo(str(u))
-        _err(f"{name}: {len(unmet)} unmet dependencies" if unmet else f"{name}: all satisfied")
+        _info(f"{name}: {len(unmet)} unmet dependencies" if unmet else f"{name}: all satisfied")
     if unmet:
         raise typer.Exit(1)
 
@@ -646,10 +682,15 @@ def snapshot_why(
     from_query: str | None = typer.Option(
         None, "--from", help="Start from this query [the snapshot's own filter]."
     ),
+    json_out: bool = JSON,
 ) -> None:
     """The dependency chain that pulled PACKAGE into snapshot NAME."""
     with user_errors():
         chain = snapshot.why(open_store(), name, package, from_query)
+    if json_out:
+        # From the filter's match down to PACKAGE; "dependency" is what pulled each one in.
+        _emit_json([{"package": pkg.ref, "dependency": dep or None} for pkg, dep in chain])
+        return
     for depth, (pkg, dep) in enumerate(chain):
         via = f"  (for: {dep})" if dep else "  (matches the filter)"
         typer.echo(f"{'  ' * depth}{pkg.ref}{via}")
@@ -665,14 +706,14 @@ def _print_published(pub: publish.Published) -> None:
         removed = f"{r.removed} pool files" if r.removed else ""
     else:
         if r.broken_lock is not None:
-            _err(f"removed the lock of {r.broken_lock.describe()} (--break-lock)")
+            _info(f"removed the lock of {r.broken_lock.describe()} (--break-lock)")
         done = f"{len(r.uploaded)} objects uploaded, {r.reused} already there"
         removed = f"{len(r.removed)} objects" if r.removed else ""
-    _err(f"published {pub.snapshot} as suite {r.suite} in {pub.location} ({done})")
+    _info(f"published {pub.snapshot} as suite {r.suite} in {pub.location} ({done})")
     if removed:
-        _err(f"removed {removed} no suite needs any more")
-    _err(f"public key: {pub.key_location} (copy it to the clients, e.g. /etc/apt/keyrings/)")
-    _err("client source (/etc/apt/sources.list.d/mirrorkit.sources):")
+        _info(f"removed {removed} no suite needs any more")
+    _info(f"public key: {pub.key_location} (copy it to the clients, e.g. /etc/apt/keyrings/)")
+    _info("client source (/etc/apt/sources.list.d/mirrorkit.sources):")
     typer.echo(pub.client_stanza())
 
 
@@ -681,7 +722,11 @@ def publish_fs(
     name: str = typer.Argument(..., metavar="SNAPSHOT_OR_CHANNEL"),
     directory: Path = typer.Argument(..., metavar="DIR"),
     suite: str | None = typer.Option(None, "--suite", help="Suite name [the snapshot's name]."),
-    key: str | None = typer.Option(None, "--key", help="Signing key (id, fingerprint, uid)."),
+    key: str | None = typer.Option(
+        None,
+        "--key",
+        help="Signing key (id, fingerprint, uid); default: the only secret key in the GnuPG home.",
+    ),
     origin: str | None = typer.Option(None, "--origin", help="Release Origin field."),
     label: str | None = typer.Option(None, "--label", help="Release Label field."),
     valid_for: str | None = typer.Option(
@@ -690,11 +735,6 @@ def publish_fs(
 ) -> None:
     """Publish a snapshot as a signed APT tree in DIR (suite switched atomically)."""
     with user_errors():
-        if not key:
-            raise UsageError(
-                "publish needs a signing key: --key KEYID",
-                "clients verify what you publish; create one with 'gpg --quick-gen-key'.",
-            )
         pub = publish.publish_fs(
             open_store(),
             name,
@@ -717,7 +757,11 @@ def publish_s3(
     suite: str | None = typer.Option(
         None, "--suite", help="Suite name (default: the snapshot's or channel's name)."
     ),
-    key: str | None = typer.Option(None, "--key", help="Signing key (id, fingerprint, uid)."),
+    key: str | None = typer.Option(
+        None,
+        "--key",
+        help="Signing key (id, fingerprint, uid); default: the only secret key in the GnuPG home.",
+    ),
     endpoint_url: str | None = typer.Option(
         None, "--endpoint-url", help="S3-compatible server, e.g. http://minio:9000 (default: AWS)."
     ),
@@ -741,11 +785,6 @@ def publish_s3(
 
     Credentials come from the standard AWS chain (environment, ~/.aws, instance role)."""
     with user_errors():
-        if not key:
-            raise UsageError(
-                "publish needs a signing key: --key KEYID",
-                "clients verify what you publish; create one with 'gpg --quick-gen-key'.",
-            )
         pub = publish.publish_s3(
             open_store(),
             name,
@@ -770,7 +809,7 @@ def publish_s3(
 def serve_cmd(
     directory: Path = typer.Argument(..., metavar="DIR"),
     bind: str = typer.Option("127.0.0.1", "--bind", help="Address to listen on."),
-    port: int = typer.Option(8080, "--port", help="Port (0: any free port)."),
+    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port (0: any free port)."),
 ) -> None:
     """Serve a published tree over HTTP, for tests and small sites.
 
@@ -838,10 +877,14 @@ def channel_rollback(name: str = typer.Argument(..., metavar="CHANNEL")) -> None
 @app.command("gc")
 def gc_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
+    json_out: bool = JSON,
 ) -> None:
     """Remove pool objects no mirror, snapshot or published suite references."""
     with user_errors():
         result = gc.collect(open_store(), dry_run=dry_run)
+    if json_out:
+        _emit_json({"dry_run": dry_run, **asdict(result)})
+        return
     if _G.verbose:
         for path in result.removed:
             _err(f"{'would remove' if dry_run else 'removed'} {path}")
@@ -877,7 +920,7 @@ def sync_cmd(
             reporter=TqdmReporter(),
         )
     for update in result.updates:
-        _err(_summary_line(update))
+        _info(_summary_line(update))
     typer.echo(f"snapshot: {result.snapshot.name} ({result.snapshot.packages} packages)")
     if result.published is not None:
         _print_published(result.published)
@@ -906,7 +949,10 @@ def bundle_export(
         ..., "-o", "--output", metavar="FILE", help="The bundle file to write."
     ),
     key: str | None = typer.Option(
-        None, "--key", metavar="KEYID", help="Signing key (id, fingerprint, uid)."
+        None,
+        "--key",
+        metavar="KEYID",
+        help="Signing key (id, fingerprint, uid); default: the only secret key in the GnuPG home.",
     ),
     channels: list[str] = typer.Option(
         [],
@@ -940,7 +986,7 @@ def bundle_export(
         )
     m = result.manifest
     rate = m.total_bytes / 1e6 / result.seconds if result.seconds > 0 else 0.0
-    _err(
+    _info(
         f"bundled {', '.join(s.name for s in m.snapshots)}"
         + (f" (since {m.since.name})" if m.since else "")
         + f": {len(m.pool)} pool objects, {_mb(m.total_bytes)} -> "
@@ -1019,7 +1065,10 @@ def bundle_verify(
             )
         else:
             _err(f"{report.what}: {len(report.problems)} problem(s): do not import this bundle")
-            _err(f"hint: {bundle.DAMAGED}")
+            # The signature's own hint names --keyring; member problems share DAMAGED's.
+            hints = dict.fromkeys(p.hint for p in report.problems if p.hint) or {bundle.DAMAGED: 0}
+            for hint in hints:
+                _err(f"hint: {hint}")
     if not report.ok:
         raise typer.Exit(1)
 
@@ -1045,7 +1094,7 @@ def bundle_import(
             typer.echo(f"channel {move.name} -> {move.new} (unchanged)")
         else:
             _err(f"channel {move.name} not moved to {move.new}: {move.reason}")
-    _err(
+    _info(
         f"signed by {', '.join(result.signers)}; {result.pool_added} pool objects added, "
         f"{result.pool_present} were here already; {_mb(result.bytes)} read in "
         f"{result.seconds:.1f} s"

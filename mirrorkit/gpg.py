@@ -146,21 +146,41 @@ def verify_detached(
 
 def _signing_gpg(gnupghome: str | None) -> gnupg.GPG:
     home = gnupghome or os.environ.get("GNUPGHOME")
+    if home and not Path(home).is_dir():
+        where = "--gnupghome" if gnupghome else "$GNUPGHOME"
+        raise UsageError(
+            f"{where} {home}: no such directory",
+            "point it at the GnuPG home that holds your signing key ('gpg --list-secret-keys').",
+        )
     return gnupg.GPG(gnupghome=home) if home else gnupg.GPG()
 
 
-def resolve_signing_key(key: str, gnupghome: str | None = None) -> str:
-    """The fingerprint of the secret key ``key`` (id, fingerprint or user id) names."""
+def resolve_signing_key(key: str | None, gnupghome: str | None = None) -> str:
+    """The fingerprint of the secret key ``key`` (id, fingerprint or user id) names; with no
+    ``key``, of the only secret key there is (as aptly and gpg use a default key). Several
+    keys and no ``key`` is an error: signing with a key the user did not mean is worse."""
     gpg = _signing_gpg(gnupghome)
-    matches = gpg.list_keys(secret=True, keys=[key])
+    home = gnupghome or os.environ.get("GNUPGHOME") or "~/.gnupg"
+    matches = gpg.list_keys(secret=True, keys=[key]) if key else gpg.list_keys(secret=True)
     if not matches:
-        home = gnupghome or os.environ.get("GNUPGHOME") or "~/.gnupg"
+        if key is None:
+            raise UsageError(
+                f"no secret key in {home} to sign with",
+                "create one with 'gpg --quick-gen-key', or pass --key KEYID (and "
+                "--gnupghome/GNUPGHOME for the keyring that holds it).",
+            )
         raise UsageError(
             f"no secret key matches {key!r} in {home}",
             "list your keys with 'gpg --list-secret-keys' and pass one with --key, "
             "or set --gnupghome/GNUPGHOME to the keyring that holds it.",
         )
     if len(matches) > 1:
+        if key is None:
+            listed = ", ".join(str(m["fingerprint"]) for m in matches)
+            raise UsageError(
+                f"{len(matches)} secret keys in {home} ({listed}): which one should sign?",
+                "pass one with --key KEYID.",
+            )
         raise UsageError(
             f"{key!r} matches {len(matches)} secret keys",
             "pass the full fingerprint with --key.",

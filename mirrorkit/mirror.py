@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -26,6 +27,7 @@ from mirrorkit.errors import (
     NotFoundError,
     ReleaseError,
     SignatureError,
+    UsageError,
 )
 from mirrorkit.models import FetchSummary, FileRef, IndexRef, MirrorSpec, Package, UpdateResult
 from mirrorkit.progress import NullReporter, Reporter
@@ -136,6 +138,18 @@ def add(store: Store, spec: MirrorSpec, *, replace: bool = False) -> Mirror:
         raise ConflictError(
             f"mirror {spec.name}: unsupported URL {spec.url!r}", "use an http:// or https:// URL."
         )
+    if not Path(spec.keyring).is_file():
+        raise UsageError(
+            f"mirror {spec.name}: keyring {spec.keyring}: no such file",
+            "give the upstream's public keyring, e.g. "
+            "/usr/share/keyrings/debian-archive-keyring.gpg.",
+        )
+    for fpr in spec.fingerprints:
+        if not re.fullmatch(r"[0-9A-Fa-f]{40}|[0-9A-Fa-f]{64}", fpr):
+            raise UsageError(
+                f"mirror {spec.name}: {fpr!r} is not a key fingerprint",
+                "give the signer's full fingerprint, 40 hex digits ('gpg --show-keys KEYRING').",
+            )
     state = None
     created = _now().isoformat()
     if path.exists():

@@ -95,9 +95,14 @@ def default_name(store: Store, base: str, today: date | None = None) -> str:
     return unique_name(store, stem)
 
 
+def _is_channel(store: Store, name: str) -> bool:
+    # publish and bundle export take either; a name that is both would be ambiguous.
+    return (store.channels / f"{name}.json").exists()
+
+
 def unique_name(store: Store, stem: str) -> str:
     name, n = stem, 1
-    while exists(store, name):
+    while exists(store, name) or _is_channel(store, name):
         n += 1
         name = f"{stem}-{n}"
     return name
@@ -112,6 +117,11 @@ def _write(
         raise ConflictError(
             f"snapshot {name} exists already; snapshots never change",
             "pick another name, or remove it first with 'mirrorkit snapshot rm'.",
+        )
+    if _is_channel(store, name):
+        raise ConflictError(
+            f"{name!r} is a channel name; a snapshot cannot share it",
+            "pick another name: publish and bundle export take either a snapshot or a channel.",
         )
     draft = SnapshotInfo(
         name=name,
@@ -154,6 +164,13 @@ def load(store: Store, name: str) -> SnapshotInfo:
     if not path.exists():
         raise NotFoundError(f"no snapshot named {name!r}", "see 'mirrorkit snapshot list'.")
     data = read_json(path)
+    if not isinstance(data, dict) or data.get("name") != name:
+        raise StorageError(
+            f"{path}: the record is not snapshot {name}'s (it names "
+            f"{data.get('name') if isinstance(data, dict) else None!r})",
+            "the store was modified by hand; restore the record from a backup (or remove "
+            f"{path.parent} if the snapshot is not needed).",
+        )
     try:
         return SnapshotInfo(
             name=data["name"],

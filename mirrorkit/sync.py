@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mirrorkit import channel, mirror, publish, query, snapshot
+from mirrorkit import channel, gpg, mirror, publish, query, snapshot
 from mirrorkit.errors import MirrorkitError, UsageError
 from mirrorkit.models import UpdateResult
 from mirrorkit.profile import Profile, load_profile, snapshot_name
@@ -23,19 +23,24 @@ class SyncResult:
     published: publish.Published | None
 
 
-def _check_supported(profile: Profile, no_publish: bool) -> None:
+def _check_supported(profile: Profile, no_publish: bool, gnupghome: str | None) -> None:
     """Refuse, before downloading anything, what cannot work: a query with a typo, a publish
     without a key, an S3 bucket that cannot be reached with these credentials."""
     if profile.filter is not None:
-        query.parse(profile.filter.query)  # a typo fails now, not after the downloads
+        try:
+            query.parse(profile.filter.query)  # a typo fails now, not after the downloads
+        except MirrorkitError as exc:
+            exc.message = f"{profile.path}: filter.query: {exc.message}"
+            raise
     pub = profile.publish
     if pub is None or no_publish:
         return
-    if not pub.key:
-        raise UsageError(
-            f"{profile.path}: publish.key: a signing key is required to publish",
-            "set publish.key to a key id in your GnuPG keyring, or run with --no-publish.",
-        )
+    try:  # the key is looked up now, not after the downloads
+        gpg.resolve_signing_key(pub.key, gnupghome)
+    except UsageError as exc:
+        exc.message = f"{profile.path}: publish.key: {exc.message}"
+        exc.hint = f"{exc.hint} Or run with --no-publish."
+        raise
     if pub.s3 is not None:
         from mirrorkit.publish import s3  # boto3 only when a profile publishes to S3
 
@@ -59,7 +64,7 @@ def sync(
 ) -> SyncResult:
     reporter = reporter or NullReporter()
     profile = load_profile(profile_path)
-    _check_supported(profile, no_publish)
+    _check_supported(profile, no_publish, gnupghome)
     selection = None
     if profile.filter is not None:
         selection = Selection(

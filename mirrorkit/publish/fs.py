@@ -247,6 +247,10 @@ def publish_tree(
     key_name: str,
 ) -> PublishResult:
     """Write ``plan`` into ``root`` and switch ``dists/SUITE`` to it."""
+    if root.exists() and not root.is_dir():
+        raise PublishError(
+            f"{root}: not a directory", "publish into a directory (it is created if missing)."
+        )
     try:
         _mkdir_public(root / STATE_DIR)
     except OSError as exc:

@@ -97,12 +97,12 @@ key = "{publish_key.fingerprint}"
     ("extra", "message"),
     [
         ('[filter]\nquery = "hello (>= "\n', "expected ')'"),
-        ('[publish]\ns3 = "s3://bucket/apt"\n', "a signing key is required"),
+        ('[publish]\ns3 = "s3://bucket/apt"\n', "publish.key: no secret key in"),
         (  # the bucket is checked before downloading: here no credentials are configured
-            '[publish]\ns3 = "s3://bucket/apt"\nendpoint_url = "http://127.0.0.1:9"\nkey = "x"\n',
+            '[publish]\ns3 = "s3://bucket/apt"\nendpoint_url = "http://127.0.0.1:9"\n',
             "publish.s3: s3://bucket/apt (at http://127.0.0.1:9): no S3 credentials found",
         ),
-        ('[publish]\nfs = "out"\n', "a signing key is required"),
+        ('[publish]\nfs = "out"\n', "publish.key: no secret key in"),
     ],
 )
 def test_sync_refuses_bad_or_unsupported_profiles_before_downloading(
@@ -119,7 +119,11 @@ keyring = "{test_key.public_keyring}"
 
 {extra}"""
     )
-    r = run_cli(tmp_path / "store", "sync", str(profile))
+    home = test_key.gnupghome  # its one secret key is the default signing key...
+    if "publish.key" in message:
+        home = tmp_path / "gnupg"  # ...and here there is none
+        home.mkdir(mode=0o700)
+    r = run_cli(tmp_path / "store", "sync", str(profile), gnupghome=home)
     assert r.exit_code != 0 and message in r.stderr
     assert upstream.requests == []
 

@@ -639,8 +639,13 @@ def test_export_refuses_a_damaged_store_and_leaves_no_output(
 
 def test_export_usage_errors(source: Source, tmp_path: Path, debs_dir: dict[str, Path]) -> None:
     out = str(tmp_path / "b.bundle")
-    r = run_cli(source.store, "bundle", "export", "next", "-o", out)
-    assert r.exit_code == 2 and "needs a signing key" in r.stderr
+    empty = tmp_path / "gnupg"
+    empty.mkdir(mode=0o700)
+    r = run_cli(source.store, "bundle", "export", "next", "-o", out, gnupghome=empty)
+    assert r.exit_code == 2 and "no secret key in" in r.stderr and "--key" in r.stderr
+    r = run_cli(source.store, "bundle", "export", "next", "-o", out,
+                gnupghome=tmp_path / "nowhere")  # fmt: skip
+    assert r.exit_code == 2 and "--gnupghome" in r.stderr and "no such directory" in r.stderr
     r = _export(source.store, source.key, "nope", "-o", out)
     assert r.exit_code == 1 and "no snapshot named 'nope'" in r.stderr
     r = _export(source.store, source.key, "base", "-o", out, "--channel", "prod")
@@ -650,6 +655,11 @@ def test_export_usage_errors(source: Source, tmp_path: Path, debs_dir: dict[str,
     r = _export(source.store, source.key, "next", "-o", out, "--split", "4X")
     assert r.exit_code == 2 and "invalid size '4X'" in r.stderr
     assert not (tmp_path / "b.bundle").exists()
+
+    # Without --key, the only secret key in the GnuPG home signs (as gpg's default key would).
+    r = run_cli(source.store, "bundle", "export", "next", "-o", out, gnupghome=source.key.gnupghome)
+    assert r.exit_code == 0, r.output
+    assert f"signed by {source.key.fingerprint}" in r.stderr
 
 
 def test_show_reads_only_the_manifest(source: Source, tmp_path: Path) -> None:

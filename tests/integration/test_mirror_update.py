@@ -347,12 +347,21 @@ def test_fingerprint_allow_list_with_the_signer_works(
 
 
 def test_missing_keyring_is_a_clear_error(
-    store: Path, upstream: FaultServer, tmp_path: Path
+    store: Path, upstream: FaultServer, archive: Archive, tmp_path: Path
 ) -> None:
     missing = tmp_path / "nowhere" / "archive-keyring.gpg"
-    add(store, upstream.url, "stable", missing)
+    r = run_cli(store, "mirror", "add", NAME, upstream.url, "stable", "--keyring", str(missing))
+    assert r.exit_code == 2 and f"keyring {missing}: no such file" in r.stderr
+    r = run_cli(store, "mirror", "add", NAME, upstream.url, "stable", "--keyring",
+                str(archive.key.public_keyring), "--fingerprint", "ZZZ")  # fmt: skip
+    assert r.exit_code == 2 and "'ZZZ' is not a key fingerprint" in r.stderr
+    # A keyring that goes away after 'mirror add'.
+    gone = tmp_path / "keyring.gpg"
+    gone.write_bytes(archive.key.public_keyring.read_bytes())
+    add(store, upstream.url, "stable", gone)
+    gone.unlink()
     before = store_digest(store)
-    assert_refused(update(store), str(missing), "cannot read keyring")
+    assert_refused(update(store), str(gone), "cannot read keyring")
     assert store_digest(store) == before
 
 

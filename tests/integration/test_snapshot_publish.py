@@ -262,8 +262,10 @@ def test_publish_errors_are_clear(
     store = tmp_path / "store"
     _mirror(store, upstream, archive)
     assert run_cli(store, "snapshot", "create", "s", "--from-mirror", "up").exit_code == 0
-    r = run_cli(store, "publish", "fs", "s", str(tmp_path / "o"))
-    assert r.exit_code == 2 and "--key" in r.stderr
+    empty = tmp_path / "gnupg"
+    empty.mkdir(mode=0o700)
+    r = run_cli(store, "publish", "fs", "s", str(tmp_path / "o"), gnupghome=empty)
+    assert r.exit_code == 2 and "no secret key in" in r.stderr and "--key" in r.stderr
     r = run_cli(store, "publish", "fs", "nope", str(tmp_path / "o"), "--key", "x")
     assert r.exit_code == 1 and "no snapshot or channel named 'nope'" in r.stderr
     r = run_cli(store, "publish", "fs", "s", str(tmp_path / "o"), "--key", "nobody@nowhere",
