@@ -441,11 +441,60 @@ class _Resolver:
         libreoffice-writer needs). apt's problem resolver then drops the alternative when
         everything it satisfied is satisfied otherwise; so do we."""
         changed = True
+        tried: set[tuple[int, int]] = set()  # (parent, alternative) pairs never taken again
         while changed:
             changed = False
             for pkg in list(self.result.packages):
+                if not self._is_selected(pkg):
+                    continue  # dropped as an orphan during this pass
                 parent, dep = self.result.reason[id(pkg)]
                 if parent is None or " | " not in dep or not self._conflicts_with_selected(pkg):
+                    continue
+                tried.add((id(parent), id(pkg)))
+                if self._still_satisfied_without(pkg):
+                    self._unselect(pkg)
+                    changed = True
+                elif self._switch_alternative(pkg, parent, dep, tried):
+                    changed = True
+                if changed:
+                    self._drop_orphans()
+
+    def _is_selected(self, pkg: Package) -> bool:
+        return self.selected.get((pkg.name, pkg.architecture)) is pkg
+
+    def _switch_alternative(
+        self, pkg: Package, parent: Package, dep: str, tried: set[tuple[int, int]]
+    ) -> bool:
+        """``pkg``, taken for ``dep`` (``a | b``) of ``parent``, conflicts with a selected
+        package, and ``dep`` needs it: take another alternative of ``dep`` that conflicts with
+        nothing selected, as apt's problem resolver does (``x`` depends on ``a | b`` and ``a``
+        conflicts with ``x``: apt installs ``b``)."""
+        group = next((g for g in self._groups(parent) if group_text(g) == dep), None)
+        if group is None:
+            return False
+        position = self.result.packages.index(pkg)
+        self._unselect(pkg)
+        for alt in group:
+            for other in self.candidates(parent, alt):
+                if (id(parent), id(other)) in tried or self._conflicts_with_selected(other):
+                    continue
+                tried.add((id(parent), id(other)))
+                if self.select(other, parent, dep):
+                    self.expand(other)
+                return True
+        self.select(pkg, parent, dep)  # no better one: keep it, and apt would fail too
+        self.result.packages.remove(pkg)
+        self.result.packages.insert(position, pkg)
+        return False
+
+    def _drop_orphans(self) -> None:
+        """Packages only a dropped alternative needed: apt would not install them."""
+        changed = True
+        while changed:
+            changed = False
+            for pkg in list(self.result.packages):
+                parent, _ = self.result.reason[id(pkg)]
+                if parent is None or self._is_selected(parent):
                     continue
                 if self._still_satisfied_without(pkg):
                     self._unselect(pkg)

@@ -60,6 +60,8 @@ def _synthetic(debs: Path) -> tuple[list[Path], list[Path]]:
         deb("core", extra_fields={"Conflicts": "nogui"}),
         deb("deep", depends="mid1 | mid2"), deb("mid1", depends="leaf (>= 2)"),
         deb("mid2", depends="leaf"), deb("leaf", "1.0"),
+        deb("want", depends="opt-a | opt-b"), deb("opt-b"),
+        deb("opt-a", depends="lib-a", extra_fields={"Conflicts": "want"}), deb("lib-a"),
     ]  # fmt: skip
     security = [deb("libc6", "2.5"), deb("leaf", "2.1")]
     return base, security
@@ -87,7 +89,7 @@ def test_closure_equals_apt_on_a_synthetic_two_source_archive(
     r = run_cli(store, "snapshot", "merge", "both", "base", "sec", "--all-versions")
     assert r.exit_code == 0, r.output
 
-    for seeds in (["app1"], ["app2"], ["app3"], ["app4"], ["writer"], ["deep"],
+    for seeds in (["app1"], ["app2"], ["app3"], ["app4"], ["writer"], ["deep"], ["want"],
                   ["app1", "app3", "deep"]):  # fmt: skip
         dest = "f-" + "-".join(seeds)
         query = " | ".join(seeds)

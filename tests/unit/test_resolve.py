@@ -103,6 +103,11 @@ CASES = {
          stanza("d"), stanza("e")],
         ["a"], ["a=1.0:amd64", "b=1.0:amd64", "c=1.0:amd64", "d=1.0:amd64"],
     ),
+    "an alternative that conflicts with its dependent gives way to the next one": (
+        [stanza("want", Depends="opt-a | opt-b"),
+         stanza("opt-a", Conflicts="want", Depends="lib-a"), stanza("opt-b"), stanza("lib-a")],
+        ["want"], ["opt-b=1.0:amd64", "want=1.0:amd64"],
+    ),
     "an early alternative that conflicts with a later need is dropped": (
         [stanza("writer", Depends="base, core"), stanza("base", Depends="nogui | core"),
          stanza("nogui", Conflicts="core"), stanza("core", Conflicts="nogui")],
