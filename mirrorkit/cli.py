@@ -398,6 +398,10 @@ def mirror_show(name: str, json_out: bool = JSON) -> None:
     typer.echo(f"Keyring: {s.keyring}")
     if s.fingerprints:
         typer.echo(f"Fingerprints: {' '.join(s.fingerprints)}")
+    if s.filter:
+        deps = " --with-deps" if s.with_deps else ""
+        deps += " --with-recommends" if s.with_recommends else ""
+        typer.echo(f"Filter: {s.filter}{deps}")
     if m.state is None:
         typer.echo("State: never updated")
         return

@@ -127,3 +127,14 @@ def test_bundle_verify_with_the_wrong_keyring_says_so(
     r = run_cli(store, "bundle", "verify", str(bundle), "--keyring",
                 str(archive.key.public_keyring))  # fmt: skip
     assert r.exit_code == 1 and "--keyring does not hold the key" in r.stderr, r.stderr
+
+
+def test_mirror_show_says_its_filter(
+    tmp_path: Path, upstream: FaultServer, archive: Archive
+) -> None:
+    store = tmp_path / "store"
+    r = run_cli(store, "mirror", "add", "web", upstream.url, "stable", "--keyring",
+                str(archive.key.public_keyring), "--filter", "hello", "--with-deps")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = run_cli(store, "mirror", "show", "web")
+    assert r.exit_code == 0 and "Filter: hello --with-deps\n" in r.stdout, r.stdout
