@@ -1,4 +1,4 @@
-"""aptly's package query language, parsed into a predicate over packages.
+r"""aptly's package query language, parsed into a predicate over packages.
 
 Grammar (aptly-compatible, so users' existing filters work unchanged)::
 
@@ -13,18 +13,22 @@ Grammar (aptly-compatible, so users' existing filters work unchanged)::
 
 ``<`` and ``>`` mean ``<=`` and ``>=``, as in old Debian relations. Values may be quoted with
 ``"`` or ``'`` and backslash escapes. Unlike aptly, ``nginx(>= 1.0)`` (no space) parses.
+
+As in aptly (Go): ``%`` is ``filepath.Match`` (``*`` and ``?`` stop at ``/``, ``[^...]``
+negates, ``\`` escapes), ``~`` is RE2 (POSIX classes such as ``[[:digit:]]``; no lookaround), a
+field a package lacks compares as ``""``, and relations compare any two strings the way dpkg
+compares versions. Unlike aptly 1.5, versioned ``Provides`` are honoured (Debian policy).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-from debian.debian_support import version_compare
+from debian.debian_support import Version, version_compare
 
 from mirrorkit.errors import MirrorkitError
 from mirrorkit.models import Package
@@ -76,7 +80,126 @@ def version_matches(version: str, op: str | None, wanted: str | None) -> bool:
 
 @lru_cache(maxsize=65536)
 def _compare(a: str, b: str) -> int:
-    return int(version_compare(a, b))
+    try:
+        return int(version_compare(a, b))
+    except ValueError:  # not Debian versions (a field such as Maintainer): as aptly, dpkg's rules
+        return _dpkg_compare(a, b)
+
+
+def _dpkg_compare(a: str, b: str) -> int:
+    """dpkg's comparison on any two strings (aptly's CompareVersions): epoch before the first
+    ``:``, revision after the last ``-``, each part compared as dpkg does."""
+
+    def split(v: str) -> tuple[str, str, str]:
+        v, _, revision = v.rpartition("-") if "-" in v else (v, "", "")
+        epoch, colon, upstream = v.partition(":")
+        return (epoch, upstream, revision) if colon else ("", v, revision)
+
+    for x, y in zip(split(a), split(b), strict=True):
+        if c := _compare_part(x, y):
+            return c
+    return 0
+
+
+def _order(ch: str) -> int:
+    if ch == "~":
+        return -1
+    if ch.isalpha():
+        return ord(ch)
+    return ord(ch) + 256
+
+
+def _compare_part(a: str, b: str) -> int:
+    i = j = 0
+    while i < len(a) or j < len(b):
+        while (i < len(a) and not a[i].isdigit()) or (j < len(b) and not b[j].isdigit()):
+            ca = _order(a[i]) if i < len(a) and not a[i].isdigit() else 0
+            cb = _order(b[j]) if j < len(b) and not b[j].isdigit() else 0
+            if ca != cb:
+                return -1 if ca < cb else 1
+            i += 1
+            j += 1
+        si, sj = i, j
+        while i < len(a) and a[i].isdigit():
+            i += 1
+        while j < len(b) and b[j].isdigit():
+            j += 1
+        na, nb = int(a[si:i] or 0), int(b[sj:j] or 0)
+        if na != nb:
+            return -1 if na < nb else 1
+    return 0
+
+
+def _go_glob(pattern: str) -> re.Pattern[str] | None:
+    """Go's ``filepath.Match`` as a Python regex, or None where Go says ErrBadPattern."""
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "\\":
+            if i + 1 == n:
+                return None
+            i += 1
+            out.append(re.escape(pattern[i]))
+        elif ch == "[":
+            i += 1
+            negate = i < n and pattern[i] == "^"
+            i += negate
+            items: list[str] = []
+            count = 0
+            while not (i < n and pattern[i] == "]" and count):
+                lo, i = _go_class_char(pattern, i)
+                hi = lo
+                if lo is not None and i < n and pattern[i] == "-":
+                    hi, i = _go_class_char(pattern, i + 1)
+                if lo is None or hi is None:
+                    return None
+                if lo <= hi:  # Go takes an empty range, which matches nothing
+                    items.append(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}")
+                count += 1
+            if items:
+                out.append(f"[{'^' if negate else ''}{''.join(items)}]")
+            else:
+                out.append("." if negate else "(?!)")
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def _go_class_char(pattern: str, i: int) -> tuple[str | None, int]:
+    """Go's getEsc: one (escaped) character of a class; None where the class is malformed."""
+    if i >= len(pattern) or pattern[i] in "-]":
+        return None, i
+    if pattern[i] == "\\":
+        i += 1
+        if i >= len(pattern):
+            return None, i
+    if i + 1 >= len(pattern):  # the class never closes
+        return None, i
+    return pattern[i], i + 1
+
+
+_POSIX = {
+    "alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": "\\x00-\\x7f", "blank": "\\t ",
+    "cntrl": "\\x00-\\x1f\\x7f", "digit": "0-9", "graph": "!-~", "lower": "a-z",
+    "print": " -~", "punct": "!-/:-@\\[-`{-~", "space": "\\t\\n\\v\\f\\r ", "upper": "A-Z",
+    "word": "0-9A-Za-z_", "xdigit": "0-9A-Fa-f",
+}  # fmt: skip
+# What Python's re takes and RE2 (aptly) refuses: lookaround, atomic groups, backreferences,
+# possessive quantifiers ("g\+\+" unquoted is "g++": a possessive + in Python 3.11).
+_NOT_RE2 = re.compile(r"\(\?(?:[=!>]|<[=!])|\\[1-9]|[*+?}]\+")
+
+
+def _re2(pattern: str) -> re.Pattern[str]:
+    """An RE2 pattern (aptly's ``~``) as a Python regex; re.error when RE2 would refuse it."""
+    if m := _NOT_RE2.search(pattern):
+        raise re.error(f"{m[0]!r} is not in RE2's syntax (aptly's)")
+    translated = re.sub(r"\[:(\w+):\]", lambda m: _POSIX.get(m[1], m[0]), pattern)
+    return re.compile(translated, re.ASCII)
 
 
 class Query:
@@ -136,6 +259,9 @@ class Dependency(Query):
     def matches(self, pkg: Package, fields: Fields) -> bool:
         if self.arch is not None and pkg.architecture not in (self.arch, "all"):
             return False
+        if self.op in ("%", "~"):  # aptly: a pattern on the package's own version
+            assert self.version is not None
+            return pkg.name == self.name and _pattern_matches(self.op, self.version, pkg.version)
         if pkg.name == self.name and version_matches(pkg.version, self.op, self.version):
             return True
         for name, provided in fields.provides(pkg):
@@ -149,10 +275,14 @@ class Dependency(Query):
         return False
 
 
+# aptly's computed fields; any other name is a field of the stanza.
+SPECIAL_FIELDS = ("$Source", "$SourceVersion", "$Version", "$Architecture", "$PackageType")
+
+
 @dataclass(frozen=True)
 class Field(Query):
-    """``Field``, ``Field (value)``, ``Field (op value)``; ``$Source``, ``$Version``,
-    ``$Architecture``, ``$PackageType`` and ``Name`` are computed fields."""
+    """``Field``, ``Field (value)``, ``Field (op value)``; ``Name`` and the ``$`` fields
+    (SPECIAL_FIELDS) are computed."""
 
     name: str
     op: str | None = None
@@ -162,6 +292,7 @@ class Field(Query):
         special: dict[str, Callable[[], str]] = {
             "Name": lambda: pkg.name,
             "$Source": lambda: pkg.source,
+            "$SourceVersion": lambda: _source_version(pkg, fields),
             "$Version": lambda: pkg.version,
             "$Architecture": lambda: pkg.architecture,
             "$PackageType": lambda: "udeb" if pkg.filename.endswith(".udeb") else "deb",
@@ -172,26 +303,42 @@ class Field(Query):
 
     def matches(self, pkg: Package, fields: Fields) -> bool:
         actual = self._value(pkg, fields)
-        if actual is None:
-            return False
         if self.value is None:
-            return True
+            return actual is not None and actual != ""
+        actual = actual or ""  # aptly compares a field the package lacks as ""
         if self.op in (None, "="):
-            if self.name == "$Architecture" and actual == "all":
+            if self.name == "$Architecture" and actual == "all" and self.value != "source":
                 return True  # aptly: arch-independent packages install on every architecture
             if self.name == "$Version":
                 return _compare(actual, self.value) == 0
             return actual == self.value
-        if self.op == "%":
-            return fnmatch.fnmatchcase(actual, self.value)
-        if self.op == "~":
-            return _regex(self.value).search(actual) is not None
+        if self.op in ("%", "~"):
+            return _pattern_matches(self.op, self.value, actual)
         return version_matches(actual, self.op, self.value)
+
+
+def _source_version(pkg: Package, fields: Fields) -> str:
+    """aptly's $SourceVersion: the version in ``Source: name (version)``, else the package's."""
+    source = fields.field(pkg, "Source") or ""
+    m = re.search(r"\(([^)]*)\)", source)
+    return m[1].strip() if m else pkg.version
+
+
+def _pattern_matches(op: str, pattern: str, value: str) -> bool:
+    if op == "%":
+        glob = _glob(pattern)
+        return glob is not None and glob.match(value) is not None
+    return _regex(pattern).search(value) is not None
+
+
+@lru_cache(maxsize=256)
+def _glob(pattern: str) -> re.Pattern[str] | None:
+    return _go_glob(pattern)
 
 
 @lru_cache(maxsize=256)
 def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+    return _re2(pattern)
 
 
 class _Parser:
@@ -215,8 +362,14 @@ class _Parser:
             raise self.fail("empty query: expected a package name or a field")
         query = self.parse_or()
         if self.peek():
-            raise self.fail(f"unexpected {self.peek()!r}: expected ',', '|' or the end")
+            raise self.fail(f"unexpected {self.token()!r}: expected ',', '|' or the end")
         return query
+
+    def token(self) -> str:
+        """The word (or the one character) at the cursor, for error messages."""
+        self.skip()
+        m = re.compile(r"[^\s()|,!{}\"']+").match(self.text, self.pos)
+        return m[0] if m else self.text[self.pos : self.pos + 1]
 
     def parse_or(self) -> Query:
         left = self.parse_and()
@@ -248,10 +401,14 @@ class _Parser:
             self.pos += 1
             return inner
         if ch in ("", ")", "|", ",", "{", "}"):
-            what = "the end" if ch == "" else repr(ch)
+            what = "end of query" if ch == "" else repr(ch)
             raise self.fail(f"unexpected {what}: expected a package name, a field or '('")
         start = self.pos
         word = self.word()
+        if word[0] == "$" and word not in SPECIAL_FIELDS:
+            raise self.fail(
+                f"unknown field {word!r}: expected one of {', '.join(SPECIAL_FIELDS)}", start
+            )
         if word[0].isupper() or word[0] == "$":
             if self.peek() == "(":
                 return Field(word, *self.condition(field=True))
@@ -264,8 +421,14 @@ class _Parser:
         version: str | None = None
         arch: str | None = None
         if self.peek() == "(":
+            at = self.pos
             op, version = self.condition(field=False)
             op = op or "="  # "nginx (1.22)" means exactly that version
+            if op not in ("%", "~"):
+                try:
+                    Version(version)
+                except ValueError:
+                    raise self.fail(f"{version!r} is not a Debian version", at + 1) from None
         if self.peek() == "{":
             self.pos += 1
             arch = self.word()
@@ -311,21 +474,29 @@ class _Parser:
         self.skip()
         op = next((o for o in _OPERATORS if self.text.startswith(o, self.pos)), None)
         if op is not None:
-            if not field and op in ("%", "~"):
-                raise self.fail(f"'{op}' works on fields only: expected one of {RELATIONS}")
             self.pos += len(op)
         self.skip()
-        if self.peek() in ('"', "'"):
+        at = self.pos
+        quoted = self.peek() in ('"', "'")
+        if quoted:
             value = self.quoted()
         else:
-            start = self.pos
             while self.pos < len(self.text) and self.text[self.pos] != ")":
                 self.pos += 1
-            value = self.text[start : self.pos].strip()
+            value = self.text[at : self.pos].strip()
         if self.peek() != ")":
-            raise self.fail("expected ')'")
-        if not value:
+            raise self.fail("expected ')'" if value or quoted else "expected a value and ')'")
+        if not value and not (quoted and field):
             raise self.fail("expected a value before ')'")
+        if op == "%" and _glob(value) is None:
+            raise self.fail(
+                f"malformed pattern {value!r} ('[' without ']', or a '\\' at the end)", at
+            )
+        if op == "~":
+            try:
+                _regex(value)
+            except re.error as exc:
+                raise self.fail(f"invalid regular expression {value!r} ({exc})", at) from None
         self.pos += 1
         return op, value
 

@@ -96,7 +96,7 @@ key = "{publish_key.fingerprint}"
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ('[filter]\nquery = "hello (>= "\n', "expected ')'"),
+        ('[filter]\nquery = "hello (>= "\n', "filter.query: query: expected a value and ')'"),
         ('[publish]\ns3 = "s3://bucket/apt"\n', "publish.key: no secret key in"),
         (  # the bucket is checked before downloading: here no credentials are configured
             '[publish]\ns3 = "s3://bucket/apt"\nendpoint_url = "http://127.0.0.1:9"\n',

@@ -22,6 +22,9 @@ U = universe(
     stanza("exim4-daemon-light", "4.96-15", Provides="mail-transport-agent"),
     stanza("postfix", "3.7.6", Provides="mail-transport-agent, default-mta"),
     stanza("libfoo-abi", "1.0", Provides="libfoo-api (= 2.5)"),
+    stanza("contrib-tool", "1.0", Section="contrib/devel", Maintainer="Ann <ann@example.org>"),
+    stanza("g++-12", "12.2.0-14", Source="gcc-12 (12.2.0-14)"),
+    stanza("0ad-data", "0.0.26-1"),
     archs=("amd64", "arm64"),
 )  # fmt: skip
 
@@ -67,14 +70,37 @@ def refs(text: str) -> list[str]:
         ("libfoo-api (>= 3)", []),
         ("mail-transport-agent (>= 1)", []),  # an unversioned Provides never satisfies it
         ("!(nginx | Section (% lib*) | $Architecture (all) | $Architecture (arm64))",
-         ["base-files_12.4_amd64", "exim4-daemon-light_4.96-15_amd64",
-          "libfoo-abi_1.0_amd64", "openssl_3.0.11-1_amd64", "postfix_3.7.6_amd64"]),
+         ["0ad-data_0.0.26-1_amd64", "base-files_12.4_amd64", "contrib-tool_1.0_amd64",
+          "exim4-daemon-light_4.96-15_amd64", "g++-12_12.2.0-14_amd64", "libfoo-abi_1.0_amd64",
+          "openssl_3.0.11-1_amd64", "postfix_3.7.6_amd64"]),
         ("(nginx | openssl), Priority (optional)", ["nginx_1.22.1-9_amd64",
                                                      "openssl_3.0.11-1_amd64"]),
         ("Priority (important) | Priority (required), !Essential", ["libssl3_3.0.11-1_amd64"]),
         ("'nginx'", ["nginx_1.18.0-6_amd64", "nginx_1.22.1-9_amd64"]),
         ('Section ("ht\\tp\\d")', ["nginx_1.18.0-6_amd64", "nginx_1.22.1-9_amd64"]),
-        ("Maintainer", []),
+        ("Maintainer", ["contrib-tool_1.0_amd64"]),
+        # aptly's glob is Go's filepath.Match: '*' and '?' stop at '/', [^..] negates, '\' escapes
+        ("Section (% *devel)", ["libssl-dev_3.0.11-1_amd64"]),
+        ("Section (% */*)", ["contrib-tool_1.0_amd64"]),
+        ("Name (% lib[^s]*)", ["libfoo-abi_1.0_amd64"]),
+        ("Name (% g\\+\\+-1?)", ["g++-12_12.2.0-14_amd64"]),
+        # aptly's regex is RE2: POSIX classes
+        ("Name (~ ^[[:digit:]])", ["0ad-data_0.0.26-1_amd64"]),
+        # '%' and '~' on a dependency term: the package's own version
+        ("nginx (% 1.2*)", ["nginx_1.22.1-9_amd64"]),
+        ("nginx (~ ^1\\.18)", ["nginx_1.18.0-6_amd64"]),
+        ("$SourceVersion (12.2.0-14), $Source (gcc-12)", ["g++-12_12.2.0-14_amd64"]),
+        ("$SourceVersion (2.0)", ["doc-pkg_2.0_all"]),
+        ("$Architecture (source)", []),  # aptly: 'all' is for binary architectures only
+        # a field the package lacks compares as "" (aptly), with any operator
+        ("Essential (<< a), Section (doc)", ["doc-pkg_2.0_all"]),
+        ("Essential (<< a), Priority (required)", []),  # "yes" sorts after "a"
+        ("Section (% *), !Section, Name (% [ab]*)", ["arm-only_1.0_arm64",
+                                                      "base-files_12.4_amd64"]),
+        # relations compare any strings as dpkg would (aptly), not only versions
+        ("Maintainer (>= Ann)", ["contrib-tool_1.0_amd64"]),
+        ("Maintainer (>> Bob)", []),
+        ('Name ("")', []),
     ],
 )  # fmt: skip
 def test_query_matches(text: str, expected: list[str]) -> None:
@@ -93,8 +119,14 @@ def test_and_binds_tighter_than_or() -> None:
         ("nginx |", 8, "expected a package name"),
         ("nginx (>= 1.22", 15, "expected ')'"),
         ("(nginx | curl", 14, "expected ')'"),
-        ("nginx curl", 7, "expected ',', '|' or the end"),
-        ("nginx (% 1.2)", 8, "works on fields only"),
+        ("nginx curl", 7, "unexpected 'curl': expected ',', '|' or the end"),
+        ("nginx |", 8, "unexpected end of query"),
+        ("nginx (== 1.2)", 8, "'= 1.2' is not a Debian version"),
+        ("nginx (>= 1.22 1.24)", 8, "is not a Debian version"),
+        ("Name (~ [)", 9, "invalid regular expression '['"),
+        ("Name (~ ^nginx(?=-))", 9, "not in RE2's syntax"),
+        ("Name (% a[)", 9, "malformed pattern 'a['"),
+        ("$Foo (x)", 1, "unknown field '$Foo'"),
         ("Name (~ )", 9, "expected a value"),
         ("doc {amd64", 11, "expected '}'"),
         ("Name ('abc", 7, "unterminated string"),
@@ -110,3 +142,20 @@ def test_parse_errors_point_at_the_column(text: str, column: int, message: str) 
     assert message in err.value.message
     lines = err.value.message.splitlines()
     assert lines[1] == f"  {text}" and lines[2] == "  " + " " * (column - 1) + "^"
+
+
+def test_dpkg_comparison_of_any_string_agrees_with_python_debian_on_versions() -> None:
+    # The fallback for values that are not versions (aptly compares any two strings so);
+    # python-debian is the oracle wherever both apply.
+    from debian.debian_support import version_compare
+
+    versions = [
+        "1.0", "1.0-1", "1.0~rc1", "1.0~~", "1:0.9", "2:1.0-1+deb12u1", "1.0a", "1.0+b1",
+        "1.0.0", "1.00", "0.0.26-1", "3.0.11-1", "3.0.11-1~bpo12+1", "12.2.0-14", "1.2~",
+        "a", "abc", "1.0-1.1", "1.0-1~exp1", "7.88.1-10+deb12u5", "0", "10", "9",
+    ]  # fmt: skip
+    for a in versions:
+        for b in versions:
+            want = version_compare(a, b)
+            got = query._dpkg_compare(a, b)
+            assert (got > 0) - (got < 0) == (want > 0) - (want < 0), (a, b)
