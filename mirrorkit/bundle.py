@@ -1324,7 +1324,8 @@ def _imported_log(store: Store) -> Path:
 
 def _precheck(store: Store, manifest: Manifest, what: str) -> frozenset[str]:
     """Everything that can be refused before a byte is written: a missing or different base,
-    snapshots that exist with other contents, channel names taken by snapshots. Returns the
+    snapshots that exist with other contents, names taken by the other kind (snapshot and
+    channel). Returns the
     snapshots already present (same digest)."""
     base = manifest.since
     if base is not None:
@@ -1354,6 +1355,12 @@ def _precheck(store: Store, manifest: Manifest, what: str) -> frozenset[str]:
                     "('mirrorkit snapshot rm') if it is the wrong one, then import again.",
                 )
             present.add(s.name)
+        elif (store.channels / f"{s.name}.json").exists():
+            raise ConflictError(
+                f"{what}: snapshot {s.name} has the name of a channel in this store",
+                "publish and bundle export take either; a name cannot be both. Rename or remove "
+                "the channel, then import again.",
+            )
     for pin in manifest.channels:
         if snapshot.exists(store, pin.name):
             raise ConflictError(
@@ -1444,7 +1451,9 @@ def _commit_snapshots(store: Store, staging: _Staging) -> list[str]:
     return added
 
 
-def _apply_pins(store: Store, manifest: Manifest, manifest_sha: str) -> list[ChannelMove]:
+def _apply_pins(
+    store: Store, manifest: Manifest, manifest_sha: str, signers: Sequence[str]
+) -> list[ChannelMove]:
     """Move channels as the bundle says, but never backwards: a pin from a bundle made before
     the one that last set the channel is not applied (an old bundle replayed must not roll
     prod back to an old snapshot)."""
@@ -1465,7 +1474,8 @@ def _apply_pins(store: Store, manifest: Manifest, manifest_sha: str) -> list[Cha
             reason = f"a newer bundle (made {latest['created_at']}) set it"
             moves.append(ChannelMove(pin.name, current, pin.snapshot, False, reason))
         else:
-            channel.set_channel(store, pin.name, pin.snapshot)
+            via = f"bundle made {manifest.created_at}, signed by {', '.join(signers)}"
+            channel.set_channel(store, pin.name, pin.snapshot, via=via)
             moves.append(ChannelMove(pin.name, current, pin.snapshot, True))
     return moves
 
@@ -1552,7 +1562,7 @@ def import_bundle(
                 _complete(store, manifest, staging, reading.what)
                 _commit_objects(store, staging)
                 added = _commit_snapshots(store, staging)
-                moves = _apply_pins(store, manifest, manifest_sha)
+                moves = _apply_pins(store, manifest, manifest_sha, signers)
                 if added or any(m.applied for m in moves) or staging.pool or staging.meta:
                     _log_import(store, manifest, manifest_sha, signers)
             finally:

@@ -108,8 +108,9 @@ def _now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
-def set_channel(store: Store, name: str, snapshot_name: str) -> Channel:
-    """Point channel ``name`` at ``snapshot_name`` (creating the channel if needed)."""
+def set_channel(store: Store, name: str, snapshot_name: str, *, via: str = "") -> Channel:
+    """Point channel ``name`` at ``snapshot_name`` (creating the channel if needed). ``via``:
+    how, for the history (e.g. the bundle that carried the pin)."""
     _path(store, name)  # a bad channel name is named as such, before the snapshot checks
     with store.locked():
         if snapshot.exists(store, name):
@@ -119,7 +120,7 @@ def set_channel(store: Store, name: str, snapshot_name: str) -> Channel:
             )
         snapshot.load(store, snapshot_name)
         history = load(store, name).history if exists(store, name) else ()
-        event = Event("set", snapshot_name, _now(), _who())
+        event = Event("set", snapshot_name, _now(), f"{_who()}{f' via {via}' if via else ''}")
         channel = Channel(name, snapshot_name, (*history, event))
         _write(store, channel)
         return channel

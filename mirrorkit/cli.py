@@ -774,7 +774,7 @@ def publish_s3(
     ),
     jobs: int = typer.Option(8, "--jobs", "-j", help="Concurrent uploads."),
     prune: bool = typer.Option(
-        False, "--prune", help="Then delete pool objects no suite in the bucket lists."
+        False, "--prune", help="Then delete the pool objects mirrorkit placed that no suite lists."
     ),
     break_lock: bool = typer.Option(
         False, "--break-lock", help="Remove a stale lock a killed publish left behind."

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mirrorkit import mirror, snapshot
+from mirrorkit.errors import FormatError
 from mirrorkit.models import IndexRef
 from mirrorkit.publish import published_trees
 from mirrorkit.publish.fs import published_files
@@ -48,7 +49,15 @@ def _referenced(store: Store) -> tuple[set[str], set[str]]:
     # Published directories only: a bucket published to S3 holds its own copies of the pool
     # objects (and reading it needs credentials), so gc skips it; its record stays.
     for tree in published_trees(store):
-        pool.update(published_files(tree).values())
+        try:
+            pool.update(published_files(tree).values())
+        except FormatError as exc:
+            # Not knowing what a tree needs, gc could delete what it hard-links: stop.
+            raise FormatError(
+                f"gc stopped: published tree {tree}: {exc.message}",
+                "gc keeps what published trees list and cannot read this one; publish into it "
+                "again (or remove it if it is not used), then run gc again. Nothing was removed.",
+            ) from exc
     return pool, meta
 
 

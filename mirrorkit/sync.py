@@ -91,37 +91,49 @@ def sync(
         )
         published = None
         pub = profile.publish
-        target = info.name
+        suite = None if pub is None else pub.suite or pub.channel or profile.name
+        try:
+            if pub is not None and pub.fs is not None and not no_publish:
+                published = publish.publish_fs(
+                    store,
+                    info.name,
+                    pub.fs,
+                    key=pub.key,
+                    suite=suite,
+                    gnupghome=gnupghome,
+                    origin=pub.origin,
+                    label=pub.label,
+                    valid_for=pub.valid_for,
+                )
+            elif pub is not None and pub.s3 is not None and not no_publish:
+                published = publish.publish_s3(
+                    store,
+                    info.name,
+                    pub.s3,
+                    key=pub.key,
+                    suite=suite,
+                    gnupghome=gnupghome,
+                    origin=pub.origin,
+                    label=pub.label,
+                    valid_for=pub.valid_for,
+                    endpoint_url=pub.endpoint_url,
+                    jobs=options.jobs if options is not None else 8,
+                    reporter=reporter,
+                )
+        except MirrorkitError as exc:
+            assert pub is not None
+            where = pub.fs or pub.s3
+            moved = f" channel {pub.channel} was not moved;" if pub.channel else ""
+            if exc.hint and "--break-lock" in exc.hint:
+                exc.hint = exc.hint.replace(
+                    "--break-lock", "'mirrorkit publish s3 ... --break-lock'"
+                )
+            exc.hint = (
+                f"{exc.hint or 'fix the cause.'} Snapshot {info.name} was created, not published "
+                f"to {where};{moved} run this sync again, or 'mirrorkit publish' it."
+            )
+            raise
+        # Only now: a channel never points at a snapshot its suite does not serve.
         if pub is not None and pub.channel is not None:
             channel.set_channel(store, pub.channel, info.name)
-            target = pub.channel
-        if pub is not None and pub.fs is not None and not no_publish:
-            assert pub.key is not None
-            published = publish.publish_fs(
-                store,
-                target,
-                pub.fs,
-                key=pub.key,
-                suite=pub.suite or pub.channel or profile.name,
-                gnupghome=gnupghome,
-                origin=pub.origin,
-                label=pub.label,
-                valid_for=pub.valid_for,
-            )
-        elif pub is not None and pub.s3 is not None and not no_publish:
-            assert pub.key is not None
-            published = publish.publish_s3(
-                store,
-                target,
-                pub.s3,
-                key=pub.key,
-                suite=pub.suite or pub.channel or profile.name,
-                gnupghome=gnupghome,
-                origin=pub.origin,
-                label=pub.label,
-                valid_for=pub.valid_for,
-                endpoint_url=pub.endpoint_url,
-                jobs=options.jobs if options is not None else 8,
-                reporter=reporter,
-            )
     return SyncResult(profile, tuple(updates), info, published)

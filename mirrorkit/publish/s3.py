@@ -129,8 +129,10 @@ class S3Target:
     ) -> S3Target:
         parts = urlsplit(url)
         if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment:
+            odd = " ('?' and '#' cannot be in a prefix)" if parts.query or parts.fragment else ""
             raise UsageError(
-                f"invalid S3 target {url!r}", "write it as s3://BUCKET/PREFIX, e.g. s3://apt/debian"
+                f"invalid S3 target {url!r}{odd}",
+                "write it as s3://BUCKET/PREFIX, e.g. s3://apt/debian",
             )
         bucket = parts.netloc
         if not _BUCKET_RE.match(bucket) or ".." in bucket:
@@ -321,6 +323,7 @@ class Bucket:
         self.target = target
         self.client = client
         self.jobs = jobs
+        self.lock_token: str | None = None  # publish_lock's, while it is held
         self._transfer: Any = None
         self._transfer_lock = threading.Lock()
 
@@ -586,20 +589,40 @@ def publish_lock(
             f"(it was killed), remove the stale lock with --break-lock (s3://{bucket.target.bucket}"
             f"/{bucket.target.key(LOCK_NAME)}).",
         )
+    bucket.lock_token = mine.token
     try:
         yield broken
     except BaseException:
+        bucket.lock_token = None
         # The original error matters more; if the lock stays, the next run names it as stale.
         with contextlib.suppress(MirrorkitError):
             _release(bucket, mine)
         raise
     else:
+        bucket.lock_token = None
         try:
             _release(bucket, mine)
         except PublishError as exc:
             exc.message = f"published, but the lock was not removed: {exc.message}"
             exc.hint = "the next publish will name it as held by you: pass --break-lock then."
             raise
+
+
+def check_lock(bucket: Bucket) -> None:
+    """Before a step others must not interleave with (the switch, pruning): do we still hold
+    the lock? Someone may have broken it (--break-lock) while we uploaded."""
+    if bucket.lock_token is None:
+        return
+    current = bucket.get(LOCK_NAME)
+    held = LockInfo.parse(current) if current is not None else None
+    if held is None or held.token != bucket.lock_token:
+        who = held.describe() if held else "someone (it is gone)"
+        raise PublishError(
+            f"{bucket.target.url}: the lock was broken by {who} while this publish ran; "
+            "the suite was not switched",
+            "two publishers wrote to this prefix at once: let the other one finish, then run "
+            "this command again (what it uploaded is reused).",
+        )
 
 
 def _release(bucket: Bucket, mine: LockInfo) -> None:
@@ -761,8 +784,8 @@ class _Writer:
             raise PublishError(
                 f"{self.bucket.target.url}: {obj.rel} exists with different contents "
                 f"(SHA256 {expected[:12]}…, this snapshot has {obj.sha256[:12]}…)",
-                "another package with this file name is published here; publish to another "
-                "prefix or re-publish the suite that lists it first.",
+                "another build of this package version is published here; give the rebuild a "
+                "new version, or publish to another prefix.",
             )
 
     def sync_object(self, obj: Obj) -> None:
@@ -879,9 +902,11 @@ def publish_tree(
     )
     try:
         writer.run(first)  # 1. pool objects (and the key)
+        _record_placed(bucket, plan)  # before anything refers to them
         writer.run(by_hash)  # 2. indices, by hash first: the old InRelease keeps working
         writer.run(by_name)
         _wait_past_old_release(bucket, dists)
+        check_lock(bucket)
         for obj in signed:  # 3. Release, Release.gpg and, last, InRelease: the switch
             writer.run([obj])
     finally:
@@ -890,6 +915,7 @@ def publish_tree(
     removed: list[str] = []
     if prune:
         try:
+            check_lock(bucket)
             removed = _prune(bucket, plan, previous)
         except PublishError as exc:
             exc.message = f"suite {plan.suite} is published, but pruning stopped: {exc.message}"
@@ -933,16 +959,54 @@ def _wait_past_old_release(bucket: Bucket, dists: str, limit: float = 3.0) -> No
         time.sleep(0.25)
 
 
+# Every pool object mirrorkit placed under the prefix, with its SHA256: only those are pruned
+# (another tool's files, say a .dsc only its Sources lists, are never touched).
+RECORD_NAME = ".mirrorkit/pool.sha256"
+
+
+def _read_record(bucket: Bucket) -> dict[str, str] | None:
+    data = bucket.get(RECORD_NAME)
+    if data is None:
+        return None
+    record: dict[str, str] = {}
+    for line in data.decode("utf-8", "replace").splitlines():
+        sha, sep, path = line.partition("  ")
+        if sep and len(sha) == 64:
+            record[path] = sha
+    return record
+
+
+def _write_record(bucket: Bucket, record: dict[str, str]) -> None:
+    text = "".join(f"{sha}  {path}\n" for path, sha in sorted(record.items()))
+    bucket.put(Obj.from_bytes(RECORD_NAME, text.encode(), content_type="text/plain"))
+
+
+def _record_placed(bucket: Bucket, plan: SuitePlan) -> None:
+    record = _read_record(bucket)
+    if record is None:
+        # A prefix published before the record existed: what its suites list now counts as
+        # placed by mirrorkit.
+        record = published_pool(bucket)
+    new = {li.path: li.sha256 for li in plan.pool}
+    if any(record.get(path) != sha for path, sha in new.items()):
+        _write_record(bucket, {**record, **new})
+
+
 def _prune(bucket: Bucket, plan: SuitePlan, previous: SuiteState) -> list[str]:
-    """After the new InRelease is in place: remove pool objects no suite lists, and the
-    objects of this suite's older generations (keeping the by-hash files of the generation just
-    replaced, for clients that read its InRelease a moment ago, as the fs writer does)."""
+    """After the new InRelease is in place: remove the pool objects mirrorkit placed that no
+    suite lists, and the objects of this suite's older generations (keeping the by-hash files
+    of the generation just replaced, for clients that read its InRelease a moment ago, as the
+    fs writer does)."""
     keep_pool = published_pool(bucket)
-    stale = sorted(rel for rel, _ in bucket.list("pool/") if rel not in keep_pool)
+    record = _read_record(bucket) or {}
+    stale = sorted(rel for rel, _ in bucket.list("pool/") if rel not in keep_pool and rel in record)
     dists = f"dists/{plan.suite}/"
     keep_dists = {f"{dists}{rel}" for rel in plan.files}
     keep_dists |= {f"{dists}{name}" for name in SIGNED_FILES}
     keep_dists |= {f"{dists}{rel}" for rel in previous.by_hash_paths()}
+    pool_stale = set(stale)
     stale += sorted(rel for rel, _ in bucket.list(dists) if rel not in keep_dists)
     bucket.delete(stale)
+    if pool_stale:
+        _write_record(bucket, {k: v for k, v in record.items() if k not in pool_stale})
     return stale

@@ -186,3 +186,15 @@ channel = "dev"
     assert run_cli(store, "channel", "list").stdout.split()[:2] == ["dev", name]
     assert "Suites: dev" in r.stdout
     assert (tmp_path / "out" / "dists" / "dev" / "InRelease").is_file()
+
+    # A publish that fails leaves the channel where it was: it never points at a snapshot its
+    # suite does not serve.
+    (tmp_path / "blocked").write_text("a file, not a directory\n")
+    profile.write_text(profile.read_text().replace('fs = "out"', 'fs = "blocked"'))
+    r = run_cli(store, "sync", str(profile), gnupghome=publish_key.gnupghome)
+    assert r.exit_code == 1, r.output
+    assert "blocked: not a directory" in r.stderr
+    assert "was created, not published" in r.stderr and "channel dev was not moved" in r.stderr
+    assert run_cli(store, "channel", "list").stdout.split()[:2] == ["dev", name]
+    history = run_cli(store, "channel", "history", "dev").stdout.splitlines()
+    assert len(history) == 1

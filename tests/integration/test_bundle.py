@@ -152,6 +152,20 @@ def test_import_refuses_a_different_snapshot_of_the_same_name(
     assert tree_digest(target) == before
 
 
+def test_import_refuses_a_snapshot_named_like_a_channel(
+    source: Source, tmp_path: Path, debs_dir: dict[str, Path]
+) -> None:
+    # "publish next" would then publish the snapshot, and the channel could never move again.
+    target = tmp_path / "target"
+    snapshot.create_from_debs(Store(target), "mine", [debs_dir["tool"]])
+    assert run_cli(target, "channel", "set", "next", "mine").exit_code == 0
+    before = tree_digest(target)
+    r = _import(target, source.full, source.key.public_keyring)
+    assert r.exit_code == 1
+    assert "snapshot next has the name of a channel in this store" in r.stderr
+    assert tree_digest(target) == before
+
+
 # --- incremental ----------------------------------------------------------------------------
 
 
@@ -600,7 +614,10 @@ def test_channel_pins_never_move_backwards(
     _ok(_import(forward, tmp_path / "old.bundle", keyring))
     r = _ok(_import(forward, tmp_path / "new.bundle", keyring))
     assert "channel prod -> v2" in r.stdout
-    assert [e.snapshot for e in channel.load(Store(forward), "prod").history] == ["v1", "v2"]
+    history = channel.load(Store(forward), "prod").history
+    assert [e.snapshot for e in history] == ["v1", "v2"]
+    # The history says where a move came from: which bundle, signed by whom.
+    assert "via bundle made 20" in history[-1].by and publish_key.fingerprint in history[-1].by
 
     replay = tmp_path / "replay"
     _ok(_import(replay, tmp_path / "new.bundle", keyring))

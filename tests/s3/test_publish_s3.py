@@ -74,14 +74,17 @@ def _publish_api(
     )  # fmt: skip
 
 
-def _objects(s3: S3Server, prefix: str) -> dict[str, Any]:
+def _objects(s3: S3Server, prefix: str, *, state: bool = False) -> dict[str, Any]:
+    """The published objects; with ``state``, mirrorkit's own (.mirrorkit/) too."""
     client = s3.client()
     out: dict[str, Any] = {}
     for page in client.get_paginator("list_objects_v2").paginate(
         Bucket=s3.bucket, Prefix=prefix + "/"
     ):
         for item in page.get("Contents") or ():
-            out[item["Key"][len(prefix) + 1 :]] = item
+            rel = item["Key"][len(prefix) + 1 :]
+            if state or not rel.startswith(".mirrorkit/"):
+                out[rel] = item
     return out
 
 
@@ -126,7 +129,8 @@ def puts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def _uploads(puts: list[str]) -> list[str]:
-    return [k for k in puts if k != s3mod.LOCK_NAME]
+    """What was published: not the lock, nor mirrorkit's record of what it placed."""
+    return [k for k in puts if k != s3mod.LOCK_NAME and not k.startswith(".mirrorkit/")]
 
 
 # -- (a) real apt reads the suite from the S3 endpoint ---------------------------------------
@@ -426,6 +430,32 @@ def test_a_running_publisher_holds_the_lock(
     assert _publish(store, publish_key, s3_env, "v1", prefix).exit_code == 0
 
 
+def test_a_publisher_whose_lock_was_broken_does_not_switch_the_suite(
+    store: Path, publish_key: TestKey, s3_env: S3Server, prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    _publish_api(store, publish_key, s3_env, "v1", prefix)
+    before = _body(s3_env, prefix, "dists/prod/InRelease")
+    real_wait = s3mod._wait_past_old_release
+
+    def broken_meanwhile(bucket: s3mod.Bucket, dists: str, limit: float = 3.0) -> None:
+        # Another publisher ran with --break-lock while this one uploaded.
+        s3_env.client().put_object(
+            Bucket=s3_env.bucket, Key=f"{prefix}/{s3mod.LOCK_NAME}",
+            Body=b'{"holder": "bob@ci (pid 7)", "created": "now", "token": "theirs"}',
+        )  # fmt: skip
+        real_wait(bucket, dists, limit)
+
+    monkeypatch.setattr(s3mod, "_wait_past_old_release", broken_meanwhile)
+    with pytest.raises(PublishError) as err:
+        _publish_api(store, publish_key, s3_env, "v2", prefix)
+    assert "the lock was broken by bob@ci (pid 7)" in err.value.message
+    assert "the suite was not switched" in err.value.message
+    assert _body(s3_env, prefix, "dists/prod/InRelease") == before
+    # Their lock is left alone.
+    assert b"theirs" in _body(s3_env, prefix, s3mod.LOCK_NAME)
+
+
 # -- (g) prune -------------------------------------------------------------------------------
 
 
@@ -460,13 +490,16 @@ def test_prune_removes_only_unreferenced_pool_objects_after_the_new_inrelease(
 
     r = _publish(store, publish_key, s3_env, "v2", prefix, "--prune")
     assert r.exit_code == 0, r.output
-    assert "removed 2 objects no suite needs any more" in r.stderr, r.stderr
+    assert "removed 1 objects no suite needs any more" in r.stderr, r.stderr
     objects = _objects(s3_env, prefix)
-    assert hello10 not in objects and stray not in objects
-    assert hello11 in objects
+    assert hello10 not in objects and hello11 in objects
+    # mirrorkit did not put the stray object there (another tool, or a hand): it stays.
+    assert stray in objects
     assert isinstance(first.result, s3mod.S3PublishResult)
     v1_pool = {k for k in first.result.uploaded if k.startswith("pool/")}
-    assert {k for k in objects if k.startswith("pool/")} == v1_pool - {hello10} | {hello11}
+    assert {k for k in objects if k.startswith("pool/")} == v1_pool - {hello10} | {hello11, stray}
+    record = _body(s3_env, prefix, ".mirrorkit/pool.sha256").decode()
+    assert hello11 in record and hello10 not in record and stray not in record
     # The previous generation's by-hash indices stay for clients that read its InRelease.
     assert old_by_hash <= set(objects)
 
