@@ -198,3 +198,26 @@ channel = "dev"
     assert run_cli(store, "channel", "list").stdout.split()[:2] == ["dev", name]
     history = run_cli(store, "channel", "history", "dev").stdout.splitlines()
     assert len(history) == 1
+
+
+def test_sync_signs_with_the_only_secret_key_when_the_profile_names_none(
+    tmp_path: Path, upstream: FaultServer, test_key: TestKey, publish_key: TestKey
+) -> None:
+    profile = tmp_path / "p.toml"
+    profile.write_text(
+        f"""
+[[upstream]]
+name = "base"
+url = "{upstream.url}"
+suite = "stable"
+keyring = "{test_key.public_keyring}"
+
+[publish]
+fs = "out"
+suite = "prod"
+"""
+    )
+    r = run_cli(tmp_path / "store", "sync", str(profile), gnupghome=publish_key.gnupghome)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "dists" / "prod" / "InRelease").is_file()
+    assert f"mirrorkit-archive-{publish_key.fingerprint[-16:].lower()}.gpg" in r.stdout
