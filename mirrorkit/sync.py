@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from mirrorkit import channel, gpg, mirror, publish, query, snapshot
 from mirrorkit.errors import MirrorkitError, UsageError
@@ -93,33 +94,27 @@ def sync(
         pub = profile.publish
         suite = None if pub is None else pub.suite or pub.channel or profile.name
         try:
-            if pub is not None and pub.fs is not None and not no_publish:
-                published = publish.publish_fs(
-                    store,
-                    info.name,
-                    pub.fs,
-                    key=pub.key,
-                    suite=suite,
-                    gnupghome=gnupghome,
-                    origin=pub.origin,
-                    label=pub.label,
-                    valid_for=pub.valid_for,
-                )
-            elif pub is not None and pub.s3 is not None and not no_publish:
-                published = publish.publish_s3(
-                    store,
-                    info.name,
-                    pub.s3,
-                    key=pub.key,
-                    suite=suite,
-                    gnupghome=gnupghome,
-                    origin=pub.origin,
-                    label=pub.label,
-                    valid_for=pub.valid_for,
-                    endpoint_url=pub.endpoint_url,
-                    jobs=options.jobs if options is not None else 8,
-                    reporter=reporter,
-                )
+            if pub is not None and not no_publish:
+                how: dict[str, Any] = {
+                    "key": pub.key,
+                    "suite": suite,
+                    "gnupghome": gnupghome,
+                    "origin": pub.origin,
+                    "label": pub.label,
+                    "valid_for": pub.valid_for,
+                }
+                if pub.fs is not None:
+                    published = publish.publish_fs(store, info.name, pub.fs, **how)
+                elif pub.s3 is not None:
+                    published = publish.publish_s3(
+                        store,
+                        info.name,
+                        pub.s3,
+                        endpoint_url=pub.endpoint_url,
+                        jobs=options.jobs if options is not None else 8,
+                        reporter=reporter,
+                        **how,
+                    )
         except MirrorkitError as exc:
             assert pub is not None
             where = pub.fs or pub.s3

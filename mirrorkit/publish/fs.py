@@ -35,7 +35,12 @@ from pathlib import Path
 
 from mirrorkit import archive
 from mirrorkit.errors import PublishError
-from mirrorkit.publish.layout import SuitePlan
+from mirrorkit.publish.layout import (
+    POOL_RECORD,
+    SuitePlan,
+    parse_pool_record,
+    render_pool_record,
+)
 from mirrorkit.store import Pool, atomic_write, fsync_dir, storage_error, syncfs
 
 STATE_DIR = ".mirrorkit"
@@ -67,30 +72,20 @@ def published_files(root: Path) -> dict[str, str]:
     return listed
 
 
-RECORD = "pool.sha256"
-
-
 def _read_record(root: Path) -> dict[str, str]:
-    """Pool path -> SHA256 of every file mirrorkit placed in ``root`` (``RECORD``)."""
+    """Pool path -> SHA256 of every file mirrorkit placed in ``root`` (POOL_RECORD)."""
     try:
-        text = (root / STATE_DIR / RECORD).read_text(encoding="utf-8")
+        return parse_pool_record((root / POOL_RECORD).read_text(encoding="utf-8"))
     except FileNotFoundError:
         # A tree published before the record existed: what its suites list was placed by
         # mirrorkit (or checked against the same SHA256 when it was published).
         return {path: sha for path, sha in published_files(root).items() if (root / path).is_file()}
-    record: dict[str, str] = {}
-    for line in text.splitlines():
-        sha, sep, path = line.partition("  ")
-        if sep and len(sha) == 64:
-            record[path] = sha
-    return record
 
 
 def _write_record(root: Path, record: dict[str, str]) -> None:
-    data = "".join(f"{sha}  {path}\n" for path, sha in sorted(record.items()))
     # Not durable by itself: the publish's syncfs covers the first write, and a lost second
     # write (after pruning) only lists files that are gone, which the next prune skips.
-    atomic_write(root / STATE_DIR / RECORD, data.encode(), durable=False, mode=0o644)
+    atomic_write(root / POOL_RECORD, render_pool_record(record), durable=False, mode=0o644)
 
 
 def _prune_pool(root: Path, record: dict[str, str]) -> int:

@@ -17,6 +17,24 @@ from mirrorkit import archive
 from mirrorkit.errors import PublishError
 from mirrorkit.models import Package
 
+# Where a tree or a bucket prefix records every pool file mirrorkit placed there, with its
+# SHA256 (the sha256sum format): pruning removes only those.
+POOL_RECORD = ".mirrorkit/pool.sha256"
+
+
+def parse_pool_record(text: str) -> dict[str, str]:
+    """Pool path -> SHA256 from a POOL_RECORD; malformed lines are skipped."""
+    record: dict[str, str] = {}
+    for line in text.splitlines():
+        sha, sep, path = line.partition("  ")
+        if sep and len(sha) == 64:
+            record[path] = sha
+    return record
+
+
+def render_pool_record(record: Mapping[str, str]) -> bytes:
+    return "".join(f"{sha}  {path}\n" for path, sha in sorted(record.items())).encode()
+
 
 @dataclass(frozen=True, slots=True)
 class PoolLink:

@@ -69,7 +69,12 @@ from mirrorkit import __version__, archive
 from mirrorkit.errors import FormatError, MirrorkitError, PublishError, UsageError
 from mirrorkit.models import FileRef
 from mirrorkit.progress import NullReporter, Reporter
-from mirrorkit.publish.layout import SuitePlan
+from mirrorkit.publish.layout import (
+    POOL_RECORD,
+    SuitePlan,
+    parse_pool_record,
+    render_pool_record,
+)
 from mirrorkit.store import Pool
 
 LOCK_NAME = ".mirrorkit-lock"
@@ -959,26 +964,15 @@ def _wait_past_old_release(bucket: Bucket, dists: str, limit: float = 3.0) -> No
         time.sleep(0.25)
 
 
-# Every pool object mirrorkit placed under the prefix, with its SHA256: only those are pruned
-# (another tool's files, say a .dsc only its Sources lists, are never touched).
-RECORD_NAME = ".mirrorkit/pool.sha256"
-
-
 def _read_record(bucket: Bucket) -> dict[str, str] | None:
-    data = bucket.get(RECORD_NAME)
-    if data is None:
-        return None
-    record: dict[str, str] = {}
-    for line in data.decode("utf-8", "replace").splitlines():
-        sha, sep, path = line.partition("  ")
-        if sep and len(sha) == 64:
-            record[path] = sha
-    return record
+    """POOL_RECORD of the prefix: every pool object mirrorkit placed there. Only those are
+    pruned (another tool's files, say a .dsc only its Sources lists, are never touched)."""
+    data = bucket.get(POOL_RECORD)
+    return None if data is None else parse_pool_record(data.decode("utf-8", "replace"))
 
 
 def _write_record(bucket: Bucket, record: dict[str, str]) -> None:
-    text = "".join(f"{sha}  {path}\n" for path, sha in sorted(record.items()))
-    bucket.put(Obj.from_bytes(RECORD_NAME, text.encode(), content_type="text/plain"))
+    bucket.put(Obj.from_bytes(POOL_RECORD, render_pool_record(record), content_type="text/plain"))
 
 
 def _record_placed(bucket: Bucket, plan: SuitePlan) -> None:

@@ -33,6 +33,18 @@ def _publish(store: Path, name: str, out: Path, key: TestKey, *extra: str) -> No
     assert r.exit_code == 0, r.output
 
 
+def _hello_upgraded(
+    store: Path, tmp_path: Path, archive: Archive, debs_dir: dict[str, Path], name: str
+) -> None:
+    """Upstream moves hello to 1.1; the mirror follows; snapshot ``name`` freezes that."""
+    newer = build_deb(tmp_path / "debs", "hello", "1.1", "amd64", depends="libgreet (>= 1.0)")
+    debs = [p for n, p in debs_dir.items() if n != "hello"] + [newer]
+    build_archive(archive.root, archive.key, {"main": debs}, suite="stable", codename="stable",
+                  date="Sat, 01 Jan 2050 00:00:00 UTC")  # fmt: skip
+    assert run_cli(store, "mirror", "update", "up").exit_code == 0
+    assert run_cli(store, "snapshot", "create", name, "--from-mirror", "up").exit_code == 0
+
+
 def _show(store: Path, name: str) -> dict[str, object]:
     r = run_cli(store, "snapshot", "show", name, "--json")
     data: dict[str, object] = json.loads(r.stdout)
@@ -69,12 +81,7 @@ def test_snapshot_never_changes_when_the_mirror_moves_on(
     store = tmp_path / "store"
     _mirror(store, upstream, archive)
     assert run_cli(store, "snapshot", "create", "before", "--from-mirror", "up").exit_code == 0
-    newer = build_deb(tmp_path / "debs", "hello", "1.1", "amd64", depends="libgreet (>= 1.0)")
-    debs = [p for n, p in debs_dir.items() if n != "hello"] + [newer]
-    build_archive(archive.root, archive.key, {"main": debs}, suite="stable", codename="stable",
-                  date="Sat, 01 Jan 2050 00:00:00 UTC")  # fmt: skip
-    assert run_cli(store, "mirror", "update", "up").exit_code == 0
-    assert run_cli(store, "snapshot", "create", "after", "--from-mirror", "up").exit_code == 0
+    _hello_upgraded(store, tmp_path, archive, debs_dir, "after")
 
     def versions(name: str) -> set[str]:
         r = run_cli(store, "snapshot", "show", name, "--packages")
@@ -235,12 +242,7 @@ def test_republish_switches_atomically_and_keeps_previous_by_hash(
     old = fmt.parse_release((out / "dists/prod/Release").read_bytes())
     old_target = os.readlink(out / "dists/prod")
 
-    newer = build_deb(tmp_path / "debs", "hello", "1.1", "amd64", depends="libgreet (>= 1.0)")
-    debs = [p for n, p in debs_dir.items() if n != "hello"] + [newer]
-    build_archive(archive.root, archive.key, {"main": debs}, suite="stable", codename="stable",
-                  date="Sat, 01 Jan 2050 00:00:00 UTC")  # fmt: skip
-    assert run_cli(store, "mirror", "update", "up").exit_code == 0
-    assert run_cli(store, "snapshot", "create", "two", "--from-mirror", "up").exit_code == 0
+    _hello_upgraded(store, tmp_path, archive, debs_dir, "two")
     _publish(store, "two", out, publish_key, "--suite", "prod")
 
     assert os.readlink(out / "dists/prod") != old_target
@@ -294,12 +296,7 @@ def test_publish_removes_only_the_pool_files_it_placed(
     (out / "dists/legacy/main/binary-amd64").mkdir(parents=True)
     _publish(store, "one", out, publish_key, "--suite", "prod")
 
-    newer = build_deb(tmp_path / "debs", "hello", "1.1", "amd64", depends="libgreet (>= 1.0)")
-    debs = [p for n, p in debs_dir.items() if n != "hello"] + [newer]
-    build_archive(archive.root, archive.key, {"main": debs}, suite="stable", codename="stable",
-                  date="Sat, 01 Jan 2050 00:00:00 UTC")  # fmt: skip
-    assert run_cli(store, "mirror", "update", "up").exit_code == 0
-    assert run_cli(store, "snapshot", "create", "two", "--from-mirror", "up").exit_code == 0
+    _hello_upgraded(store, tmp_path, archive, debs_dir, "two")
     r = run_cli(store, "publish", "fs", "two", str(out), "--suite", "prod", "--key",
                 publish_key.fingerprint, gnupghome=publish_key.gnupghome)  # fmt: skip
     assert r.exit_code == 0, r.output
