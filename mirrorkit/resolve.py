@@ -416,9 +416,11 @@ class _Resolver:
         return "; ".join(reasons)
 
     def run(self, seeds: Sequence[Package]) -> Closure:
-        for seed in seeds:
-            if self.select(seed, None, ""):
-                self.expand(seed)
+        # apt-get marks every package the user named before it installs any dependency: an
+        # "a | b" below one seed is satisfied by another seed b, whatever the order.
+        marked = [seed for seed in seeds if self.select(seed, None, "")]
+        for seed in marked:
+            self.expand(seed)
         self.drop_conflicting_choices()
         return self.result
 
@@ -436,28 +438,30 @@ class _Resolver:
                 self.expand(chosen)
 
     def drop_conflicting_choices(self) -> None:
-        """An alternative taken early can conflict with a package marked later (e.g.
+        """Alternatives taken early can conflict with packages marked later (e.g.
         libreoffice-core-nogui, taken for ``nogui | core``, against libreoffice-core, which
-        libreoffice-writer needs). apt's problem resolver then drops the alternative when
-        everything it satisfied is satisfied otherwise; so do we."""
-        changed = True
+        libreoffice-writer needs; or libqt5gui5, needed by libqt5quick5, taken for
+        ``libqt5quick5 | libqt5quick5-gles``, against libqt5gui5-gles). apt's problem resolver
+        then changes the nearest choice above a conflicting package to another alternative;
+        so do we, keeping a change only if it leaves every dependency met and fewer
+        conflicts."""
         tried: set[tuple[int, int]] = set()  # (parent, alternative) pairs never taken again
-        while changed:
-            changed = False
-            for pkg in list(self.result.packages):
-                if not self._is_selected(pkg):
-                    continue  # dropped as an orphan during this pass
-                parent, dep = self.result.reason[id(pkg)]
-                if parent is None or " | " not in dep or not self._conflicts_with_selected(pkg):
-                    continue
-                tried.add((id(parent), id(pkg)))
-                if self._still_satisfied_without(pkg):
-                    self._unselect(pkg)
-                    changed = True
-                elif self._switch_alternative(pkg, parent, dep, tried):
-                    changed = True
-                if changed:
-                    self._drop_orphans()
+        while conflicting := self._conflicting():
+            if not any(self._change_a_choice_above(pkg, tried) for pkg in conflicting):
+                return  # apt's resolver would go further (or fail); the conflict is kept
+
+    def _change_a_choice_above(self, pkg: Package, tried: set[tuple[int, int]]) -> bool:
+        node: Package | None = pkg
+        while node is not None:
+            parent, dep = self.result.reason[id(node)]
+            if parent is None:
+                return False
+            if " | " in dep and (id(parent), id(node)) not in tried:
+                tried.add((id(parent), id(node)))
+                if self._switch_alternative(node, parent, dep, tried):
+                    return True
+            node = parent
+        return False
 
     def _is_selected(self, pkg: Package) -> bool:
         return self.selected.get((pkg.name, pkg.architecture)) is pkg
@@ -465,69 +469,134 @@ class _Resolver:
     def _switch_alternative(
         self, pkg: Package, parent: Package, dep: str, tried: set[tuple[int, int]]
     ) -> bool:
-        """``pkg``, taken for ``dep`` (``a | b``) of ``parent``, conflicts with a selected
-        package, and ``dep`` needs it: take another alternative of ``dep`` that conflicts with
-        nothing selected, as apt's problem resolver does (``x`` depends on ``a | b`` and ``a``
-        conflicts with ``x``: apt installs ``b``)."""
+        """Undo ``pkg`` (taken for ``dep``, an ``a | b`` of ``parent``) and what only it
+        pulled in, then satisfy ``dep`` otherwise: already, or with another alternative that
+        conflicts with nothing selected. Kept only if no dependency is left unmet and there
+        are fewer conflicts; else everything is put back."""
         group = next((g for g in self._groups(parent) if group_text(g) == dep), None)
         if group is None:
             return False
-        position = self.result.packages.index(pkg)
+        saved = self._save()
+        conflicts, unmet = len(self._conflicting()), self._unsatisfied()
         self._unselect(pkg)
-        for alt in group:
-            for other in self.candidates(parent, alt):
-                if (id(parent), id(other)) in tried or self._conflicts_with_selected(other):
-                    continue
+        self._drop_orphans()
+        if not self.satisfied(parent, group):
+            other = next(
+                (
+                    c
+                    for alt in group
+                    for c in self.candidates(parent, alt)
+                    if c is not pkg
+                    and (id(parent), id(c)) not in tried
+                    and not self._conflicts_with_selected(c)
+                ),
+                None,
+            )
+            if other is not None:
                 tried.add((id(parent), id(other)))
                 if self.select(other, parent, dep):
                     self.expand(other)
-                return True
-        self.select(pkg, parent, dep)  # no better one: keep it, and apt would fail too
-        self.result.packages.remove(pkg)
-        self.result.packages.insert(position, pkg)
+        if self._unsatisfied() <= unmet and len(self._conflicting()) < conflicts:
+            return True
+        self._restore(saved)
         return False
 
+    def _save(self) -> tuple[Any, ...]:
+        return (
+            dict(self.selected),
+            {k: list(v) for k, v in self.selected_by_name.items()},
+            {k: list(v) for k, v in self.selected_provides.items()},
+            list(self.result.packages),
+            dict(self.result.reason),
+            list(self.result.unmet),
+        )
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        (
+            self.selected,
+            self.selected_by_name,
+            self.selected_provides,
+            self.result.packages,
+            self.result.reason,
+            self.result.unmet,
+        ) = saved
+
     def _drop_orphans(self) -> None:
-        """Packages only a dropped alternative needed: apt would not install them."""
+        """Packages only a dropped alternative needed: apt would not install them. One that
+        satisfies a dependency of a package still selected stays, even where another
+        alternative would do too: apt keeps what it marked."""
         changed = True
         while changed:
             changed = False
             for pkg in list(self.result.packages):
                 parent, _ = self.result.reason[id(pkg)]
-                if parent is None or self._is_selected(parent):
+                if parent is None or self._is_selected(parent) or self._wanted(pkg):
                     continue
-                if self._still_satisfied_without(pkg):
-                    self._unselect(pkg)
-                    changed = True
+                self._unselect(pkg)
+                changed = True
+
+    def _wanted(self, pkg: Package) -> bool:
+        return any(
+            any(x is pkg for x in self.satisfiers(other, group))
+            for other in self.result.packages
+            if other is not pkg
+            for group in self._groups(other)
+        )
 
     def _conflicts_with_selected(self, pkg: Package) -> bool:
+        """Would ``pkg`` conflict with (or break) a selected package, either way round?"""
+        for name in ("Conflicts", "Breaks"):
+            if b"\n" + name.encode() + b":" in b"\n" + pkg.stanza:
+                for group in self.u.relations(pkg, name):
+                    for alt in group:
+                        if any(b is not pkg for b in self._named_by(alt)):
+                            return True
         for other in self.result.packages:
-            if other is pkg:
-                continue
-            for a, b in ((pkg, other), (other, pkg)):
-                for name in ("Conflicts", "Breaks"):
-                    if b"\n" + name.encode() + b":" not in b"\n" + a.stanza:
-                        continue
-                    for group in self.u.relations(a, name):
-                        for alt in group:
-                            if alt.name == b.name and q.version_matches(
-                                b.version, alt.op, alt.version
-                            ):
-                                return True
+            for name in ("Conflicts", "Breaks"):
+                if other is pkg or b"\n" + name.encode() + b":" not in b"\n" + other.stanza:
+                    continue
+                for group in self.u.relations(other, name):
+                    if any(self._hits(alt, pkg) for alt in group):
+                        return True
         return False
 
-    def _still_satisfied_without(self, pkg: Package) -> bool:
-        """Would every dependency satisfied now stay satisfied if ``pkg`` went away?"""
-        before = self._unsatisfied()
-        position = self.result.packages.index(pkg)
-        reason = self.result.reason[id(pkg)]
-        self._unselect(pkg)
-        try:
-            return self._unsatisfied() <= before
-        finally:
-            self.select(pkg, *reason)
-            self.result.packages.remove(pkg)
-            self.result.packages.insert(position, pkg)
+    def _conflicting_pairs_of(self, pkg: Package) -> list[Package]:
+        """The selected packages ``pkg``'s Conflicts/Breaks name (not ``pkg`` itself)."""
+        hit: list[Package] = []
+        for name in ("Conflicts", "Breaks"):
+            if b"\n" + name.encode() + b":" not in b"\n" + pkg.stanza:
+                continue
+            for group in self.u.relations(pkg, name):
+                for alt in group:
+                    hit += [b for b in self._named_by(alt) if b is not pkg]
+        return hit
+
+    def _named_by(self, alt: Alt) -> list[Package]:
+        """Selected packages a Conflicts/Breaks ``alt`` applies to."""
+        found = [b for b in self.selected_by_name.get(alt.name, []) if self._hits(alt, b)]
+        found += [b for b, _ in self.selected_provides.get(alt.name, []) if self._hits(alt, b)]
+        return found
+
+    def _conflicting(self) -> list[Package]:
+        """Every selected package in a conflict, in selection order."""
+        involved: set[int] = set()
+        for pkg in self.result.packages:
+            if others := self._conflicting_pairs_of(pkg):
+                involved.add(id(pkg))
+                involved.update(id(b) for b in others)
+        return [p for p in self.result.packages if id(p) in involved]
+
+    def _hits(self, alt: Alt, pkg: Package) -> bool:
+        """Does Conflicts/Breaks ``alt`` name ``pkg``: by its name (and architecture, for
+        ``app:i386``), or through a name it Provides (Debian policy 7.6.2)?"""
+        if alt.archqual not in (None, "any", "native") and alt.archqual != pkg.architecture:
+            return False
+        if alt.name == pkg.name:
+            return q.version_matches(pkg.version, alt.op, alt.version)
+        return any(
+            name == alt.name and self._provide_ok(alt, version)
+            for name, version in self.u.provides(pkg)
+        )
 
     def _unsatisfied(self) -> set[tuple[int, Group]]:
         return {

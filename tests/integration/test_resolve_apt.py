@@ -62,6 +62,21 @@ def _synthetic(debs: Path) -> tuple[list[Path], list[Path]]:
         deb("mid2", depends="leaf"), deb("leaf", "1.0"),
         deb("want", depends="opt-a | opt-b"), deb("opt-b"),
         deb("opt-a", depends="lib-a", extra_fields={"Conflicts": "want"}), deb("lib-a"),
+        # apt marks every named package first: "or-app zor-b" takes zor-b for the "|", though
+        # or-app comes first (by name, as the filter's matches do)
+        deb("or-app", depends="zor-a | zor-b"), deb("zor-a"), deb("zor-b"),
+        # a conflict one level below the alternative taken: apt takes the other alternative
+        deb("gui", extra_fields={"Conflicts": "gui-gles"}),
+        deb("gui-gles", extra_fields={"Conflicts": "gui"}),
+        deb("quick", depends="gui"), deb("quick-gles", depends="gui | gui-gles"),
+        deb("qapp", depends="quick | quick-gles"),
+        # Conflicts on a name another package Provides hits that package too
+        deb("gm", extra_fields={"Conflicts": "im-api"}),
+        deb("im-impl", provides="im-api"), deb("im-tool"),
+        deb("gosa", depends="im-api | im-tool"),
+        # an architecture-qualified Conflicts hits that architecture only
+        deb("arch-app", depends="arch-a | arch-b"),
+        deb("arch-a", extra_fields={"Conflicts": "arch-app:i386"}), deb("arch-b"),
     ]  # fmt: skip
     security = [deb("libc6", "2.5"), deb("leaf", "2.1")]
     return base, security
@@ -90,7 +105,8 @@ def test_closure_equals_apt_on_a_synthetic_two_source_archive(
     assert r.exit_code == 0, r.output
 
     for seeds in (["app1"], ["app2"], ["app3"], ["app4"], ["writer"], ["deep"], ["want"],
-                  ["app1", "app3", "deep"]):  # fmt: skip
+                  ["app1", "app3", "deep"], ["or-app", "zor-b"], ["gui-gles", "qapp"],
+                  ["qapp", "gui-gles"], ["gm", "gosa"], ["gosa", "gm"], ["arch-app"]):  # fmt: skip
         dest = "f-" + "-".join(seeds)
         query = " | ".join(seeds)
         r = run_cli(store, "snapshot", "filter", "both", dest, query, "--with-deps")

@@ -108,6 +108,17 @@ CASES = {
          stanza("opt-a", Conflicts="want", Depends="lib-a"), stanza("opt-b"), stanza("lib-a")],
         ["want"], ["opt-b=1.0:amd64", "want=1.0:amd64"],
     ),
+    "a conflict below an alternative changes that alternative (as apt's resolver does)": (
+        [stanza("gui", Conflicts="gui-gles"), stanza("gui-gles", Conflicts="gui"),
+         stanza("quick", Depends="gui"), stanza("quick-gles", Depends="gui | gui-gles"),
+         stanza("app", Depends="quick | quick-gles")],
+        ["gui-gles", "app"], ["app=1.0:amd64", "gui-gles=1.0:amd64", "quick-gles=1.0:amd64"],
+    ),
+    "Conflicts on a provided name hit the provider": (
+        [stanza("gm", Conflicts="im-api"), stanza("im-impl", Provides="im-api"),
+         stanza("im-tool"), stanza("gosa", Depends="im-api | im-tool")],
+        ["gosa", "gm"], ["gm=1.0:amd64", "gosa=1.0:amd64", "im-tool=1.0:amd64"],
+    ),
     "an early alternative that conflicts with a later need is dropped": (
         [stanza("writer", Depends="base, core"), stanza("base", Depends="nogui | core"),
          stanza("nogui", Conflicts="core"), stanza("core", Conflicts="nogui")],
