@@ -307,6 +307,12 @@ class _Resolver:
         self.selected: dict[tuple[str, str], Package] = {}
         self.selected_by_name: dict[str, list[Package]] = {}
         self.selected_provides: dict[str, list[tuple[Package, str | None]]] = {}
+        # id(package) -> the packages one of whose dependencies it satisfied when they were
+        # expanded (the one apt found then): what keeps it when a choice is undone.
+        self.used_by: dict[int, list[Package]] = {}
+
+    def use(self, pkg: Package, user: Package) -> None:
+        self.used_by.setdefault(id(pkg), []).append(user)
 
     def select(self, pkg: Package, parent: Package | None, dep: str) -> bool:
         key = (pkg.name, pkg.architecture)
@@ -429,12 +435,15 @@ class _Resolver:
         MarkInstall does. The order decides what "already satisfied" means for an ``a | b``
         further down, and so which alternative is taken."""
         for group in self._groups(pkg):
-            if self.satisfied(pkg, group):
+            if (there := next(self._satisfiers(pkg, group), None)) is not None:
+                self.use(there, pkg)
                 continue
             chosen = next((c[0] for alt in group if (c := self.candidates(pkg, alt))), None)
             if chosen is None:
                 self.result.unmet.append(Unmet(pkg, group_text(group), self.why_unmet(pkg, group)))
-            elif self.select(chosen, pkg, group_text(group)):
+                continue
+            self.use(chosen, pkg)
+            if self.select(chosen, pkg, group_text(group)):
                 self.expand(chosen)
 
     def drop_conflicting_choices(self) -> None:
@@ -480,7 +489,9 @@ class _Resolver:
         conflicts, unmet = len(self._conflicting()), self._unsatisfied()
         self._unselect(pkg)
         self._drop_orphans()
-        if not self.satisfied(parent, group):
+        if (there := next(self._satisfiers(parent, group), None)) is not None:
+            self.use(there, parent)
+        else:
             other = next(
                 (
                     c
@@ -494,6 +505,7 @@ class _Resolver:
             )
             if other is not None:
                 tried.add((id(parent), id(other)))
+                self.use(other, parent)
                 if self.select(other, parent, dep):
                     self.expand(other)
         if self._unsatisfied() <= unmet and len(self._conflicting()) < conflicts:
@@ -503,6 +515,7 @@ class _Resolver:
 
     def _save(self) -> tuple[Any, ...]:
         return (
+            {k: list(v) for k, v in self.used_by.items()},
             dict(self.selected),
             {k: list(v) for k, v in self.selected_by_name.items()},
             {k: list(v) for k, v in self.selected_provides.items()},
@@ -513,6 +526,7 @@ class _Resolver:
 
     def _restore(self, saved: tuple[Any, ...]) -> None:
         (
+            self.used_by,
             self.selected,
             self.selected_by_name,
             self.selected_provides,
@@ -522,26 +536,20 @@ class _Resolver:
         ) = saved
 
     def _drop_orphans(self) -> None:
-        """Packages only a dropped alternative needed: apt would not install them. One that
-        satisfies a dependency of a package still selected stays, even where another
-        alternative would do too: apt keeps what it marked."""
+        """Packages only undone choices used: apt would not install them. One that a selected
+        package used when it was expanded stays, even where another alternative would do
+        too (apt keeps what it marked)."""
         changed = True
         while changed:
             changed = False
             for pkg in list(self.result.packages):
                 parent, _ = self.result.reason[id(pkg)]
-                if parent is None or self._is_selected(parent) or self._wanted(pkg):
+                if parent is None or any(
+                    self._is_selected(user) for user in self.used_by.get(id(pkg), ())
+                ):
                     continue
                 self._unselect(pkg)
                 changed = True
-
-    def _wanted(self, pkg: Package) -> bool:
-        return any(
-            any(x is pkg for x in self.satisfiers(other, group))
-            for other in self.result.packages
-            if other is not pkg
-            for group in self._groups(other)
-        )
 
     def _conflicts_with_selected(self, pkg: Package) -> bool:
         """Would ``pkg`` conflict with (or break) a selected package, either way round?"""

@@ -70,6 +70,7 @@ def _synthetic(debs: Path) -> tuple[list[Path], list[Path]]:
         deb("gui-gles", extra_fields={"Conflicts": "gui"}),
         deb("quick", depends="gui"), deb("quick-gles", depends="gui | gui-gles"),
         deb("qapp", depends="quick | quick-gles"),
+        deb("qapp2", depends="gui | gui-gles, quick | quick-gles"),
         # Conflicts on a name another package Provides hits that package too
         deb("gm", extra_fields={"Conflicts": "im-api"}),
         deb("im-impl", provides="im-api"), deb("im-tool"),
@@ -106,7 +107,8 @@ def test_closure_equals_apt_on_a_synthetic_two_source_archive(
 
     for seeds in (["app1"], ["app2"], ["app3"], ["app4"], ["writer"], ["deep"], ["want"],
                   ["app1", "app3", "deep"], ["or-app", "zor-b"], ["gui-gles", "qapp"],
-                  ["qapp", "gui-gles"], ["gm", "gosa"], ["gosa", "gm"], ["arch-app"]):  # fmt: skip
+                  ["qapp", "gui-gles"], ["qapp2", "gui-gles"], ["gm", "gosa"], ["gosa", "gm"],
+                  ["arch-app"]):  # fmt: skip
         dest = "f-" + "-".join(seeds)
         query = " | ".join(seeds)
         r = run_cli(store, "snapshot", "filter", "both", dest, query, "--with-deps")

@@ -114,6 +114,12 @@ CASES = {
          stanza("app", Depends="quick | quick-gles")],
         ["gui-gles", "app"], ["app=1.0:amd64", "gui-gles=1.0:amd64", "quick-gles=1.0:amd64"],
     ),
+    "what only an undone choice used goes, though another package could use it too": (
+        [stanza("gui", Conflicts="gui-gles"), stanza("gui-gles", Conflicts="gui"),
+         stanza("quick", Depends="gui"), stanza("quick-gles", Depends="gui | gui-gles"),
+         stanza("app2", Depends="gui | gui-gles, quick | quick-gles")],
+        ["app2", "gui-gles"], ["app2=1.0:amd64", "gui-gles=1.0:amd64", "quick-gles=1.0:amd64"],
+    ),
     "Conflicts on a provided name hit the provider": (
         [stanza("gm", Conflicts="im-api"), stanza("im-impl", Provides="im-api"),
          stanza("im-tool"), stanza("gosa", Depends="im-api | im-tool")],
