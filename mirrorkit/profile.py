@@ -64,6 +64,8 @@ _PUBLISH_KEYS: Final = (
     "fs",
     "s3",
     "endpoint_url",
+    "region",
+    "prune",
     "suite",
     "key",
     "channel",
@@ -104,6 +106,8 @@ class PublishSpec:
     fs: Path | None = None
     s3: str | None = None
     endpoint_url: str | None = None
+    region: str | None = None
+    prune: bool = False  # s3: then delete the pool objects no suite lists (publish s3 --prune)
     suite: str | None = None
     key: str | None = None
     channel: str | None = None
@@ -481,7 +485,8 @@ class _Loader:
         if table is None:
             return None
         self.check_keys(table, _PUBLISH_KEYS, "publish.")
-        values = {k: self.string(table, k, f"publish.{k}") for k in _PUBLISH_KEYS}
+        values = {k: self.string(table, k, f"publish.{k}") for k in _PUBLISH_KEYS if k != "prune"}
+        prune = self.boolean(table, "prune", "publish.prune", False)
         fs, s3 = values["fs"], values["s3"]
         if (fs is None) == (s3 is None):
             raise self.error(
@@ -494,8 +499,10 @@ class _Loader:
                 raise self.error(
                     "publish.s3", f"expected a URL of the form s3://BUCKET/PREFIX, got {s3!r}"
                 )
-        elif values["endpoint_url"] is not None:
-            raise self.error("publish.endpoint_url", "only meaningful with s3, not with fs")
+        else:
+            for key in ("endpoint_url", "region", "prune"):
+                if table.get(key) is not None:
+                    raise self.error(f"publish.{key}", "only meaningful with s3, not with fs")
         endpoint = values["endpoint_url"]
         if endpoint is not None:
             parts = urlsplit(endpoint)
@@ -522,6 +529,8 @@ class _Loader:
             fs=self.path(fs) if fs is not None else None,
             s3=s3,
             endpoint_url=endpoint,
+            region=values["region"],
+            prune=prune,
             suite=suite,
             key=values["key"],
             channel=channel,

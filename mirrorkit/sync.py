@@ -111,6 +111,8 @@ def sync(
                         info.name,
                         pub.s3,
                         endpoint_url=pub.endpoint_url,
+                        region=pub.region,
+                        prune=pub.prune,
                         jobs=options.jobs if options is not None else 8,
                         reporter=reporter,
                         **how,

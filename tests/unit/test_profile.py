@@ -292,6 +292,18 @@ ERRORS: list[tuple[str, str, str, str]] = [
         "only meaningful with s3",
     ),
     (
+        "publish-prune-with-fs",
+        BASE + "[publish]\nfs = '/srv'\nprune = true\n",
+        "publish.prune",
+        "only meaningful with s3",
+    ),
+    (
+        "publish-prune-type",
+        BASE + "[publish]\ns3 = 's3://b'\nprune = 'yes'\n",
+        "publish.prune",
+        "a boolean",
+    ),
+    (
         "publish-endpoint-scheme",
         BASE + "[publish]\ns3 = 's3://b'\nendpoint_url = 'minio:9000'\n",
         "publish.endpoint_url",
@@ -568,13 +580,15 @@ def test_publish_s3_every_key(tmp_path: Path) -> None:
     text = BASE + (
         "[publish]\ns3 = 's3://bucket/apt/prefix'\nendpoint_url = 'http://127.0.0.1:9000'\n"
         "suite = 'bookworm'\nkey = 'ops@example.org'\nchannel = 'prod'\norigin = 'Ops'\n"
-        "label = 'Ops apt'\nvalid_for = '7d'\n"
+        "label = 'Ops apt'\nvalid_for = '7d'\nregion = 'eu-west-1'\nprune = true\n"
     )
     publish = load_profile(write(tmp_path, text)).publish
     assert publish == PublishSpec(
         fs=None,
         s3="s3://bucket/apt/prefix",
         endpoint_url="http://127.0.0.1:9000",
+        region="eu-west-1",
+        prune=True,
         suite="bookworm",
         key="ops@example.org",
         channel="prod",
