@@ -498,15 +498,22 @@ def snapshot_create(
 
 @snapshot_app.command("list")
 def snapshot_list(json_out: bool = JSON) -> None:
-    """List snapshots."""
+    """List snapshots (exit 1 if a record cannot be read; the others are listed)."""
+    damaged: list[MirrorkitError] = []
     with user_errors():
-        infos = snapshot.list_all(open_store())
+        infos = snapshot.list_all(open_store(), damaged)
     if json_out:
         _emit_json([_snapshot_json(i) for i in infos])
-        return
-    for i in infos:
-        sources = ", ".join(str(s.get("mirror") or s.get("snapshot")) for s in i.sources)
-        typer.echo(f"{i.name}\t{i.created_at}\t{i.packages} packages\tfrom {sources}")
+    else:
+        for i in infos:
+            sources = ", ".join(str(s.get("mirror") or s.get("snapshot")) for s in i.sources)
+            typer.echo(f"{i.name}\t{i.created_at}\t{i.packages} packages\tfrom {sources}")
+    for exc in damaged:
+        _err(f"error: {exc.message}")
+        if exc.hint:
+            _err(f"hint: {exc.hint}")
+    if damaged:
+        raise typer.Exit(1)
 
 
 @snapshot_app.command("show")

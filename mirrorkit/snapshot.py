@@ -24,7 +24,14 @@ from debian.arfile import ArError
 from debian.debian_support import version_compare
 
 from mirrorkit import __version__, archive, mirror, resolve
-from mirrorkit.errors import ConflictError, FormatError, NotFoundError, StorageError, UsageError
+from mirrorkit.errors import (
+    ConflictError,
+    FormatError,
+    MirrorkitError,
+    NotFoundError,
+    StorageError,
+    UsageError,
+)
 from mirrorkit.models import IndexRef, Package
 from mirrorkit.store import Store, canonical_json, check_name, fsync_dir, read_json
 
@@ -186,14 +193,22 @@ def load(store: Store, name: str) -> SnapshotInfo:
         ) from exc
 
 
-def list_all(store: Store) -> list[SnapshotInfo]:
+def list_all(store: Store, damaged: list[MirrorkitError] | None = None) -> list[SnapshotInfo]:
+    """Every snapshot. A record that cannot be read raises, unless ``damaged`` collects it
+    (for listing; what must know every snapshot, such as gc, lets it raise)."""
     if not store.snapshots.is_dir():
         return []
-    return [
-        load(store, p.name)
-        for p in sorted(store.snapshots.iterdir())
-        if (p / "snapshot.json").exists()
-    ]
+    infos = []
+    for p in sorted(store.snapshots.iterdir()):
+        if not (p / "snapshot.json").exists():
+            continue
+        try:
+            infos.append(load(store, p.name))
+        except MirrorkitError as exc:
+            if damaged is None:
+                raise
+            damaged.append(exc)
+    return infos
 
 
 def packages(store: Store, info: SnapshotInfo) -> list[Package]:

@@ -138,3 +138,17 @@ def test_mirror_show_says_its_filter(
     assert r.exit_code == 0, r.output
     r = run_cli(store, "mirror", "show", "web")
     assert r.exit_code == 0 and "Filter: hello --with-deps\n" in r.stdout, r.stdout
+
+
+def test_snapshot_list_shows_the_readable_ones_and_names_a_damaged_record(store: Path) -> None:
+    assert run_cli(store, "snapshot", "create", "second", "--from-mirror", "up").exit_code == 0
+    record = store / "snapshots" / "snap" / "snapshot.json"
+    record.chmod(0o644)
+    record.write_text("{not json")
+    r = run_cli(store, "snapshot", "list")
+    assert r.exit_code == 1
+    assert r.stdout.startswith("second\t")
+    assert f"error: {record}: corrupt JSON" in r.stderr
+    # gc must know every snapshot: it stops instead.
+    r = run_cli(store, "gc", "--dry-run")
+    assert r.exit_code == 1 and "corrupt JSON" in r.stderr
