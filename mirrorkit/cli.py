@@ -277,7 +277,9 @@ def mirror_add(
                     "mirror add --profile takes every upstream from the profile",
                     "leave out NAME URL SUITE and the other options, or leave out --profile.",
                 )
-            specs = profiles.load_profile(profile).upstreams
+            loaded = profiles.load_profile(profile)
+            profiles.check_keyrings(loaded)
+            specs = loaded.upstreams
         else:
             if not (name and url and suite and keyring):
                 raise UsageError(

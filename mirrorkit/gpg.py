@@ -82,6 +82,7 @@ def _accepted_signers(
                 "nothing was stored.",
             )
     good: set[str] = set()
+    others: set[str] = set()
     for info in result.sig_info.values():
         if info.get("status") != "signature valid":
             continue
@@ -89,6 +90,15 @@ def _accepted_signers(
         subkey = normalize_fingerprint(info["fingerprint"])
         if primary in allowed or subkey in allowed:
             good.add(primary)
+        else:
+            others.add(primary)
+    if not good and others:
+        raise SignatureError(
+            f"{what}: signed by {', '.join(sorted(others))}, which is not in the mirror's "
+            "fingerprint allow-list",
+            "if that key is the archive's, add it to the fingerprints; otherwise do not use "
+            "this upstream. Nothing was stored.",
+        )
     if not good:
         reasons = sorted({str(p.get("status")) for p in result.problems}) or ["no signature"]
         raise SignatureError(

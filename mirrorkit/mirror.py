@@ -160,6 +160,10 @@ def add(store: Store, spec: MirrorSpec, *, replace: bool = False) -> Mirror:
             )
         old = load(store, spec.name)
         state, created = old.state, old.created_at
+        if (old.spec.url, old.spec.suite, old.spec.keyring) != (spec.url, spec.suite, spec.keyring):
+            # Another upstream under this name (two profiles, say): its state, and its Release
+            # Date as the rollback floor, say nothing about this one.
+            state = None
     mirror = Mirror(spec=spec, created_at=created, state=state)
     write_json(path, _to_json(mirror), tmp_dir=store.tmp)
     return mirror
@@ -335,8 +339,10 @@ def _index_targets(
                     "fix the mirror's architectures.",
                 )
             # Debian's security archive lists "updates/main" in Components but keeps its
-            # indices under "main/", as apt requests them: look under both names.
-            prefixes = dict.fromkeys([component, rcomp])
+            # indices under "main/", as apt requests them: look under both names (and under
+            # "main" for a user who wrote "updates/main", as that Release suggests).
+            last = component.rpartition("/")[2]
+            prefixes = dict.fromkeys([component, rcomp, last])
             picked = next(
                 (
                     hit
@@ -352,6 +358,8 @@ def _index_targets(
                 )
             found = [picked]
             prefix = picked[1].path.split("/binary-", 1)[0]
+            if prefix == last and component != last:
+                component = last  # what clients write, and what the snapshot publishes
             if (
                 arch != "all"
                 and "all" in release.architectures

@@ -7,7 +7,8 @@ time, so that a typo fails in a second instead of after an hour of downloading. 
 and what is expected.
 
 Relative paths (``keyring``, ``publish.fs``) are relative to the directory of the profile file and
-are returned absolute. The keyring need not exist yet: ``mirror update`` checks it when it needs it.
+are returned absolute. Loading does not read the keyrings; :func:`check_keyrings` does, for the
+commands that are about to use them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
-from mirrorkit.errors import ProfileError
+from mirrorkit.errors import MirrorkitError, ProfileError
 from mirrorkit.models import MirrorSpec
 
 __all__ = [
@@ -45,7 +46,7 @@ _ARCH: Final = re.compile(r"[a-z0-9-]+")
 _COMPONENT: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*(?:/[A-Za-z0-9][A-Za-z0-9._+-]*)*")
 # A suite is a path below ``dists/`` (or, ending in "/", below the URL for a flat repository).
 _SUITE: Final = re.compile(r"[A-Za-z0-9._+~-]+(?:/[A-Za-z0-9._+~-]+)*/?")
-_FINGERPRINT: Final = re.compile(r"[0-9A-F]{40}")
+_FINGERPRINT: Final = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 _TOP_KEYS: Final = ("upstream", "snapshot", "filter", "publish")
@@ -59,7 +60,7 @@ _UPSTREAM_KEYS: Final = (
     "fingerprints",
 )
 _SNAPSHOT_KEYS: Final = ("name", "merge")
-_FILTER_KEYS: Final = ("query", "with_deps", "with_recommends")
+_FILTER_KEYS: Final = ("query", "with_deps", "with_recommends", "allow_missing")
 _PUBLISH_KEYS: Final = (
     "fs",
     "s3",
@@ -97,6 +98,7 @@ class FilterSpec:
     query: str
     with_deps: bool = True
     with_recommends: bool = False
+    allow_missing: bool = False  # snapshot even if dependencies are unmet (they are listed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,21 @@ class Profile:
     snapshot: SnapshotPolicy
     filter: FilterSpec | None
     publish: PublishSpec | None
+
+
+def check_keyrings(profile: Profile) -> None:
+    """Refuse, naming the file and key, an upstream whose keyring is not a file; before any
+    mirror of the profile is touched."""
+    for i, spec in enumerate(profile.upstreams):
+        keyring = Path(spec.keyring)
+        if not keyring.is_file():
+            what = "is a directory, not a keyring file" if keyring.is_dir() else "no such file"
+            raise ProfileError(
+                f"{profile.path}: upstream[{i}].keyring: {keyring}: {what}",
+                "give the upstream's public keyring, e.g. "
+                "/usr/share/keyrings/debian-archive-keyring.gpg (apt-get install "
+                "debian-archive-keyring).",
+            )
 
 
 def load_profile(path: str | Path) -> Profile:
@@ -398,8 +415,8 @@ class _Loader:
             if not _FINGERPRINT.fullmatch(fingerprint):
                 raise self.error(
                     key("fingerprints"),
-                    f"{raw!r} is not a fingerprint (expected 40 hexadecimal digits; "
-                    "spaces are allowed)",
+                    f"{raw!r} is not a fingerprint (expected 40 hexadecimal digits, 64 for a v5 "
+                    "key; spaces are allowed)",
                     hint="gpg --show-keys --with-fingerprint KEYRING prints them",
                 )
             if fingerprint not in fingerprints:
@@ -478,6 +495,7 @@ class _Loader:
             query=self.required_string(table, "query", "filter.query").strip(),
             with_deps=self.boolean(table, "with_deps", "filter.with_deps", True),
             with_recommends=self.boolean(table, "with_recommends", "filter.with_recommends", False),
+            allow_missing=self.boolean(table, "allow_missing", "filter.allow_missing", False),
         )
 
     def publish(self, data: Mapping[str, Any]) -> PublishSpec | None:
@@ -518,6 +536,13 @@ class _Loader:
             raise self.error(
                 "publish.suite", f"{suite!r} is not a valid suite (expected e.g. 'bookworm')"
             )
+        if values["valid_for"] is not None:
+            from mirrorkit.publish import parse_duration  # checked now, not after the downloads
+
+            try:
+                parse_duration(values["valid_for"])
+            except MirrorkitError as exc:
+                raise self.error("publish.valid_for", exc.message, exc.hint) from exc
         channel = values["channel"]
         if channel is not None and not _SAFE_NAME.fullmatch(channel):
             raise self.error(

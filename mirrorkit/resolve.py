@@ -89,8 +89,8 @@ class UnmetDependenciesError(MirrorkitError):
         super().__init__(
             f"{len(unmet)} unmet {'dependency' if len(unmet) == 1 else 'dependencies'}:\n"
             f"{lines}{more}",
-            "add the missing sources (e.g. a further upstream), or pass --allow-missing to "
-            "accept an incomplete set.",
+            "add the missing sources (e.g. a further upstream), or accept an incomplete set: "
+            "'snapshot filter --allow-missing', or allow_missing = true in a profile's [filter].",
         )
         self.unmet = list(unmet)
 

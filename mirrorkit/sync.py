@@ -10,7 +10,7 @@ from typing import Any
 from mirrorkit import channel, gpg, mirror, publish, query, snapshot
 from mirrorkit.errors import MirrorkitError, UsageError
 from mirrorkit.models import UpdateResult
-from mirrorkit.profile import Profile, load_profile, snapshot_name
+from mirrorkit.profile import Profile, check_keyrings, load_profile, snapshot_name
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.resolve import Selection
 from mirrorkit.store import Store
@@ -27,6 +27,7 @@ class SyncResult:
 def _check_supported(profile: Profile, no_publish: bool, gnupghome: str | None) -> None:
     """Refuse, before downloading anything, what cannot work: a query with a typo, a publish
     without a key, an S3 bucket that cannot be reached with these credentials."""
+    check_keyrings(profile)
     if profile.filter is not None:
         try:
             query.parse(profile.filter.query)  # a typo fails now, not after the downloads
@@ -72,6 +73,7 @@ def sync(
             profile.filter.query,
             with_deps=profile.filter.with_deps,
             with_recommends=profile.filter.with_recommends,
+            allow_missing=profile.filter.allow_missing,
         )
     names = [spec.name for spec in profile.upstreams]
     with store.locked():

@@ -221,3 +221,49 @@ suite = "prod"
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out" / "dists" / "prod" / "InRelease").is_file()
     assert f"mirrorkit-archive-{publish_key.fingerprint[-16:].lower()}.gpg" in r.stdout
+
+
+def test_sync_checks_every_keyring_before_touching_a_mirror(
+    tmp_path: Path, upstream: FaultServer, test_key: TestKey
+) -> None:
+    profile = tmp_path / "p.toml"
+    profile.write_text(
+        f"""
+[[upstream]]
+name = "base"
+url = "{upstream.url}"
+suite = "stable"
+keyring = "{test_key.public_keyring}"
+
+[[upstream]]
+name = "extra"
+url = "{upstream.url}"
+suite = "stable"
+keyring = "missing.gpg"
+"""
+    )
+    store = tmp_path / "store"
+    r = run_cli(store, "sync", str(profile))
+    assert r.exit_code == 1, r.output
+    assert f"{profile}: upstream[1].keyring: {tmp_path / 'missing.gpg'}: no such file" in r.stderr
+    assert upstream.requests == [] and not (store / "mirrors").exists()
+
+
+def test_a_mirror_name_reused_for_another_upstream_starts_afresh(
+    tmp_path: Path, upstream: FaultServer, test_key: TestKey, make_server: object
+) -> None:
+    # Two profiles both call their upstream "base": the second one's Release must not be
+    # judged against the first one's Date (a rollback), nor reuse its state.
+    store = tmp_path / "store"
+    old = build_archive(tmp_path / "old", test_key, {"main": [build_deb(tmp_path / "d", "x")]},
+                       suite="stable", date="Sat, 01 Jan 2000 00:00:00 UTC")  # fmt: skip
+    other = make_server(old.root)  # type: ignore[operator]
+    for n, url in enumerate((upstream.url, other.url)):
+        profile = tmp_path / f"p{n}.toml"
+        profile.write_text(
+            f'[[upstream]]\nname = "base"\nurl = "{url}"\nsuite = "stable"\n'
+            f'keyring = "{test_key.public_keyring}"\n'
+        )
+        r = run_cli(store, "sync", str(profile), "--no-publish")
+        assert r.exit_code == 0, r.output
+    assert "1 packages" in r.stdout

@@ -333,7 +333,9 @@ def test_fingerprint_allow_list_without_the_signer_is_refused(
         "--fingerprint", other_key.fingerprint,
     )  # fmt: skip
     before = store_digest(store)
-    assert_refused(update(store), "/dists/stable/InRelease", "no valid signature")
+    assert_refused(update(store), "/dists/stable/InRelease",
+                   f"signed by {archive.key.fingerprint}, which is not in the mirror's "
+                   "fingerprint allow-list")  # fmt: skip
     assert store_digest(store) == before
 
 
@@ -933,14 +935,17 @@ def test_security_style_archive(
     )  # fmt: skip
     assert "Components: updates/main" in sec.release.read_text()
     srv = make_server(sec.root)
-    add(store, srv.url, "stable-security", test_key.public_keyring, "-c", "main")
-    r = update(store)
-    assert r.exit_code == 0, r.output
-    assert "up: 7 packages; fetched 7 files" in r.stdout
+    # As users write it (apt's "main"), and as that Release lists it.
+    for name, component in (("up", "main"), ("as-listed", "updates/main")):
+        add(store, srv.url, "stable-security", test_key.public_keyring, "-c", component,
+            name=name)  # fmt: skip
+        r = update(store, name=name)
+        assert r.exit_code == 0, r.output
+        assert f"{name}: 7 packages" in r.stdout
+        st = state(store, name)
+        assert st is not None
+        assert [i["component"] for i in st["indexes"]] == ["main"]  # type: ignore[attr-defined]
     assert all(p.startswith("/pool/updates/main/") for p, _ in deb_gets(srv))
-    st = state(store)
-    assert st is not None
-    assert [i["component"] for i in st["indexes"]] == ["main"]  # type: ignore[attr-defined]
 
 
 def test_unknown_component_is_refused(store: Path, upstream: FaultServer, archive: Archive) -> None:

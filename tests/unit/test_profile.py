@@ -298,6 +298,12 @@ ERRORS: list[tuple[str, str, str, str]] = [
         "only meaningful with s3",
     ),
     (
+        "publish-valid-for-text",
+        BASE + "[publish]\nfs = '/srv'\nvalid_for = 'two weeks'\n",
+        "publish.valid_for",
+        "invalid duration 'two weeks'",
+    ),
+    (
         "publish-prune-type",
         BASE + "[publish]\ns3 = 's3://b'\nprune = 'yes'\n",
         "publish.prune",
@@ -656,3 +662,22 @@ def test_example_filtered_profile_uses_every_section() -> None:
     assert profile.publish.fs == path.resolve().parent / "published"
     assert profile.publish.suite == "bookworm"
     assert profile.publish.key == "ops@example.org"
+
+
+def test_filter_allow_missing_and_v5_fingerprints(tmp_path: Path) -> None:
+    v5 = "AB" * 32
+    text = upstream(fingerprints=f'["{v5}"]') + "[filter]\nquery = 'nginx'\nallow_missing = true\n"
+    profile = load_profile(write(tmp_path, text))
+    assert profile.filter == FilterSpec("nginx", True, False, allow_missing=True)
+    assert profile.upstreams[0].fingerprints == (v5,)
+
+
+def test_check_keyrings_names_the_file_and_the_key(tmp_path: Path) -> None:
+    from mirrorkit.profile import check_keyrings
+
+    path = write(tmp_path, upstream(keyring=f'"{tmp_path}"'))
+    with pytest.raises(ProfileError) as info:
+        check_keyrings(load_profile(path))
+    assert info.value.message == (
+        f"{path}: upstream[0].keyring: {tmp_path}: is a directory, not a keyring file"
+    )
