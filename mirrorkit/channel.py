@@ -119,7 +119,10 @@ def set_channel(store: Store, name: str, snapshot_name: str, *, via: str = "") -
                 "publishing resolves names to snapshots first: pick another channel name.",
             )
         snapshot.load(store, snapshot_name)
-        history = load(store, name).history if exists(store, name) else ()
+        current = load(store, name) if exists(store, name) else None
+        if current is not None and current.snapshot == snapshot_name:
+            return current  # no event: a rollback must go to the snapshot before this one
+        history = current.history if current is not None else ()
         event = Event("set", snapshot_name, _now(), f"{_who()}{f' via {via}' if via else ''}")
         channel = Channel(name, snapshot_name, (*history, event))
         _write(store, channel)

@@ -588,7 +588,8 @@ def snapshot_merge(
 
 @snapshot_app.command("diff")
 def snapshot_diff(a: str, b: str, json_out: bool = JSON) -> None:
-    """Packages added, removed, upgraded and downgraded from snapshot A to B (exit 0 either way)."""
+    """Packages added, removed, upgraded, downgraded and changed (same version, other
+    contents) from snapshot A to B (exit 0 either way)."""
     with user_errors():
         changes = snapshot.diff(open_store(), a, b)
     if json_out:
@@ -599,12 +600,11 @@ def snapshot_diff(a: str, b: str, json_out: bool = JSON) -> None:
                     for c in changes
                     if c.kind == kind
                 ]
-                for kind in ("added", "removed", "upgraded", "downgraded")
+                for kind in snapshot.CHANGE_KINDS
             }
         )
         return
-    counts = {k: sum(c.kind == k for c in changes) for k in ("added", "removed", "upgraded",
-                                                              "downgraded")}  # fmt: skip
+    counts = {k: sum(c.kind == k for c in changes) for k in snapshot.CHANGE_KINDS}
     typer.echo(", ".join(f"{n} {k}" for k, n in counts.items()) + f"  ({a} -> {b})")
     rows = [(c.kind, c.name, c.architecture, c.old or "-", c.new or "-") for c in changes]
     widths = [max((len(r[i]) for r in rows), default=0) for i in range(5)]

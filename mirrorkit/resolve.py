@@ -745,22 +745,24 @@ def apply(universe: Universe, selection: Selection) -> Selected:
 
 
 def merge_packages(sources: Sequence[Sequence[Package]], policy: str = "later") -> list[Package]:
-    """Merge package lists: ``later`` (for each component+name+architecture the later source
-    wins), ``latest`` (the highest version wins) or ``all-versions`` (keep every version).
-    Within one source the highest version of a name+arch stands for it."""
+    """Merge package lists: ``later`` (for each name+architecture the later source wins),
+    ``latest`` (the highest version wins; the later source on a tie) or ``all-versions``
+    (keep every version). Within one source the highest version of a name+arch stands for
+    it. Packages compete across components: the same rule as snapshot.merge_indexes, so
+    that what a filter resolves over is what the snapshot then holds."""
     if policy not in MERGE_POLICIES:
         raise MirrorkitError(f"unknown merge policy {policy!r}", f"use one of {MERGE_POLICIES}.")
-    merged: dict[tuple[str, str, str, str], Package] = {}
+    merged: dict[tuple[str, str, str], Package] = {}
     for packages in sources:
-        best: dict[tuple[str, str, str, str], Package] = {}
+        best: dict[tuple[str, str, str], Package] = {}
         for p in packages:
             version_key = p.version if policy == "all-versions" else ""
-            key = (p.component, p.name, p.architecture, version_key)
+            key = (p.name, p.architecture, version_key)
             old = best.get(key)
             if old is None or q._compare(p.version, old.version) > 0:
                 best[key] = p
         for key, p in best.items():
             old = merged.get(key)
-            if old is None or policy != "latest" or q._compare(p.version, old.version) > 0:
+            if old is None or policy != "latest" or q._compare(p.version, old.version) >= 0:
                 merged[key] = p
     return sorted(merged.values(), key=lambda p: (p.component, p.name, p.architecture, p.version))

@@ -275,28 +275,53 @@ def remove(store: Store, name: str, *, force: bool = False) -> None:
 def merge_indexes(
     store: Store, sources: Sequence[Sequence[IndexRef]], policy: str = "later"
 ) -> list[IndexRef]:
-    """Merge the indices of several sources, per (component, architecture): ``later`` (for each
-    name+architecture the later source wins), ``latest`` (the highest version wins) or
-    ``all-versions`` (keep every version)."""
+    """Merge the indices of several sources: ``later`` (for each name+architecture the later
+    source wins), ``latest`` (the highest version wins; the later source on a tie) or
+    ``all-versions`` (keep every version). Packages compete across components and indices,
+    as in aptly; an ``Architecture: all`` winner is listed in every index of its component."""
     if policy not in MERGE_POLICIES:
         raise UsageError(f"unknown merge policy {policy!r}", f"use one of {MERGE_POLICIES}.")
-    chosen: dict[tuple[str, str], dict[tuple[str, str], Package]] = {}
-    for indexes in sources:
+    entries: list[tuple[int, str, str, Package]] = []
+    for rank, indexes in enumerate(sources):
         for ref in indexes:
-            # Within one source, the highest version of a name+arch stands for it.
-            best: dict[tuple[str, str], Package] = {}
-            for p in mirror.packages(store, [ref]):
-                key = (p.name, p.architecture)
-                if policy == "all-versions":
-                    key = (p.name, f"{p.architecture} {p.version}")
-                old = best.get(key)
-                if old is None or version_compare(p.version, old.version) > 0:
-                    best[key] = p
-            merged = chosen.setdefault((ref.component, ref.architecture), {})
-            for key, p in best.items():
-                old = merged.get(key)
-                if old is None or policy != "latest" or version_compare(p.version, old.version) > 0:
-                    merged[key] = p
+            entries += [
+                (rank, ref.component, ref.architecture, p) for p in mirror.packages(store, [ref])
+            ]
+
+    def key(p: Package) -> tuple[str, ...]:
+        if policy == "all-versions":
+            return (p.name, p.architecture, p.version)
+        return (p.name, p.architecture)
+
+    winner: dict[tuple[str, ...], tuple[int, Package]] = {}
+    for rank, _, _, p in entries:
+        old = winner.get(key(p))
+        if old is None:
+            winner[key(p)] = (rank, p)
+            continue
+        newer = version_compare(p.version, old[1].version)
+        if policy == "latest":
+            wins = newer > 0 or (newer == 0 and rank >= old[0])
+        else:  # later, all-versions: the later source; within one, the highest version
+            wins = rank > old[0] or (rank == old[0] and newer > 0)
+        if wins:
+            winner[key(p)] = (rank, p)
+
+    def won(rank: int, p: Package) -> bool:
+        w_rank, w = winner[key(p)]
+        return w_rank == rank and (w.version, w.sha256) == (p.version, p.sha256)
+
+    chosen: dict[tuple[str, str], dict[tuple[str, str, str], Package]] = {}
+    for _, component, arch, _ in entries:
+        chosen.setdefault((component, arch), {})
+    for rank, component, arch, p in entries:
+        if not won(rank, p):
+            continue
+        targets = [arch]
+        if p.architecture == "all":  # every architecture of its component installs it
+            targets = [a for c, a in chosen if c == component]
+        for target in targets:
+            chosen[(component, target)].setdefault((p.name, p.architecture, p.version), p)
     result: list[IndexRef] = []
     for (component, arch), pkgs in sorted(chosen.items()):
         ordered = sorted(pkgs.values(), key=lambda p: (p.name, p.architecture, p.version))
@@ -412,16 +437,20 @@ def why(
 
     Seeds are ``text`` or the filter the snapshot was made with."""
     info = load(store, name)
+    record = next((s for s in info.sources if s.get("filter")), {})
     if text is None:
-        text = next((str(s["filter"]) for s in info.sources if s.get("filter")), None)
+        text = str(record["filter"]) if record else None
     if text is None:
         raise UsageError(
             f"snapshot {name} was not made with a filter",
             f"say where chains start: 'mirrorkit snapshot why {name} {package} --from QUERY'.",
         )
     u = universe(store, [info])
+    # The closure as the snapshot was made: with Recommends and the Essential set if it was.
     seeds = resolve.search(u, text)
-    closure = resolve.resolve_closure(u, seeds)
+    if record.get("with_essential"):
+        seeds += resolve.essential_set(u)
+    closure = resolve.resolve_closure(u, seeds, recommends=bool(record.get("with_recommends")))
     for p in closure.packages:
         if package in (p.name, p.ref):
             return closure.why(p)
@@ -433,38 +462,56 @@ def why(
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    kind: str  # added | removed | upgraded | downgraded
+    kind: str  # added | removed | upgraded | downgraded | changed (same version, other bytes)
     name: str
     architecture: str
     old: str | None
     new: str | None
 
 
+CHANGE_KINDS = ("added", "removed", "upgraded", "downgraded", "changed")
+
+
 def diff(store: Store, a: str, b: str) -> list[Change]:
-    """Packages added, removed, upgraded and downgraded from snapshot A to B, per name and
-    architecture (the highest version stands for a name+arch that has several)."""
+    """What changed from snapshot A to B, per name and architecture: a single version on each
+    side is upgraded, downgraded or, with other bytes under the same version, changed; where
+    a side has several versions (an --all-versions merge, two components), each version is
+    added, removed or changed. Versions compare as dpkg does ("0:1.0" is "1.0")."""
 
-    def versions(info: SnapshotInfo) -> dict[tuple[str, str], str]:
-        best: dict[tuple[str, str], str] = {}
+    def builds(info: SnapshotInfo) -> dict[tuple[str, str], dict[str, set[str]]]:
+        out: dict[tuple[str, str], dict[str, set[str]]] = {}
         for p in packages(store, info):
-            key = (p.name, p.architecture)
-            if key not in best or version_compare(p.version, best[key]) > 0:
-                best[key] = p.version
-        return best
+            out.setdefault((p.name, p.architecture), {}).setdefault(p.version, set()).add(p.sha256)
+        return out
 
-    old, new = versions(load(store, a)), versions(load(store, b))
+    def same(x: str, y: str) -> bool:
+        return x == y or version_compare(x, y) == 0
+
+    old, new = builds(load(store, a)), builds(load(store, b))
     changes = []
     for key in sorted(old.keys() | new.keys()):
-        before, after = old.get(key), new.get(key)
-        if before == after:
+        before, after = old.get(key, {}), new.get(key, {})
+        if len(before) <= 1 and len(after) <= 1:
+            (vb, sb), (va, sa) = (next(iter(d.items()), (None, None)) for d in (before, after))
+            if vb is None or va is None:
+                kind = "added" if vb is None else "removed"
+            elif same(vb, va):
+                if sb == sa:
+                    continue
+                kind = "changed"
+            else:
+                kind = "upgraded" if version_compare(va, vb) > 0 else "downgraded"
+            changes.append(Change(kind, key[0], key[1], vb, va))
             continue
-        if before is None:
-            kind = "added"
-        elif after is None:
-            kind = "removed"
-        else:
-            kind = "upgraded" if version_compare(after, before) > 0 else "downgraded"
-        changes.append(Change(kind, key[0], key[1], before, after))
+        for v, shas in sorted(before.items()):
+            match = next((w for w in after if same(v, w)), None)
+            if match is None:
+                changes.append(Change("removed", key[0], key[1], v, None))
+            elif after[match] != shas:
+                changes.append(Change("changed", key[0], key[1], v, match))
+        for w in sorted(after):
+            if not any(same(v, w) for v in before):
+                changes.append(Change("added", key[0], key[1], None, w))
     return changes
 
 
@@ -518,7 +565,22 @@ def create_from_debs(
         raise UsageError("no .deb files found in the given paths")
     check_name(component, "component")
     with store.locked():
-        pkgs = [_deb_stanza(f, component) for f in files]
+        pkgs = []
+        seen: dict[tuple[str, str, str], tuple[Package, Path]] = {}
+        for f in files:
+            pkg, path = _deb_stanza(f, component)
+            key = (pkg.name, pkg.version, pkg.architecture)
+            if key in seen:
+                other, other_path = seen[key]
+                if other.sha256 == pkg.sha256:
+                    continue  # the same file twice (a file and its directory, say)
+                raise ConflictError(
+                    f"{path} and {other_path}: two different builds of {pkg.ref}",
+                    "a snapshot (and an APT suite) holds one build per name, version and "
+                    "architecture: leave one out, or give the rebuild a new version.",
+                )
+            seen[key] = (pkg, path)
+            pkgs.append((pkg, path))
         for pkg, path in pkgs:
             if not store.pool.has(pkg.sha256):
                 store.pool.put_file(path, pkg.sha256)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_diff_reports_every_kind_of_change(
     _upgrade(archive, tmp_path, debs_dir)
     _mirror_and_snapshot(store, upstream, archive, "b")
     text = _ok(store, "snapshot", "diff", "a", "b").splitlines()
-    assert text[0] == "1 added, 1 removed, 1 upgraded, 1 downgraded  (a -> b)"
+    assert text[0] == "1 added, 1 removed, 1 upgraded, 1 downgraded, 0 changed  (a -> b)"
     assert [line.split()[:2] for line in text[1:]] == [
         ["added", "newpkg"], ["removed", "libalt"], ["upgraded", "hello"], ["downgraded", "tool"]
     ]  # fmt: skip
@@ -64,6 +65,39 @@ def test_diff_reports_every_kind_of_change(
     assert _ok(store, "snapshot", "diff", "a", "a").startswith("0 added, 0 removed")
 
 
+def test_diff_of_epochs_rebuilds_and_several_versions(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+
+    def snap(name: str, *debs: Path, component: str = "main") -> None:
+        _ok(store, "snapshot", "create", name, "--from-debs", *map(str, debs),
+            "--component", component)  # fmt: skip
+
+    d = tmp_path / "debs"
+    zero = build_deb(d / "a", "zero", "0:1.0")
+    plain = build_deb(d / "b", "zero", "1.0")
+    foo1 = build_deb(d / "c", "foo", "1.0", extra_fields={"X-Build": "one"})
+    foo1b = build_deb(d / "d", "foo", "1.0", extra_fields={"X-Build": "two"})
+    foo2 = build_deb(d / "e", "foo", "2.0")
+    snap("a", zero, foo1)
+    snap("b", plain, foo1b)  # "0:1.0" is "1.0"; foo 1.0 rebuilt
+    data = json.loads(_ok(store, "snapshot", "diff", "a", "b", "--json"))
+    # The same version each time, so neither is an up- or downgrade: both are other bytes.
+    assert data["changed"] == [
+        {"name": "foo", "architecture": "all", "old": "1.0", "new": "1.0"},
+        {"name": "zero", "architecture": "all", "old": "0:1.0", "new": "1.0"},
+    ]
+    assert not data["upgraded"] and not data["downgraded"]
+    # Several versions of one name+arch (an --all-versions merge): each version counts.
+    snap("c", foo1)
+    snap("c2", foo2)
+    _ok(store, "snapshot", "merge", "both", "c", "c2", "--all-versions")
+    data = json.loads(_ok(store, "snapshot", "diff", "c", "both", "--json"))
+    assert data["added"] == [{"name": "foo", "architecture": "all", "old": None, "new": "2.0"}]
+    assert not data["removed"] and not data["upgraded"]
+    data = json.loads(_ok(store, "snapshot", "diff", "both", "c2", "--json"))
+    assert data["removed"] == [{"name": "foo", "architecture": "all", "old": "1.0", "new": None}]
+
+
 def test_channels_set_history_rollback_and_rm_protection(
     tmp_path: Path, upstream: FaultServer, archive: Archive
 ) -> None:
@@ -71,7 +105,7 @@ def test_channels_set_history_rollback_and_rm_protection(
     _mirror_and_snapshot(store, upstream, archive, "s1")
     _ok(store, "snapshot", "create", "s2", "--from-mirror", "up")
     _ok(store, "snapshot", "create", "s3", "--from-mirror", "up")
-    for snap in ("s1", "s2", "s3"):
+    for snap in ("s1", "s2", "s3", "s3"):  # the second s3 changes nothing, in the history too
         _ok(store, "channel", "set", "prod", snap)
     _ok(store, "channel", "set", "dev", "s3")
     listed = json.loads(_ok(store, "channel", "list", "--json"))
@@ -199,3 +233,65 @@ def test_gc_interrupted_leaves_a_consistent_store_and_respects_the_lock(
     assert "2 pool files" in _ok(store_dir, "gc")
     assert run_cli(store_dir, "snapshot", "show", "new").exit_code == 0
     assert os.listdir(store_dir / "tmp") == ["partial"]
+
+
+def test_merge_policies_compare_packages_not_indices(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    d = tmp_path / "debs"
+
+    def names(snapshot: str) -> list[str]:
+        return _ok(store, "snapshot", "search", snapshot, "Name").split()
+
+    old_all = build_deb(d / "1", "data", "1.0~rc1")  # Architecture: all
+    _ok(store, "snapshot", "create", "a", "--from-debs", str(old_all),
+        str(build_deb(d / "1", "tool", "1.0", "amd64")),
+        str(build_deb(d / "1", "tool", "1.0", "arm64")))  # fmt: skip
+    _ok(store, "snapshot", "create", "f", "--from-debs", str(build_deb(d / "2", "data", "2.0")),
+        str(build_deb(d / "2", "tool", "1.1", "amd64")))  # fmt: skip
+    # "later": f's data 2.0 replaces a's in every architecture's index, not only amd64's.
+    _ok(store, "snapshot", "merge", "af", "a", "f")
+    assert names("af") == ["data_2.0_all", "tool_1.0_arm64", "tool_1.1_amd64"]
+    info = json.loads(_ok(store, "snapshot", "show", "af", "--json"))
+    assert {(i["architecture"], i["packages"]) for i in info["indexes"]} == {
+        ("amd64", 2), ("arm64", 2)}  # fmt: skip
+
+    # Across components too, as in aptly: the later source's foo wins.
+    _ok(store, "snapshot", "create", "main", "--from-debs", str(build_deb(d / "3", "foo", "2.0")))
+    _ok(store, "snapshot", "create", "contrib", "--from-debs",
+        str(build_deb(d / "4", "foo", "0.5")), "--component", "contrib")  # fmt: skip
+    _ok(store, "snapshot", "merge", "mc", "main", "contrib")
+    assert names("mc") == ["foo_0.5_all"]
+    _ok(store, "snapshot", "merge", "mc-latest", "main", "contrib", "--latest")
+    assert names("mc-latest") == ["foo_2.0_all"]
+
+    # "latest" on a tie: the later source, as aptly's -latest does.
+    one = build_deb(d / "5", "tie", "1.0", extra_fields={"X-Build": "one"})
+    two = build_deb(d / "6", "tie", "1.0", extra_fields={"X-Build": "two"})
+    _ok(store, "snapshot", "create", "t1", "--from-debs", str(one))
+    _ok(store, "snapshot", "create", "t2", "--from-debs", str(two))
+    _ok(store, "snapshot", "merge", "tt", "t1", "t2", "--latest")
+    shown = json.loads(_ok(store, "snapshot", "show", "tt", "--json", "--packages"))
+    assert [p["sha256"] for p in shown["package_list"]] == [
+        hashlib.sha256(two.read_bytes()).hexdigest()
+    ]
+
+
+def test_create_from_debs_refuses_two_builds_of_one_version(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    one = build_deb(tmp_path / "a", "tie", "1.0", extra_fields={"X-Build": "one"})
+    two = build_deb(tmp_path / "b", "tie", "1.0", extra_fields={"X-Build": "two"})
+    r = run_cli(store, "snapshot", "create", "x", "--from-debs", str(one), str(two))
+    assert r.exit_code == 1 and "two different builds of tie_1.0_all" in r.stderr
+    # The same file twice (a file and its directory) is one package.
+    out = _ok(store, "snapshot", "create", "y", "--from-debs", str(one), str(one.parent))
+    assert "(1 packages)" in out
+
+
+def test_why_follows_the_closure_the_snapshot_was_made_with(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    d = tmp_path / "debs"
+    debs = [build_deb(d, "app", recommends="rec"), build_deb(d, "rec"), build_deb(d, "other")]
+    _ok(store, "snapshot", "create", "base", "--from-debs", *map(str, debs))
+    _ok(store, "snapshot", "filter", "base", "fr", "app", "--with-deps", "--with-recommends")
+    chain = json.loads(_ok(store, "snapshot", "why", "fr", "rec", "--json"))
+    assert [c["package"] for c in chain] == ["app_1.0_all", "rec_1.0_all"]
