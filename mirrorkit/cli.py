@@ -191,6 +191,26 @@ class TqdmReporter:
             self._bar = None
 
 
+def _plain(value: Any) -> str:
+    """A record's value for people: lists one item per line, booleans as yes/no."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return "".join(f"\n      {_plain(v)}" for v in value) or "-"
+    return "-" if value is None else str(value)
+
+
+def _field_line(indent: str, key: str, value: Any) -> str:
+    text = _plain(value)
+    return f"{indent}{key}:{text}" if text.startswith("\n") else f"{indent}{key}: {text}"
+
+
+def _source_label(source: dict[str, Any]) -> str:
+    if source.get("kind") == "debs":
+        return f"{len(source.get('files') or ())} .deb files"
+    return str(source.get("mirror") or source.get("snapshot") or source.get("kind") or "?")
+
+
 def _emit_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
@@ -508,7 +528,7 @@ def snapshot_list(json_out: bool = JSON) -> None:
         _emit_json([_snapshot_json(i) for i in infos])
     else:
         for i in infos:
-            sources = ", ".join(str(s.get("mirror") or s.get("snapshot")) for s in i.sources)
+            sources = ", ".join(_source_label(s) for s in i.sources)
             typer.echo(f"{i.name}\t{i.created_at}\t{i.packages} packages\tfrom {sources}")
     for exc in damaged:
         _err(f"error: {exc.message}")
@@ -545,7 +565,7 @@ def snapshot_show(
         for s in info.sources:
             typer.echo("Source:")
             for k, v in sorted(s.items()):
-                typer.echo(f"  {k}: {v}")
+                typer.echo(_field_line("  ", k, v))
         for i in info.indexes:
             typer.echo(f"Index: {i.component}/binary-{i.architecture} ({i.packages} packages)")
         typer.echo("Integrity: intact" if not problems else "Integrity: MODIFIED OR DAMAGED")
@@ -1044,7 +1064,7 @@ def bundle_show(
         for source in s.sources:
             typer.echo("  source:")
             for k, v in sorted(source.items()):
-                typer.echo(f"    {k}: {v}")
+                typer.echo(_field_line("    ", k, v))
         for i in s.indexes:
             typer.echo(f"  index: {i.component}/binary-{i.architecture} ({i.packages} packages)")
     for c in m.channels:
