@@ -328,7 +328,12 @@ def mirror_add(
 
 
 def _update_options(
-    jobs: int, max_tries: int, limit_rate: str | None, allow_expired: bool, allow_rollback: bool
+    jobs: int,
+    max_tries: int,
+    limit_rate: str | None,
+    allow_expired: bool,
+    allow_rollback: bool,
+    allow_releaseinfo_change: bool = False,
 ) -> mirror.UpdateOptions:
     if jobs < 1 or max_tries < 1:
         raise UsageError("--jobs and --max-tries must be at least 1")
@@ -338,6 +343,7 @@ def _update_options(
         limit_rate=_parse_rate(limit_rate) if limit_rate else None,
         allow_expired=allow_expired,
         allow_rollback=allow_rollback,
+        allow_releaseinfo_change=allow_releaseinfo_change,
         retry=fetch.RetryPolicy(max_tries=max_tries),
     )
 
@@ -366,6 +372,9 @@ ALLOW_EXPIRED = typer.Option(
 ALLOW_ROLLBACK = typer.Option(
     False, "--allow-rollback", help="Accept a Release older than the last accepted one."
 )
+ALLOW_RELEASEINFO_CHANGE = typer.Option(
+    False, "--allow-releaseinfo-change", help="Follow a suite whose Codename changed (as apt)."
+)
 
 
 @mirror_app.command("update")
@@ -376,10 +385,13 @@ def mirror_update(
     limit_rate: str | None = LIMIT_RATE,
     allow_expired: bool = ALLOW_EXPIRED,
     allow_rollback: bool = ALLOW_ROLLBACK,
+    allow_releaseinfo_change: bool = ALLOW_RELEASEINFO_CHANGE,
 ) -> None:
     """Fetch and verify the upstream's current state."""
     with user_errors():
-        options = _update_options(jobs, max_tries, limit_rate, allow_expired, allow_rollback)
+        options = _update_options(
+            jobs, max_tries, limit_rate, allow_expired, allow_rollback, allow_releaseinfo_change
+        )
         result = mirror.update(open_store(), name, options, TqdmReporter())
     typer.echo(_summary_line(result))
 
@@ -940,10 +952,13 @@ def sync_cmd(
     no_publish: bool = typer.Option(False, "--no-publish", help="Update and snapshot only."),
     allow_expired: bool = ALLOW_EXPIRED,
     allow_rollback: bool = ALLOW_ROLLBACK,
+    allow_releaseinfo_change: bool = ALLOW_RELEASEINFO_CHANGE,
 ) -> None:
     """The main job: update the profile's mirrors, snapshot them, publish."""
     with user_errors():
-        options = _update_options(jobs, max_tries, limit_rate, allow_expired, allow_rollback)
+        options = _update_options(
+            jobs, max_tries, limit_rate, allow_expired, allow_rollback, allow_releaseinfo_change
+        )
         result = sync_mod.sync(
             open_store(),
             profile,

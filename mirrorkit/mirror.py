@@ -53,6 +53,7 @@ class MirrorState:
     indexes: tuple[IndexRef, ...]  # what the mirror holds (filtered, if it has a filter)
     upstream: tuple[IndexRef, ...] = ()  # the upstream's indices as verified, in full
     selection: str = ""  # digest of the filter that chose ``indexes`` from ``upstream``
+    codename: str = ""  # the Release's Codename: a suite that changes it is another release
 
     @property
     def packages(self) -> int:
@@ -73,6 +74,7 @@ class UpdateOptions:
     limit_rate: float | None = None
     allow_expired: bool = False
     allow_rollback: bool = False
+    allow_releaseinfo_change: bool = False  # follow a suite to another Codename
     retry: RetryPolicy | None = None  # tests shorten the backoff
 
 
@@ -122,6 +124,7 @@ def _from_json(data: dict[str, Any]) -> Mirror:
             indexes=tuple(IndexRef(**i) for i in st["indexes"]),
             upstream=tuple(IndexRef(**i) for i in st.get("upstream", st["indexes"])),
             selection=st.get("selection", ""),
+            codename=st.get("codename", ""),
         )
     return Mirror(spec=spec, created_at=data["created_at"], state=state)
 
@@ -289,6 +292,19 @@ def _check_release(
             f"{where}: Release expired at {release.valid_until.isoformat()} (Valid-Until)",
             "the upstream is stale or an attacker replays old files; try another upstream, or "
             "pass --allow-expired if you know why.",
+        )
+    if (
+        previous is not None
+        and previous.codename
+        and release.codename
+        and release.codename != previous.codename
+        and not options.allow_releaseinfo_change
+    ):
+        raise ReleaseError(
+            f"{where}: suite {spec.suite} is now codename {release.codename!r}, not "
+            f"{previous.codename!r}: another release",
+            "apt, too, stops here: pass --allow-releaseinfo-change to follow it (a new major "
+            "release), or point the mirror at the codename you want.",
         )
     if (
         previous is not None
@@ -588,6 +604,7 @@ async def complete(
         indexes=held,
         upstream=upstream,
         selection=selection_digest,
+        codename=release.codename,
     )
     write_json(
         _record_path(store, spec.name),

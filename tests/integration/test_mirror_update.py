@@ -441,6 +441,26 @@ def test_release_without_a_date_keeps_the_last_date_as_the_rollback_floor(
     assert_refused(update(store), "older than the last accepted")
 
 
+def test_a_suite_that_changes_codename_is_not_followed_silently(
+    tmp_path: Path, store: Path, test_key: TestKey, debs_dir: dict[str, Path],
+    make_server: Callable[[Path], FaultServer],
+) -> None:  # fmt: skip
+    debs = {"main": list(debs_dir.values())}
+    old = build_archive(tmp_path / "old", test_key, debs, suite="stable", codename="bookworm",
+                        date=days_from_now(-2))  # fmt: skip
+    new = build_archive(tmp_path / "new", test_key, debs, suite="stable", codename="trixie",
+                        date=days_from_now(-1))  # fmt: skip
+    srv = make_server(old.root)
+    add(store, srv.url, "stable", test_key.public_keyring)
+    assert update(store).exit_code == 0
+    srv.root = new.root
+    before = store_digest(store)
+    assert_refused(update(store), "suite stable is now codename 'trixie', not 'bookworm'")
+    assert store_digest(store) == before
+    r = update(store, "--allow-releaseinfo-change")
+    assert r.exit_code == 0, r.output
+
+
 def test_release_for_another_suite_is_refused(
     tmp_path: Path, store: Path, test_key: TestKey, debs_dir: dict[str, Path],
     make_server: Callable[[Path], FaultServer],
