@@ -26,6 +26,13 @@ def _mirrorkit(store: Path, *args: str, gnupghome: Path) -> subprocess.Completed
     )
 
 
+def _upstream(url: str, keyring: Path | str, name: str = "base") -> str:
+    """One [[upstream]] table of suite stable."""
+    return (
+        f'[[upstream]]\nname = "{name}"\nurl = "{url}"\nsuite = "stable"\nkeyring = "{keyring}"\n'
+    )
+
+
 def test_sync_merges_security_updates_and_apt_installs_them(
     tmp_path: Path,
     upstream: FaultServer,
@@ -109,16 +116,7 @@ def test_sync_refuses_bad_or_unsupported_profiles_before_downloading(
     tmp_path: Path, upstream: FaultServer, test_key: TestKey, extra: str, message: str
 ) -> None:
     profile = tmp_path / "p.toml"
-    profile.write_text(
-        f"""
-[[upstream]]
-name = "base"
-url = "{upstream.url}"
-suite = "stable"
-keyring = "{test_key.public_keyring}"
-
-{extra}"""
-    )
+    profile.write_text(_upstream(upstream.url, test_key.public_keyring) + "\n" + extra)
     home = test_key.gnupghome  # its one secret key is the default signing key...
     if "publish.key" in message:
         home = tmp_path / "gnupg"  # ...and here there is none
@@ -163,13 +161,8 @@ def test_sync_points_a_channel_and_publishes_it(
 ) -> None:
     profile = tmp_path / "p.toml"
     profile.write_text(
-        f"""
-[[upstream]]
-name = "base"
-url = "{upstream.url}"
-suite = "stable"
-keyring = "{test_key.public_keyring}"
-
+        _upstream(upstream.url, test_key.public_keyring)
+        + f"""
 [snapshot]
 name = "nightly-{{date}}"
 
@@ -205,17 +198,8 @@ def test_sync_signs_with_the_only_secret_key_when_the_profile_names_none(
 ) -> None:
     profile = tmp_path / "p.toml"
     profile.write_text(
-        f"""
-[[upstream]]
-name = "base"
-url = "{upstream.url}"
-suite = "stable"
-keyring = "{test_key.public_keyring}"
-
-[publish]
-fs = "out"
-suite = "prod"
-"""
+        _upstream(upstream.url, test_key.public_keyring)
+        + '\n[publish]\nfs = "out"\nsuite = "prod"\n'
     )
     r = run_cli(tmp_path / "store", "sync", str(profile), gnupghome=publish_key.gnupghome)
     assert r.exit_code == 0, r.output
@@ -228,19 +212,8 @@ def test_sync_checks_every_keyring_before_touching_a_mirror(
 ) -> None:
     profile = tmp_path / "p.toml"
     profile.write_text(
-        f"""
-[[upstream]]
-name = "base"
-url = "{upstream.url}"
-suite = "stable"
-keyring = "{test_key.public_keyring}"
-
-[[upstream]]
-name = "extra"
-url = "{upstream.url}"
-suite = "stable"
-keyring = "missing.gpg"
-"""
+        _upstream(upstream.url, test_key.public_keyring)
+        + _upstream(upstream.url, "missing.gpg", name="extra")
     )
     store = tmp_path / "store"
     r = run_cli(store, "sync", str(profile))
@@ -260,10 +233,7 @@ def test_a_mirror_name_reused_for_another_upstream_starts_afresh(
     other = make_server(old.root)  # type: ignore[operator]
     for n, url in enumerate((upstream.url, other.url)):
         profile = tmp_path / f"p{n}.toml"
-        profile.write_text(
-            f'[[upstream]]\nname = "base"\nurl = "{url}"\nsuite = "stable"\n'
-            f'keyring = "{test_key.public_keyring}"\n'
-        )
+        profile.write_text(_upstream(url, test_key.public_keyring))
         r = run_cli(store, "sync", str(profile), "--no-publish")
         assert r.exit_code == 0, r.output
     assert "1 packages" in r.stdout
