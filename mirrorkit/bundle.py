@@ -993,7 +993,7 @@ def _pins(
         carried[base.name] = base.digest
     pins = []
     for name in dict.fromkeys(names):
-        ch = channel.load(store, name)
+        ch, _ = channel.resolve(store, name)
         if ch.snapshot not in carried:
             raise UsageError(
                 f"channel {name} points at snapshot {ch.snapshot}, which this bundle does not "

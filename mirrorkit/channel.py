@@ -26,6 +26,7 @@ class Event:
     snapshot: str
     at: str
     by: str
+    digest: str = ""  # the snapshot's digest then ("" in histories written before it was kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +39,24 @@ class Channel:
     def updated_at(self) -> str:
         return self.history[-1].at if self.history else ""
 
+    @property
+    def digest(self) -> str:
+        """The digest of the snapshot the channel points at, as it was when pointed at."""
+        return self.history[-1].digest if self.history else ""
+
     def stack(self) -> list[str]:
         """The snapshots ``rollback`` can return to, oldest first: every ``set`` pushes,
         every ``rollback`` pops."""
-        stack: list[str] = []
+        return [snapshot for snapshot, _ in self._stack()]
+
+    def _stack(self) -> list[tuple[str, str]]:
+        stack: list[tuple[str, str]] = []
         for event in self.history:
             if event.action == "rollback":
                 if stack:
                     stack.pop()
             else:
-                stack.append(event.snapshot)
+                stack.append((event.snapshot, event.digest))
         return stack
 
 
@@ -84,7 +93,10 @@ def _write(store: Store, channel: Channel) -> None:
 
 
 def _event(e: Event) -> dict[str, str]:
-    return {"action": e.action, "snapshot": e.snapshot, "at": e.at, "by": e.by}
+    out = {"action": e.action, "snapshot": e.snapshot, "at": e.at, "by": e.by}
+    if e.digest:
+        out["digest"] = e.digest
+    return out
 
 
 def load(store: Store, name: str) -> Channel:
@@ -118,12 +130,13 @@ def set_channel(store: Store, name: str, snapshot_name: str, *, via: str = "") -
                 f"{name!r} is a snapshot name; a channel cannot share it",
                 "publishing resolves names to snapshots first: pick another channel name.",
             )
-        snapshot.load(store, snapshot_name)
+        digest = snapshot.load(store, snapshot_name).digest
         current = load(store, name) if exists(store, name) else None
-        if current is not None and current.snapshot == snapshot_name:
+        if current is not None and (current.snapshot, current.digest) == (snapshot_name, digest):
             return current  # no event: a rollback must go to the snapshot before this one
         history = current.history if current is not None else ()
-        event = Event("set", snapshot_name, _now(), f"{_who()}{f' via {via}' if via else ''}")
+        by = f"{_who()}{f' via {via}' if via else ''}"
+        event = Event("set", snapshot_name, _now(), by, digest)
         channel = Channel(name, snapshot_name, (*history, event))
         _write(store, channel)
         return channel
@@ -133,22 +146,43 @@ def rollback(store: Store, name: str) -> Channel:
     """Point the channel back at the snapshot it had before the current one."""
     with store.locked():
         current = load(store, name)
-        stack = current.stack()
+        stack = current._stack()
         if len(stack) < 2:
             raise ConflictError(
                 f"channel {name} has no earlier snapshot to roll back to",
                 f"see 'mirrorkit channel history {name}'.",
             )
-        target = stack[-2]
+        target, digest = stack[-2]
         if not snapshot.exists(store, target):
             raise NotFoundError(
                 f"channel {name} would roll back to snapshot {target}, which was removed",
                 f"point it at an existing snapshot with 'mirrorkit channel set {name} SNAPSHOT'.",
             )
-        event = Event("rollback", target, _now(), _who())
+        event = Event("rollback", target, _now(), _who(), digest)
         channel = Channel(name, target, (*current.history, event))
         _write(store, channel)
         return channel
+
+
+def resolve(store: Store, name: str) -> tuple[Channel, snapshot.SnapshotInfo]:
+    """The channel and the snapshot it points at, which must be the one it was pointed at: a
+    snapshot removed (--force) and created again under that name is other contents."""
+    channel = load(store, name)
+    if not snapshot.exists(store, channel.snapshot):
+        raise NotFoundError(
+            f"channel {name} points at snapshot {channel.snapshot}, which was removed",
+            f"point it at an existing snapshot with 'mirrorkit channel set {name} SNAPSHOT'.",
+        )
+    info = snapshot.load(store, channel.snapshot)
+    if channel.digest and info.digest != channel.digest:
+        raise ConflictError(
+            f"channel {name} points at snapshot {channel.snapshot} as it was (digest "
+            f"{channel.digest[:12]}…), but {channel.snapshot} now has other contents (digest "
+            f"{info.digest[:12]}…): it was removed and created again",
+            f"if the new {channel.snapshot} is meant, say so: 'mirrorkit channel set {name} "
+            f"{channel.snapshot}'.",
+        )
+    return channel, info
 
 
 def needing(store: Store, snapshot_name: str) -> list[str]:

@@ -904,8 +904,8 @@ def channel_history(
     with user_errors():
         ch = channel.load(open_store(), name)
     if json_out:
-        _emit_json([{"action": e.action, "snapshot": e.snapshot, "at": e.at, "by": e.by}
-                    for e in ch.history])  # fmt: skip
+        _emit_json([{"action": e.action, "snapshot": e.snapshot, "at": e.at, "by": e.by,
+                     "digest": e.digest or None} for e in ch.history])  # fmt: skip
         return
     for e in ch.history:
         typer.echo(f"{e.at}\t{e.action:<8}\t{e.snapshot}\t{e.by}")

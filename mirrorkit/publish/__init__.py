@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mirrorkit import archive, gpg, mirror, snapshot
+from mirrorkit import archive, channel, gpg, mirror, snapshot
 from mirrorkit.errors import MirrorkitError, NotFoundError, UsageError
 from mirrorkit.models import Package
 from mirrorkit.progress import Reporter
@@ -81,8 +81,7 @@ def resolve_target(store: Store, name: str) -> tuple[snapshot.SnapshotInfo, str]
     and the default suite name (the name the user gave)."""
     channel_file = store.channels / f"{check_name(name, 'snapshot or channel')}.json"
     if not snapshot.exists(store, name) and channel_file.exists():
-        data = read_json(channel_file)
-        return snapshot.load(store, str(data["snapshot"])), name
+        return channel.resolve(store, name)[1], name
     if not snapshot.exists(store, name):
         raise NotFoundError(
             f"no snapshot or channel named {name!r}", "see 'mirrorkit snapshot list'."

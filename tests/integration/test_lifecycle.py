@@ -14,6 +14,7 @@ from mirrorkit.errors import StoreLockedError
 from mirrorkit.store import Store
 from tests.helpers.archive import Archive, build_archive
 from tests.helpers.debs import build_deb
+from tests.helpers.gpgkeys import TestKey
 from tests.helpers.httpserver import FaultServer
 from tests.mk import run_cli
 
@@ -295,3 +296,29 @@ def test_why_follows_the_closure_the_snapshot_was_made_with(tmp_path: Path) -> N
     _ok(store, "snapshot", "filter", "base", "fr", "app", "--with-deps", "--with-recommends")
     chain = json.loads(_ok(store, "snapshot", "why", "fr", "rec", "--json"))
     assert [c["package"] for c in chain] == ["app_1.0_all", "rec_1.0_all"]
+
+
+def test_a_channel_never_follows_a_snapshot_name_to_other_contents(
+    tmp_path: Path, publish_key: TestKey
+) -> None:
+    store = tmp_path / "store"
+    d = tmp_path / "debs"
+    _ok(store, "snapshot", "create", "rel", "--from-debs", str(build_deb(d / "1", "app", "1.0")))
+    _ok(store, "channel", "set", "prod", "rel")
+    _ok(store, "snapshot", "rm", "rel", "--force")
+    _ok(store, "snapshot", "create", "rel", "--from-debs", str(build_deb(d / "2", "app", "6.6")))
+    out = tmp_path / "out"
+    r = run_cli(store, "publish", "fs", "prod", str(out), "--key", publish_key.fingerprint,
+                gnupghome=publish_key.gnupghome)  # fmt: skip
+    assert r.exit_code == 1 and "now has other contents" in r.stderr, r.output
+    assert "channel set prod rel" in r.stderr and not out.exists()
+    r = run_cli(store, "bundle", "export", "rel", "-o", str(tmp_path / "b"), "--channel", "prod",
+                "--key", publish_key.fingerprint, gnupghome=publish_key.gnupghome)  # fmt: skip
+    assert r.exit_code == 1 and "now has other contents" in r.stderr
+    _ok(store, "channel", "set", "prod", "rel")  # deliberately: a new event
+    r = run_cli(store, "publish", "fs", "prod", str(out), "--key", publish_key.fingerprint,
+                gnupghome=publish_key.gnupghome)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    history = json.loads(_ok(store, "channel", "history", "prod", "--json"))
+    assert [e["snapshot"] for e in history] == ["rel", "rel"]
+    assert history[0]["digest"] != history[1]["digest"]
