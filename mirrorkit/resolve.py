@@ -551,33 +551,34 @@ class _Resolver:
                 self._unselect(pkg)
                 changed = True
 
+    def _conflict_groups(self, pkg: Package) -> Iterator[Group]:
+        """``pkg``'s Conflicts and Breaks (most packages have neither: a byte search says so
+        without parsing)."""
+        for name in (b"Conflicts", b"Breaks"):
+            if pkg.stanza.startswith(name + b":") or b"\n" + name + b":" in pkg.stanza:
+                yield from self.u.relations(pkg, name.decode())
+
     def _conflicts_with_selected(self, pkg: Package) -> bool:
         """Would ``pkg`` conflict with (or break) a selected package, either way round?"""
-        for name in ("Conflicts", "Breaks"):
-            if b"\n" + name.encode() + b":" in b"\n" + pkg.stanza:
-                for group in self.u.relations(pkg, name):
-                    for alt in group:
-                        if any(b is not pkg for b in self._named_by(alt)):
-                            return True
-        for other in self.result.packages:
-            for name in ("Conflicts", "Breaks"):
-                if other is pkg or b"\n" + name.encode() + b":" not in b"\n" + other.stanza:
-                    continue
-                for group in self.u.relations(other, name):
-                    if any(self._hits(alt, pkg) for alt in group):
-                        return True
-        return False
+        if self._conflicting_pairs_of(pkg):
+            return True
+        return any(
+            self._hits(alt, pkg)
+            for other in self.result.packages
+            if other is not pkg
+            for group in self._conflict_groups(other)
+            for alt in group
+        )
 
     def _conflicting_pairs_of(self, pkg: Package) -> list[Package]:
         """The selected packages ``pkg``'s Conflicts/Breaks name (not ``pkg`` itself)."""
-        hit: list[Package] = []
-        for name in ("Conflicts", "Breaks"):
-            if b"\n" + name.encode() + b":" not in b"\n" + pkg.stanza:
-                continue
-            for group in self.u.relations(pkg, name):
-                for alt in group:
-                    hit += [b for b in self._named_by(alt) if b is not pkg]
-        return hit
+        return [
+            b
+            for group in self._conflict_groups(pkg)
+            for alt in group
+            for b in self._named_by(alt)
+            if b is not pkg
+        ]
 
     def _named_by(self, alt: Alt) -> list[Package]:
         """Selected packages a Conflicts/Breaks ``alt`` applies to."""

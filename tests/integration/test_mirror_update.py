@@ -563,10 +563,12 @@ def test_release_without_sha256_is_a_format_error(
     assert store_digest(added) == before
 
 
+# str.isdigit() takes the superscript 2 and Arabic-Indic 300; int() then fails or misreads them.
+@pytest.mark.parametrize("size", ["big", "\u00b2", "\u0663\u0660\u0660"])
 def test_release_with_malformed_sha256_line_is_a_format_error(
-    added: Path, upstream: FaultServer, archive: Archive
+    added: Path, upstream: FaultServer, archive: Archive, size: str
 ) -> None:
-    edit_release(archive, lambda t: re.sub(r"(\n [0-9a-f]{64}) +\d+ ", r"\1 big ", t, count=0))
+    edit_release(archive, lambda t: re.sub(r"(\n [0-9a-f]{64}) +\d+ ", rf"\1 {size} ", t))
     before = store_digest(added)
     assert_refused(update(added), "/dists/stable/Release", "malformed SHA256 line")
     assert store_digest(added) == before
@@ -667,18 +669,6 @@ def test_packages_size_must_be_digits(
     replace_packages(archive, b"\n\n".join(stanzas) + b"\n")
     before = store_digest(added)
     assert_refused(update(added), "/binary-amd64/Packages", "stanza 1", repr(size))
-    assert store_digest(added) == before
-
-
-@pytest.mark.parametrize(
-    "size", ["\u00b2", "\u0663\u0660\u0660"]
-)  # superscript 2, Arabic-Indic 300
-def test_release_size_in_other_scripts_digits_is_malformed(
-    added: Path, upstream: FaultServer, archive: Archive, size: str
-) -> None:
-    edit_release(archive, lambda t: re.sub(r"(\n [0-9a-f]{64}) +\d+ ", rf"\1 {size} ", t))
-    before = store_digest(added)
-    assert_refused(update(added), "/dists/stable/Release", "malformed SHA256 line")
     assert store_digest(added) == before
 
 

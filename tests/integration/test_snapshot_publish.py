@@ -45,6 +45,14 @@ def _hello_upgraded(
     assert run_cli(store, "snapshot", "create", name, "--from-mirror", "up").exit_code == 0
 
 
+def _snapshot_one(tmp_path: Path, upstream: FaultServer, archive: Archive) -> tuple[Path, Path]:
+    """A store with mirror ``up`` and its snapshot ``one``; and where to publish."""
+    store = tmp_path / "store"
+    _mirror(store, upstream, archive)
+    assert run_cli(store, "snapshot", "create", "one", "--from-mirror", "up").exit_code == 0
+    return store, tmp_path / "out"
+
+
 def _show(store: Path, name: str) -> dict[str, object]:
     r = run_cli(store, "snapshot", "show", name, "--json")
     data: dict[str, object] = json.loads(r.stdout)
@@ -233,10 +241,7 @@ def test_republish_switches_atomically_and_keeps_previous_by_hash(
     tmp_path: Path, upstream: FaultServer, archive: Archive, debs_dir: dict[str, Path],
     publish_key: TestKey,
 ) -> None:  # fmt: skip
-    store = tmp_path / "store"
-    out = tmp_path / "out"
-    _mirror(store, upstream, archive)
-    assert run_cli(store, "snapshot", "create", "one", "--from-mirror", "up").exit_code == 0
+    store, out = _snapshot_one(tmp_path, upstream, archive)
     _publish(store, "one", out, publish_key, "--suite", "prod")
     _publish(store, "one", out, publish_key, "--suite", "dev")
     old = fmt.parse_release((out / "dists/prod/Release").read_bytes())
@@ -284,10 +289,7 @@ def test_publish_removes_only_the_pool_files_it_placed(
     tmp_path: Path, upstream: FaultServer, archive: Archive, debs_dir: dict[str, Path],
     publish_key: TestKey,
 ) -> None:  # fmt: skip
-    store = tmp_path / "store"
-    out = tmp_path / "out"
-    _mirror(store, upstream, archive)
-    assert run_cli(store, "snapshot", "create", "one", "--from-mirror", "up").exit_code == 0
+    store, out = _snapshot_one(tmp_path, upstream, archive)
     # Another tool's files in the same tree: mirrorkit must never delete them.
     foreign = [out / "pool/main/o/other/other_1.0_all.deb", out / "pool/README"]
     for path in foreign:
