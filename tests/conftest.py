@@ -23,9 +23,21 @@ from tests.helpers.archive import Archive, build_archive  # noqa: E402
 from tests.helpers.debs import build_deb  # noqa: E402
 from tests.helpers.gpgkeys import TestKey, kill_agents, make_key  # noqa: E402
 from tests.helpers.httpserver import FaultServer  # noqa: E402
+from tests.helpers.tools import missing_message, missing_tools  # noqa: E402
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "ftp_proxy")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+# -- system tools ----------------------------------------------------------------------------
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop before the first test when a system tool the suite runs is missing: one message
+    naming them all, instead of a FileNotFoundError in whichever test reaches it first."""
+    missing = missing_tools()
+    if missing:
+        pytest.exit(missing_message(missing), returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 # -- network guard ---------------------------------------------------------------------------

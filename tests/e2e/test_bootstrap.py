@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,10 +13,8 @@ from tests.helpers.gpgkeys import TestKey
 from tests.helpers.httpserver import FaultServer
 from tests.mk import run_cli
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(shutil.which("mmdebstrap") is None, reason="mmdebstrap not installed"),
-]
+# mmdebstrap is one of the tools tests/conftest.py requires before the session starts.
+pytestmark = [pytest.mark.e2e]
 
 
 def test_mmdebstrap_minbase_from_published_snapshot(

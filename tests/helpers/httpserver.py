@@ -45,6 +45,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -107,12 +108,14 @@ class _Fault:
 
 
 class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+    # Not daemon threads: server_close() joins only non-daemon handler threads, and no thread
+    # may outlive the fixture. stop() ends them all (see FaultServer._track).
+    daemon_threads = False
     # socketserver's default backlog of 5 drops connection attempts when a client opens 8 at
     # once, and the client then stalls a whole second before retrying.
     request_queue_size = 128
-    # Keep ThreadingMixIn's default of joining handler threads in server_close(), so that no
-    # thread outlives the fixture; stop() first shuts down idle keep-alive sockets so joins end.
+    # ThreadingMixIn's default: server_close() joins the handler threads; stop() first shuts
+    # down idle keep-alive sockets so that the joins end.
     block_on_close = True
 
     def __init__(self, owner: FaultServer) -> None:
@@ -195,7 +198,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         path = urllib.parse.unquote(raw_path)
         headers = _Headers((k.lower(), v) for k, v in self.headers.items())
         owner._log(method, path, headers)
+        with owner._in_flight(path):
+            self._answer(method, path, headers)
 
+    def _answer(self, method: str, path: str, headers: _Headers) -> None:
+        owner = self.server.owner
         faults = owner._take_faults(method, path, "range" in headers)
         other: _Fault | None = None
         for fault in faults:
@@ -337,6 +344,8 @@ class FaultServer:
         self.connections = 0  # accepted so far
         self._stopping = threading.Event()
         self._issued: dict[tuple[str, str], set[str]] = {}
+        self._answering: list[str] = []  # paths of the requests being answered now
+        self._concurrent: list[tuple[str, ...]] = []  # _answering as each request started
         self._server = _Server(self)
         self.host, self.port = "127.0.0.1", self._server.server_port
         self.url = f"http://{self.host}:{self.port}"
@@ -377,11 +386,22 @@ class FaultServer:
     def clear_log(self) -> None:
         with self._lock:
             self.requests.clear()
+            self._concurrent.clear()
 
     def count(self, glob: str, method: str = "GET") -> int:
         """Number of logged ``method`` requests whose path matches ``glob``."""
         with self._lock:
             return sum(1 for m, p, _h in self.requests if m == method and path_matches(glob, p))
+
+    def max_in_flight(self, glob: str = "*") -> int:
+        """The most requests matching ``glob`` the server was answering at the same time
+        (from reading the request line to the end of the response, a ``slow`` wait included):
+        how a test sees that a client overlaps its downloads, and bounds them."""
+        with self._lock:
+            return max(
+                (sum(path_matches(glob, p) for p in seen) for seen in self._concurrent),
+                default=0,
+            )
 
     def paths(self, method: str = "GET") -> list[str]:
         """Logged paths of ``method`` requests, in order."""
@@ -431,6 +451,17 @@ class FaultServer:
         with self._lock:
             self.requests.append((method, path, headers))
 
+    @contextlib.contextmanager
+    def _in_flight(self, path: str) -> Iterator[None]:
+        with self._lock:
+            self._answering.append(path)
+            self._concurrent.append(tuple(self._answering))
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._answering.remove(path)
+
     def _take_faults(self, method: str, path: str, has_range: bool) -> list[_Fault]:
         """Consume at most one "slow" and one other fault matching this request."""
         taken: list[_Fault] = []
@@ -471,6 +502,11 @@ class FaultServer:
         with self._lock:
             self._conns.add(conn)
             self.connections += 1
+        if self._stopping.is_set():
+            # Accepted just before stop() and tracked after it looked: stop() would wait for
+            # this handler's idle timeout otherwise.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def _untrack(self, conn: socket.socket) -> None:
         with self._lock:

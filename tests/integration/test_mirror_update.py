@@ -17,7 +17,6 @@ import json
 import lzma
 import re
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -242,15 +241,13 @@ def test_update_mirrors_everything_then_is_a_single_get(
 
     before = store_digest(store)
     upstream.clear_log()
-    started = time.monotonic()
     r = update(store)
-    elapsed = time.monotonic() - started
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("up: unchanged (7 packages"), r.stdout
     assert "fetched 0 files" in r.stdout
     assert [(m, p) for m, p, _ in upstream.requests] == [("GET", "/dists/stable/InRelease")]
     assert store_digest(store) == before
-    assert elapsed < 1.0, f"an unchanged update took {elapsed:.2f} s"
+    # How fast an unchanged update is (target < 1 s) is measured by scripts/bench download.
 
 
 def test_second_update_fetches_only_new_packages(
@@ -757,13 +754,20 @@ def test_server_ignoring_range_on_resume_gives_a_clean_file(
 
 
 def test_503_with_retry_after_zero_is_retried(
-    added: Path, upstream: FaultServer, archive: Archive
+    added: Path, upstream: FaultServer, archive: Archive, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     upstream.add_fault(HELLO, "status", code=503, times=2, retry_after="0")
-    started = time.monotonic()
+    delays: list[float] = []
+    real_delay = RetryPolicy.delay
+
+    def delay(policy: RetryPolicy, attempt: int, retry_after: str | None = None) -> float:
+        delays.append(real_delay(policy, attempt, retry_after))
+        return delays[-1]
+
+    monkeypatch.setattr(RetryPolicy, "delay", delay)
     r = update(added)
     assert r.exit_code == 0, r.output
-    assert time.monotonic() - started < 5
+    assert delays == [0.0, 0.0]  # the server's "Retry-After: 0", not a backoff
     assert upstream.count(HELLO) == 3
     assert "fetched 7 files" in r.stdout
 
@@ -980,9 +984,9 @@ def test_downloads_overlap(
     add(store, srv.url, "stable", test_key.public_keyring)
     result = core_update(store, jobs=4)
     assert result.summary.fetched == 8
-    serial = 8 * 0.3
-    # 4 at a time: about 2 rounds of 0.3 s. Serial downloads would need 2.4 s.
-    assert result.summary.seconds < serial * 0.65, result.summary
+    # Each .deb is held 0.3 s by the server: several were asked for at once, never more than
+    # --jobs. (The speed this gives is scripts/bench download's business.)
+    assert 2 <= srv.max_in_flight("*.deb") <= 4, srv.max_in_flight("*.deb")
     assert srv.count("*.deb") == 8
 
 

@@ -8,6 +8,7 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_snapshot_records_provenance_and_default_names(
 
     info = _show(store, f"up-{today}")
     assert info["intact"] is True and info["packages"] == 7
-    (source,) = info["sources"]  # type: ignore[misc]
+    (source,) = cast("list[dict[str, object]]", info["sources"])
     assert source["url"] == upstream.url and source["suite"] == "stable"
     assert source["inrelease_sha256"] == hashlib.sha256(archive.inrelease.read_bytes()).hexdigest()
     assert source["signer"] == archive.key.fingerprint
@@ -317,7 +318,7 @@ def test_publish_refuses_another_build_under_the_same_pool_name(
     # Two builds of twin 1.0 with the same size: a size check alone would take one for the other,
     # and apt clients of the second suite would get a hash mismatch.
     store = tmp_path / "store"
-    builds = {}
+    builds: dict[int, list[Path]] = {}
     for tag in "abcdefghijklmnopqrstuvwxyz":
         deb = build_deb(tmp_path / f"b-{tag}", "twin", "1.0", extra_fields={"X-Build": tag})
         builds.setdefault(deb.stat().st_size, []).append(deb)

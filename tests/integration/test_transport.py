@@ -51,7 +51,9 @@ def test_same_answers_as_httpcore(archive: Archive, upstream: FaultServer) -> No
     debs = sorted(p.relative_to(archive.root) for p in archive.root.rglob("*.deb"))
     first = f"{upstream.url}/{debs[0]}"
     etag = httpx.head(first).headers["etag"]
-    requests = [("GET", f"{upstream.url}/{d}", {}) for d in debs]
+    requests: list[tuple[str, str, dict[str, str]]] = [
+        ("GET", f"{upstream.url}/{d}", {}) for d in debs
+    ]
     requests += [
         ("HEAD", first, {}),
         ("GET", first, {"Range": "bytes=10-"}),

@@ -9,6 +9,7 @@ import io
 import lzma
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -201,13 +202,14 @@ def test_pipelined_parse_equals_plain_parse(compression: str) -> None:
     import zstandard
 
     text = _big_index(3000)  # several decompressed pieces, cut at stanza boundaries
-    packed = {
+    packers: dict[str, Callable[[bytes], bytes]] = {
         "xz": lambda d: lzma.compress(d),
         "gz": lambda d: gzip.compress(d),
         "bz2": bz2.compress,
         "zst": lambda d: zstandard.ZstdCompressor().compress(d),
         "": lambda d: d,
-    }[compression](text)
+    }
+    packed = packers[compression](text)
     got_text, got = archive.parse_compressed(packed, compression, "main")
     assert got_text == text
     assert got == archive.parse_packages(text, "main")

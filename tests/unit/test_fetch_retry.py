@@ -102,7 +102,7 @@ def run_with(
         fetcher = Fetcher(retry=policy or RetryPolicy(max_tries=3, base_delay=0.25))
         # Unit tests of retry logic only: the real client is swapped for a mock transport.
         await fetcher._client.aclose()
-        fetcher._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        fetcher._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))  # type: ignore[assignment]
         async with fetcher:
             return await call(fetcher)
 
