@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from mirrorkit import bundle, channel, snapshot
+from mirrorkit.bundle import importer, reader
 from mirrorkit.errors import BundleError
 from mirrorkit.store import Store
 from tests.helpers.bundles import Entry, read_entries, tree_digest, write_entries
@@ -547,9 +548,9 @@ def test_interrupted_import_can_be_run_again(
 ) -> None:
     target = tmp_path / "target"
     opened = 0
-    real_open = bundle._Staging.open
+    real_open = importer._Staging.open
 
-    def interrupt_midway(self: bundle._Staging, member: bundle.Member) -> bundle._Target:
+    def interrupt_midway(self: importer._Staging, member: bundle.Member) -> reader.Target:
         nonlocal opened
         opened += 1
         if opened == 6:
@@ -557,7 +558,7 @@ def test_interrupted_import_can_be_run_again(
         return real_open(self, member)
 
     with monkeypatch.context() as mp:
-        mp.setattr(bundle._Staging, "open", interrupt_midway)
+        mp.setattr(importer._Staging, "open", interrupt_midway)
         r = _import(target, source.full, source.key.public_keyring)
     assert r.exit_code == 130 and "interrupted" in r.stderr
     assert not snapshot.exists(Store(target), "next")
@@ -568,7 +569,7 @@ def test_interrupted_import_can_be_run_again(
         raise KeyboardInterrupt  # after the objects were committed, before the snapshot
 
     with monkeypatch.context() as mp:
-        mp.setattr(bundle, "_commit_snapshots", crash)
+        mp.setattr(importer, "_commit_snapshots", crash)
         assert _import(target, source.full, source.key.public_keyring).exit_code == 130
     assert len(list(Store(target).pool.root.glob("*/*"))) == 8
     assert not snapshot.exists(Store(target), "next")

@@ -12,19 +12,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from mirrorkit.bundleio import (
-    CHUNK,
-    CheckedReader,
-    FrameCheck,
-    HashAhead,
-    JoinedReader,
-    Part,
-    PartsWriter,
-    Pipe,
-    TarReader,
-    TarWriter,
-    parse_size,
-)
+from mirrorkit.bundle.container import CHUNK, CheckedReader, FrameCheck, TarReader, TarWriter
+from mirrorkit.bundle.parts import JoinedReader, Part, PartsWriter, parse_size
+from mirrorkit.bundle.workers import HashAhead, Pipe
 from mirrorkit.errors import BundleError, UsageError
 
 

@@ -1,0 +1,354 @@
+"""``bundle import``: verify a bundle and add what it carries to a store.
+
+Import trusts nothing before the signature: it reads the manifest and its signature, verifies
+them against the given keyring, and only then takes the store lock and reads on, checking each
+member against the manifest while streaming it into a staging directory under ``tmp/``
+(``reader``). Pool objects, metadata, snapshots and channel pins are committed only after every
+member verified and every snapshot was found complete, so a bad bundle leaves the store as it
+was. Importing a bundle again changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import BinaryIO
+
+from mirrorkit import archive, snapshot
+from mirrorkit.bundle.manifest import (
+    DAMAGED,
+    HOSTILE,
+    OBJECT,
+    BundledSnapshot,
+    Manifest,
+    Member,
+)
+from mirrorkit.bundle.pins import ChannelMove, apply_pins, log_import
+from mirrorkit.bundle.reader import Discard, Problems, Target, open_reading
+from mirrorkit.bundle.workers import Pipe
+from mirrorkit.errors import BundleError, ConflictError, IntegrityError, NotFoundError
+from mirrorkit.models import IndexRef
+from mirrorkit.progress import NullReporter, Reporter
+from mirrorkit.store import Store, fsync_dir, storage_error, syncfs
+
+_MAX_CHANNEL = 64 << 10
+_SNAPSHOT = re.compile(r"^snapshots/([^/]+)/snapshot\.json$")
+_CHANNEL = re.compile(r"^channels/([^/]+)\.json$")
+
+
+class _FileTarget:
+    """A staged file, written by the import's writer thread (see :class:`Pipe`): the caller
+    only hashes and queues copies of the chunks."""
+
+    def __init__(self, pipe: Pipe, path: Path, on_keep: Callable[[Path], None]) -> None:
+        self.path = path
+        self._pipe = pipe
+        self._on_keep = on_keep
+        self._fh: BinaryIO | None = None
+        pipe.submit(self._open)
+
+    def _open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = self.path.open("xb", buffering=0)
+        except OSError as exc:
+            raise storage_error(self.path, exc) from exc
+
+    def _write(self, data: bytes) -> None:
+        assert self._fh is not None
+        try:
+            self._fh.write(data)
+        except OSError as exc:
+            raise storage_error(self.path, exc) from exc
+
+    def _close(self, remove: bool) -> None:
+        if self._fh is not None:
+            self._fh.close()
+        if remove:
+            self.path.unlink(missing_ok=True)
+
+    def write(self, data: memoryview) -> None:
+        self._pipe.submit(self._write, bytes(data))  # the chunk's buffer is reused at once
+
+    def keep(self) -> None:
+        self._pipe.submit(self._close, False)
+        self._on_keep(self.path)
+
+    def discard(self) -> None:
+        self._pipe.submit(self._close, True)
+
+
+class _MemoryTarget:
+    def __init__(self, on_keep: Callable[[bytes], None]) -> None:
+        self._parts: list[bytes] = []
+        self._on_keep = on_keep
+
+    def write(self, data: memoryview) -> None:
+        self._parts.append(bytes(data))
+
+    def keep(self) -> None:
+        self._on_keep(b"".join(self._parts))
+
+    def discard(self) -> None:
+        self._parts = []
+
+
+@dataclass
+class _Staging:
+    """What an import has verified so far, in ``root`` under the store's tmp/."""
+
+    store: Store
+    root: Path
+    skip_snapshots: frozenset[str]
+    pipe: Pipe = field(default_factory=Pipe)
+    pool: dict[str, Path] = field(default_factory=dict)
+    pool_present: int = 0
+    meta: dict[str, Path] = field(default_factory=dict)
+    snapshots: dict[str, Path] = field(default_factory=dict)
+    channels: dict[str, bytes] = field(default_factory=dict)
+
+    def open(self, member: Member) -> Target:
+        path = member.path
+        if m := OBJECT.match(path):
+            kind, sha = m.groups()
+            if kind == "pool":
+                if self._have(sha, member.size):
+                    self.pool_present += 1
+                    return Discard()
+                return _FileTarget(self.pipe, self.root / path, partial(self.pool.__setitem__, sha))
+            if self.store.meta.has(sha):
+                return Discard()
+            return _FileTarget(self.pipe, self.root / path, partial(self.meta.__setitem__, sha))
+        if m := _SNAPSHOT.match(path):
+            name = m.group(1)
+            if name in self.skip_snapshots:
+                return Discard()
+            on_keep = partial(self.snapshots.__setitem__, name)
+            return _FileTarget(self.pipe, self.root / path, on_keep)
+        if m := _CHANNEL.match(path):
+            name = m.group(1)
+            if member.size > _MAX_CHANNEL:
+                raise BundleError(f"{path}: too large for a channel pin", HOSTILE)
+            return _MemoryTarget(lambda data: self.channels.__setitem__(name, data))
+        return Discard()  # SHA256SUMS and its signature: checked against the manifest only
+
+    def _have(self, sha: str, size: int) -> bool:
+        """The store has this pool object already (with the right size: an object a crash
+        left short is replaced, not trusted)."""
+        if sha in self.pool:
+            return True
+        try:
+            return self.store.pool.path(sha).stat().st_size == size
+        except FileNotFoundError:
+            return False
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    what: str
+    manifest: Manifest
+    signers: tuple[str, ...]
+    added: tuple[str, ...]  # snapshots committed
+    present: tuple[str, ...]  # already in the store with the same digest
+    channels: tuple[ChannelMove, ...]
+    pool_added: int
+    pool_present: int
+    bytes: int  # compressed bytes read
+    seconds: float
+
+
+def _precheck(store: Store, manifest: Manifest, what: str) -> frozenset[str]:
+    """Everything that can be refused before a byte is written: a missing or different base,
+    snapshots that exist with other contents, names taken by the other kind (snapshot and
+    channel). Returns the
+    snapshots already present (same digest)."""
+    base = manifest.since
+    if base is not None:
+        if not snapshot.exists(store, base.name):
+            raise NotFoundError(
+                f"{what}: an incremental bundle made against snapshot {base.name}, which this "
+                "store does not have",
+                f"import the bundle that carries {base.name} first, then this one.",
+            )
+        local = snapshot.load(store, base.name)
+        if local.digest != base.digest:
+            raise ConflictError(
+                f"{what}: made against snapshot {base.name} (digest {base.digest}), but this "
+                f"store's {base.name} is different (digest {local.digest})",
+                f"this delta does not fit this store; ask for a bundle without --since "
+                f"{base.name}.",
+            )
+    present = set()
+    for s in manifest.snapshots:
+        if snapshot.exists(store, s.name):
+            local = snapshot.load(store, s.name)
+            if local.digest != s.digest:
+                raise ConflictError(
+                    f"{what}: snapshot {s.name} exists in this store with other contents "
+                    f"(digest {local.digest}, the bundle's is {s.digest})",
+                    f"snapshots never change: remove this store's {s.name} "
+                    "('mirrorkit snapshot rm') if it is the wrong one, then import again.",
+                )
+            present.add(s.name)
+        elif (store.channels / f"{s.name}.json").exists():
+            raise ConflictError(
+                f"{what}: snapshot {s.name} has the name of a channel in this store",
+                "publish and bundle export take either; a name cannot be both. Rename or remove "
+                "the channel, then import again.",
+            )
+    for pin in manifest.channels:
+        if snapshot.exists(store, pin.name):
+            raise ConflictError(
+                f"{what}: channel {pin.name} has the name of a snapshot in this store",
+                "rename or remove that snapshot, then import again.",
+            )
+    return frozenset(present)
+
+
+def _complete(store: Store, manifest: Manifest, staging: _Staging, what: str) -> None:
+    """Every new snapshot's record fits the manifest and every object it names is here (in
+    the bundle or already in the store), so committing it cannot leave a broken snapshot."""
+    sizes = {m.path: m.size for m in manifest.members}
+    for s in manifest.snapshots:
+        if s.name in staging.skip_snapshots:
+            continue
+        if not _record_fits(staging.snapshots[s.name].read_bytes(), s):
+            raise BundleError(f"{what}: {s.path}: does not match the signed manifest", HOSTILE)
+        for ref in s.indexes:
+            staged = staging.meta.get(ref.sha256)
+            text = staged.read_bytes() if staged is not None else store.meta.get(ref.sha256)
+            label = f"{what}: {s.name}: {ref.component}/binary-{ref.architecture}"
+            for p in archive.parse_packages(text, ref.component, label):
+                member = f"pool/{p.sha256}"
+                if member in sizes:
+                    size = sizes[member]
+                else:
+                    try:
+                        size = store.pool.path(p.sha256).stat().st_size
+                    except FileNotFoundError:
+                        raise BundleError(
+                            f"{what}: snapshot {s.name} needs {p.ref} (pool object "
+                            f"{p.sha256}), which is neither in the bundle nor in this store",
+                            f"import the bundle that carries {manifest.since.name} first."
+                            if manifest.since
+                            else "the bundle is incomplete; export it again.",
+                        ) from None
+                if size != p.size:
+                    raise BundleError(
+                        f"{what}: snapshot {s.name}: {p.ref} is {p.size} bytes in its index, "
+                        f"but pool object {p.sha256} has {size}",
+                        HOSTILE,
+                    )
+    for pin in manifest.channels:
+        if staging.channels.get(pin.name) != pin.record():
+            raise BundleError(f"{what}: {pin.path}: does not match the signed manifest", HOSTILE)
+
+
+def _record_fits(raw: bytes, s: BundledSnapshot) -> bool:
+    """A snapshot record is the one the manifest describes, and its own digest holds."""
+    try:
+        data = json.loads(raw)
+        recorded = data.pop("digest")
+        indexes = tuple(IndexRef(**i) for i in data["indexes"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return (
+        data.get("name") == s.name
+        and recorded == s.digest
+        and snapshot._digest(data) == s.digest
+        and indexes == s.indexes
+    )
+
+
+def _commit_objects(store: Store, staging: _Staging) -> None:
+    # Durable before anything refers to them (one syncfs, not an fsync per file).
+    syncfs(store.root)
+    for sha, path in staging.pool.items():
+        store.pool.commit(path, sha)  # replaces a short copy a crash may have left
+    for sha, path in staging.meta.items():
+        if not store.meta.has(sha) and store.meta.put(path.read_bytes()) != sha:
+            raise IntegrityError(str(path), sha, "another digest", hint=DAMAGED)
+    syncfs(store.root)
+
+
+def _commit_snapshots(store: Store, staging: _Staging) -> list[str]:
+    added = []
+    for name, path in staging.snapshots.items():
+        os.chmod(path, 0o444)
+        final = store.snapshots / name
+        try:
+            os.rename(path.parent, final)
+        except OSError as exc:
+            raise storage_error(final, exc) from exc
+        added.append(name)
+    if added:
+        fsync_dir(store.snapshots)
+    return added
+
+
+def import_bundle(
+    store: Store, path: Path, keyring: Path, reporter: Reporter | None = None
+) -> ImportResult:
+    """Import a bundle (a file, or the first part or index of a split one) into ``store``.
+
+    The signature is verified before anything is written; every member is verified while it
+    streams into a staging directory; objects, snapshots and channel pins are committed only
+    after the whole bundle verified. Importing a bundle again changes nothing."""
+    reporter = reporter or NullReporter()
+    started = time.monotonic()
+    with open_reading(path) as reading:
+        with reading.naming_parts():
+            manifest, signers = reading.head(keyring)
+        assert signers is not None
+        manifest_sha = hashlib.sha256(reading.manifest_bytes).hexdigest()
+        _precheck(store, manifest, reading.what)  # refuse early, without creating a store
+        with store.locked():
+            present = _precheck(store, manifest, reading.what)
+            # Left by an import that was killed (SIGKILL, power loss): no import runs without
+            # the lock, so none of these is in use.
+            for stale in store.tmp.glob("bundle-import-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            root = Path(tempfile.mkdtemp(dir=store.tmp, prefix="bundle-import-"))
+            staging: _Staging | None = None
+            try:
+                staging = _Staging(store, root, present)
+                problems = Problems(collect=False)
+                reporter.start("import", len(manifest.members), manifest.total_bytes)
+                try:
+                    with reading.naming_parts():
+                        reading.members(manifest, staging, problems, reporter)
+                        reading.finish(problems)
+                finally:
+                    reporter.finish()
+                staging.pipe.drain()
+                _complete(store, manifest, staging, reading.what)
+                _commit_objects(store, staging)
+                added = _commit_snapshots(store, staging)
+                moves = apply_pins(store, manifest, manifest_sha, signers)
+                if added or any(m.applied for m in moves) or staging.pool or staging.meta:
+                    log_import(store, manifest, manifest_sha, signers)
+            finally:
+                if staging is not None:
+                    staging.pipe.close()
+                shutil.rmtree(root, ignore_errors=True)
+    return ImportResult(
+        what=reading.what,
+        manifest=manifest,
+        signers=signers,
+        added=tuple(added),
+        present=tuple(sorted(present)),
+        channels=tuple(moves),
+        pool_added=len(staging.pool),
+        pool_present=staging.pool_present,
+        bytes=reading.raw.consumed,
+        seconds=time.monotonic() - started,
+    )
