@@ -22,6 +22,13 @@ class BundleInfo:
     manifest_sha256: str
     signers: tuple[str, ...] | None  # None: the signature was not checked
 
+    @property
+    def members(self) -> int:
+        """The members the manifest lists: every member after the manifest and its signature
+        (docs/bundle-format.md's ``members``). ``verify`` counts the same ones, so that a good
+        bundle's ``show`` and ``verify`` give one number."""
+        return len(self.manifest.members)
+
     def to_json(self) -> dict[str, Any]:
         m = self.manifest
         return {
@@ -33,7 +40,7 @@ class BundleInfo:
             "signers": list(self.signers or ()),
             "manifest": m.to_json(),
             "counts": {
-                "members": len(m.members) + 2,
+                "members": self.members,
                 "pool_objects": len(m.pool),
                 "pool_bytes": sum(p.size for p in m.pool),
                 "metadata_objects": len(m.meta),
@@ -57,7 +64,7 @@ class VerifyReport:
     manifest: Manifest | None
     signers: tuple[str, ...]
     problems: tuple[MirrorkitError, ...]
-    members: int  # members that verified
+    members: int  # of the members the manifest lists (as BundleInfo.members), those verified
     bytes: int  # compressed bytes read
 
     @property

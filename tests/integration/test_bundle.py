@@ -120,6 +120,7 @@ def test_export_show_verify_import_and_reimport(source: Source, tmp_path: Path) 
     r = _ok(run_cli(tmp_path, "bundle", "verify", str(source.full), "--keyring",
                     str(source.key.public_keyring)))  # fmt: skip
     assert f"OK: manifest signed by {source.key.fingerprint}; 13 members verified" in r.stdout
+    assert shown["counts"]["members"] == 13  # show counts the members verify verifies
 
     target = tmp_path / "airgapped"
     r = _ok(_import(target, source.full, source.key.public_keyring))
