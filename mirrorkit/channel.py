@@ -122,14 +122,11 @@ def _now() -> str:
 
 def set_channel(store: Store, name: str, snapshot_name: str, *, via: str = "") -> Channel:
     """Point channel ``name`` at ``snapshot_name`` (creating the channel if needed). ``via``:
-    how, for the history (e.g. the bundle that carried the pin)."""
+    how, for the history (e.g. the bundle that carried the pin).
+
+    Whether a snapshot holds the name is refs' rule: call :func:`mirrorkit.refs.set_channel`."""
     _path(store, name)  # a bad channel name is named as such, before the snapshot checks
     with store.locked():
-        if snapshot.exists(store, name):
-            raise ConflictError(
-                f"{name!r} is a snapshot name; a channel cannot share it",
-                "publishing resolves names to snapshots first: pick another channel name.",
-            )
         digest = snapshot.load(store, snapshot_name).digest
         current = load(store, name) if exists(store, name) else None
         if current is not None and (current.snapshot, current.digest) == (snapshot_name, digest):
@@ -183,12 +180,3 @@ def resolve(store: Store, name: str) -> tuple[Channel, snapshot.SnapshotInfo]:
             f"{channel.snapshot}'.",
         )
     return channel, info
-
-
-def needing(store: Store, snapshot_name: str) -> list[str]:
-    """Channels that point at ``snapshot_name`` or could roll back to it."""
-    return [
-        f"channel {c.name}"
-        for c in list_all(store)
-        if c.snapshot == snapshot_name or snapshot_name in c.stack()
-    ]

@@ -28,7 +28,18 @@ from mirrorkit.store import Store, default_store_path
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from mirrorkit import bundle, channel, fetch, gc, mirror, publish, query, resolve, snapshot
+    from mirrorkit import (
+        bundle,
+        channel,
+        fetch,
+        gc,
+        mirror,
+        publish,
+        query,
+        refs,
+        resolve,
+        snapshot,
+    )
     from mirrorkit import profile as profiles
     from mirrorkit import serve as serve_mod
     from mirrorkit import sync as sync_mod
@@ -48,11 +59,11 @@ else:
         loader.exec_module(module)
         return module
 
-    bundle, channel, gc, mirror, publish, query, resolve, snapshot, serve_mod, sync_mod = (
+    bundle, channel, gc, mirror, publish, query, refs, resolve, snapshot, serve_mod, sync_mod = (
         _lazy(f"mirrorkit.{m}")
         for m in (
-            "bundle", "channel", "gc", "mirror", "publish", "query", "resolve", "snapshot",
-            "serve", "sync",
+            "bundle", "channel", "gc", "mirror", "publish", "query", "refs", "resolve",
+            "snapshot", "serve", "sync",
         )
     )  # fmt: skip
     fetch, profiles = _lazy("mirrorkit.fetch"), _lazy("mirrorkit.profile")
@@ -517,7 +528,10 @@ def snapshot_create(
             if not name:
                 raise UsageError("snapshot create --from-debs needs a NAME")
             paths = [*from_debs, *(more_debs or [])]
-            info = snapshot.create_from_debs(open_store(), name, paths, component or "main")
+            store = open_store()
+            with store.locked():
+                refs.check_free(store, name, "snapshot")
+                info = snapshot.create_from_debs(store, name, paths, component or "main")
         else:
             assert from_mirror is not None
             if more_debs:
@@ -526,7 +540,13 @@ def snapshot_create(
                 raise UsageError(
                     "--component is for --from-debs; a mirror's snapshot keeps its components"
                 )
-            info = snapshot.create_from_mirror(open_store(), from_mirror, name)
+            store = open_store()
+            with store.locked():
+                mirror.load(store, from_mirror)  # an unknown mirror is named before the name
+                if name:
+                    refs.check_free(store, name, "snapshot")
+                name = name or refs.default_snapshot_name(store, from_mirror)
+                info = snapshot.create_from_mirror(store, from_mirror, name)
     typer.echo(f"created snapshot {info.name} ({info.packages} packages)")
 
 
@@ -598,7 +618,7 @@ def snapshot_rm(
 ) -> None:
     """Remove a snapshot (refused while a channel or snapshot needs it)."""
     with user_errors():
-        snapshot.remove(open_store(), name, force=force)
+        refs.remove_snapshot(open_store(), name, force=force)
     typer.echo(f"removed snapshot {name}")
 
 
@@ -614,7 +634,10 @@ def snapshot_merge(
         if latest and all_versions:
             raise UsageError("--latest and --all-versions exclude each other")
         policy = "latest" if latest else "all-versions" if all_versions else "later"
-        info = snapshot.merge(open_store(), dest, sources, policy)
+        store = open_store()
+        with store.locked():
+            refs.check_free(store, dest, "snapshot")
+            info = snapshot.merge(store, dest, sources, policy)
     typer.echo(f"created snapshot {info.name} ({info.packages} packages, policy {policy})")
 
 
@@ -672,7 +695,10 @@ def snapshot_filter(
         selection = resolve.Selection(
             query_text, with_deps, with_recommends, with_essential, allow_missing
         )
-        info, picked = snapshot.filter_snapshot(open_store(), source, dest, selection)
+        store = open_store()
+        with store.locked():
+            refs.check_free(store, dest, "snapshot")
+            info, picked = snapshot.filter_snapshot(store, source, dest, selection)
     if picked.closure is not None:
         for unmet in picked.closure.unmet:
             _err(f"warning: unmet: {unmet}")
@@ -879,7 +905,7 @@ def channel_set(name: str = typer.Argument(..., metavar="CHANNEL"), snapshot_nam
                 typer.Argument(..., metavar="SNAPSHOT")) -> None:  # fmt: skip
     """Point CHANNEL (e.g. prod) at SNAPSHOT; publish the channel to make it live."""
     with user_errors():
-        ch = channel.set_channel(open_store(), name, snapshot_name)
+        ch = refs.set_channel(open_store(), name, snapshot_name)
     typer.echo(f"channel {ch.name} -> {ch.snapshot}")
 
 

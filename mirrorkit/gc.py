@@ -1,9 +1,9 @@
 """Garbage collection: remove pool and metadata objects nothing references any more.
 
-Referenced are: every object of a mirror's committed state, of a snapshot, and of a suite
-published from this store. ``gc`` holds the store lock, so it never runs beside another
-command, and removes objects one by one: interrupted, it leaves a store in which everything
-still referenced is present.
+What is still referenced (every object of a mirror's committed state, of a snapshot, and of a
+suite published from this store) is refs.gc_roots' to say. ``gc`` holds the store lock, so it
+never runs beside another command, and removes objects one by one: interrupted, it leaves a
+store in which everything still referenced is present.
 """
 
 from __future__ import annotations
@@ -13,11 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mirrorkit import mirror, snapshot
-from mirrorkit.errors import FormatError
-from mirrorkit.models import IndexRef
-from mirrorkit.publish import published_trees
-from mirrorkit.publish.fs import published_files
+from mirrorkit import refs
 from mirrorkit.store import Store
 
 
@@ -30,41 +26,10 @@ class GcResult:
     removed: list[str] = field(default_factory=list)
 
 
-def _referenced(store: Store) -> tuple[set[str], set[str]]:
-    pool: set[str] = set()
-    meta: set[str] = set()
-
-    def index(refs: tuple[IndexRef, ...]) -> None:
-        for ref in refs:
-            meta.add(ref.sha256)
-        pool.update(p.sha256 for p in mirror.packages(store, refs))
-
-    for m in mirror.list_all(store):
-        if m.state is not None:
-            meta.add(m.state.inrelease_sha256)
-            meta.update(ref.sha256 for ref in m.state.upstream)
-            index(m.state.indexes)
-    for info in snapshot.list_all(store):
-        index(info.indexes)
-    # Published directories only: a bucket published to S3 holds its own copies of the pool
-    # objects (and reading it needs credentials), so gc skips it; its record stays.
-    for tree in published_trees(store):
-        try:
-            pool.update(published_files(tree).values())
-        except FormatError as exc:
-            # Not knowing what a tree needs, gc could delete what it hard-links: stop.
-            raise FormatError(
-                f"gc stopped: published tree {tree}: {exc.message}",
-                "gc keeps what published trees list and cannot read this one; publish into it "
-                "again (or remove it if it is not used), then run gc again. Nothing was removed.",
-            ) from exc
-    return pool, meta
-
-
 def collect(store: Store, *, dry_run: bool = False) -> GcResult:
     result = GcResult()
     with store.locked():
-        pool_refs, meta_refs = _referenced(store)
+        roots = refs.gc_roots(store)
 
         def remove(path: Path, counter: str) -> None:
             result.bytes += path.stat().st_size
@@ -74,10 +39,10 @@ def collect(store: Store, *, dry_run: bool = False) -> GcResult:
                 path.unlink()
 
         for path in sorted(store.pool.root.glob("*/*")):
-            if path.name not in pool_refs:
+            if path.name not in roots.pool:
                 remove(path, "pool_files")
         for path in sorted(store.meta.root.glob("*/*.zst")):
-            if path.name.removesuffix(".zst") not in meta_refs:
+            if path.name.removesuffix(".zst") not in roots.meta:
                 remove(path, "meta_files")
         # Under the lock no command is running: what is left in tmp/ is debris of an
         # interrupted one. Partial downloads stay (the next update resumes them) unless the

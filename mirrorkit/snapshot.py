@@ -5,6 +5,9 @@ and never changed. It names its Packages indices in the meta store by SHA256 (so
 costs only metadata, and two snapshots of an unchanged mirror share every byte), records where
 its packages came from, and carries a digest of its own contents so that a change on disk is
 detected.
+
+This module knows nothing of channels: whether a name is free of them, and whether something
+still needs a snapshot, are refs' rules (mirrorkit.refs), asked before calling in here.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import tarfile
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -96,25 +99,6 @@ def exists(store: Store, name: str) -> bool:
     return (_dir(store, name) / "snapshot.json").exists()
 
 
-def default_name(store: Store, base: str, today: date | None = None) -> str:
-    """``BASE-YYYYMMDD``, then ``-2``, ``-3``... if taken."""
-    stem = f"{base}-{(today or _now().date()).strftime('%Y%m%d')}"
-    return unique_name(store, stem)
-
-
-def _is_channel(store: Store, name: str) -> bool:
-    # publish and bundle export take either; a name that is both would be ambiguous.
-    return (store.channels / f"{name}.json").exists()
-
-
-def unique_name(store: Store, stem: str) -> str:
-    name, n = stem, 1
-    while exists(store, name) or _is_channel(store, name):
-        n += 1
-        name = f"{stem}-{n}"
-    return name
-
-
 def _write(
     store: Store, name: str, sources: Sequence[dict[str, Any]], indexes: Sequence[IndexRef]
 ) -> SnapshotInfo:
@@ -124,11 +108,6 @@ def _write(
         raise ConflictError(
             f"snapshot {name} exists already; snapshots never change",
             "pick another name, or remove it first with 'mirrorkit snapshot rm'.",
-        )
-    if _is_channel(store, name):
-        raise ConflictError(
-            f"{name!r} is a channel name; a snapshot cannot share it",
-            "pick another name: publish and bundle export take either a snapshot or a channel.",
         )
     draft = SnapshotInfo(
         name=name,
@@ -160,10 +139,9 @@ def _write(
     return replace(draft, digest=digest)
 
 
-def create_from_mirror(store: Store, mirror_name: str, name: str | None = None) -> SnapshotInfo:
+def create_from_mirror(store: Store, mirror_name: str, name: str) -> SnapshotInfo:
     """Freeze the mirror's last committed state."""
-    mirror.load(store, mirror_name)
-    return create_from_mirrors(store, name or default_name(store, mirror_name), [mirror_name])
+    return create_from_mirrors(store, name, [mirror_name])
 
 
 def load(store: Store, name: str) -> SnapshotInfo:
@@ -244,27 +222,11 @@ def check(store: Store, info: SnapshotInfo) -> list[str]:
     return problems
 
 
-def dependents(store: Store, name: str) -> list[str]:
-    """What needs snapshot ``name``: channels pointing at it (or able to roll back to it), and
-    snapshots made from it."""
-    from mirrorkit import channel  # channels are built on snapshots: import at use
-
-    needed = channel.needing(store, name)
-    for other in list_all(store):
-        if any(s.get("snapshot") == name for s in other.sources):
-            needed.append(f"snapshot {other.name}")
-    return needed
-
-
-def remove(store: Store, name: str, *, force: bool = False) -> None:
+def remove(store: Store, name: str) -> None:
+    """Remove snapshot ``name``, needed or not: what may still need it (channels, snapshots
+    made from it) is refs' question; ``mirrorkit.refs.remove_snapshot`` asks it first."""
     with store.locked():
         load(store, name)
-        needed = dependents(store, name)
-        if needed and not force:
-            raise ConflictError(
-                f"snapshot {name} is needed by: {', '.join(needed)}",
-                "repoint or remove those first, or pass --force.",
-            )
         final = _dir(store, name)
         trash = Path(tempfile.mkdtemp(dir=store.tmp, prefix="rm-"))
         # Rename first so the snapshot disappears atomically, then delete at leisure.

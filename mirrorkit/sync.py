@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mirrorkit import channel, gpg, mirror, publish, query, snapshot
+from mirrorkit import gpg, mirror, publish, query, refs, snapshot
 from mirrorkit.errors import MirrorkitError, UsageError
 from mirrorkit.models import UpdateResult
 from mirrorkit.profile import Profile, check_keyrings, load_profile, snapshot_name
@@ -87,7 +87,7 @@ def sync(
         stem = snapshot_name(profile.snapshot, profile.name, datetime.now(UTC).date())
         info = snapshot.create_from_mirrors(
             store,
-            snapshot.unique_name(store, stem),
+            refs.unique_snapshot_name(store, stem),
             names,
             profile.snapshot.merge,
             selection,
@@ -134,5 +134,5 @@ def sync(
             raise
         # Only now: a channel never points at a snapshot its suite does not serve.
         if pub is not None and pub.channel is not None:
-            channel.set_channel(store, pub.channel, info.name)
+            refs.set_channel(store, pub.channel, info.name)
     return SyncResult(profile, tuple(updates), info, published)

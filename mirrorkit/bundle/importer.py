@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
-from mirrorkit import archive, snapshot
+from mirrorkit import archive, refs, snapshot
 from mirrorkit.bundle.manifest import (
     DAMAGED,
     HOSTILE,
@@ -199,14 +199,14 @@ def _precheck(store: Store, manifest: Manifest, what: str) -> frozenset[str]:
                     "('mirrorkit snapshot rm') if it is the wrong one, then import again.",
                 )
             present.add(s.name)
-        elif (store.channels / f"{s.name}.json").exists():
+        elif refs.kind_of(store, s.name, "snapshot") == "channel":
             raise ConflictError(
                 f"{what}: snapshot {s.name} has the name of a channel in this store",
                 "publish and bundle export take either; a name cannot be both. Rename or remove "
                 "the channel, then import again.",
             )
     for pin in manifest.channels:
-        if snapshot.exists(store, pin.name):
+        if refs.kind_of(store, pin.name, "channel") == "snapshot":
             raise ConflictError(
                 f"{what}: channel {pin.name} has the name of a snapshot in this store",
                 "rename or remove that snapshot, then import again.",

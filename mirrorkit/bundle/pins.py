@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mirrorkit import channel
+from mirrorkit import channel, refs
 from mirrorkit.bundle.manifest import Manifest, parse_time
 from mirrorkit.errors import StorageError
 from mirrorkit.store import Store, read_json, write_json
@@ -56,7 +56,7 @@ def apply_pins(
             moves.append(ChannelMove(pin.name, current, pin.snapshot, False, reason))
         else:
             via = f"bundle made {manifest.created_at}, signed by {', '.join(signers)}"
-            channel.set_channel(store, pin.name, pin.snapshot, via=via)
+            refs.set_channel(store, pin.name, pin.snapshot, via=via)
             moves.append(ChannelMove(pin.name, current, pin.snapshot, True))
     return moves
 

@@ -69,6 +69,12 @@ def test_snapshot_and_channel_names_never_collide(store: Path, tmp_path: Path) -
     assert r.exit_code == 1 and "'prod' is a channel name" in r.stderr
     r = run_cli(store, "snapshot", "merge", "prod", "snap")
     assert r.exit_code == 1 and "'prod' is a channel name" in r.stderr
+    r = run_cli(store, "snapshot", "filter", "snap", "prod", "hello")
+    assert r.exit_code == 1 and "'prod' is a channel name" in r.stderr
+    r = run_cli(store, "snapshot", "create", "prod", "--from-mirror", "up")
+    assert r.exit_code == 1 and "'prod' is a channel name" in r.stderr
+    r = run_cli(store, "channel", "set", "snap", "snap")
+    assert r.exit_code == 1 and "'snap' is a snapshot name" in r.stderr
     r = run_cli(store, "channel", "set", "bad/name", "snap")
     assert r.exit_code == 2 and "invalid channel name 'bad/name'" in r.stderr
 

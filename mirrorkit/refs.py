@@ -1,0 +1,153 @@
+"""Names and what they name, who uses a snapshot, and what gc must keep.
+
+The rules here span several kinds of record, so they live above them: snapshots know nothing
+of channels, channels build on snapshots, and this module on both (imports point one way:
+cli/api -> refs -> channel -> snapshot -> stages).
+
+- Snapshots and channels share one namespace: publish and bundle export take either, so a
+  name that is both would be ambiguous. Whatever creates a snapshot or sets a channel checks
+  its name here (``check_free``, ``unique_snapshot_name``, ``set_channel``).
+- A snapshot is needed by the channels that point at it or could roll back to it, and by the
+  snapshots made from it (merge, filter): ``remove_snapshot`` refuses while one does. A tree
+  published from it does not need it: the tree holds its own copies of the pool files, and gc
+  keeps the ones it hard-links (``gc_roots``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Literal
+
+from mirrorkit import channel, mirror, snapshot
+from mirrorkit.errors import ConflictError, FormatError
+from mirrorkit.models import IndexRef
+from mirrorkit.store import Store, check_name
+
+Kind = Literal["snapshot", "channel"]
+
+
+def kind_of(store: Store, name: str, what: str = "snapshot or channel") -> Kind | None:
+    """What ``name`` names in this store, if anything (``what`` words a bad-name error)."""
+    check_name(name, what)
+    if snapshot.exists(store, name):
+        return "snapshot"
+    if channel.exists(store, name):
+        return "channel"
+    return None
+
+
+def check_free(store: Store, name: str, kind: Kind) -> None:
+    """Refuse ``name`` for a new ``kind`` when the other kind holds it. (A snapshot of that
+    name already existing is the snapshot writer's refusal: snapshots never change.)"""
+    other = kind_of(store, name, kind)
+    if kind == "snapshot" and other == "channel":
+        raise ConflictError(
+            f"{name!r} is a channel name; a snapshot cannot share it",
+            "pick another name: publish and bundle export take either a snapshot or a channel.",
+        )
+    if kind == "channel" and other == "snapshot":
+        raise ConflictError(
+            f"{name!r} is a snapshot name; a channel cannot share it",
+            "publishing resolves names to snapshots first: pick another channel name.",
+        )
+
+
+def unique_snapshot_name(store: Store, stem: str) -> str:
+    """``stem``, or ``stem-2``, ``stem-3``... : the first name neither kind holds."""
+    name, n = stem, 1
+    while kind_of(store, name, "snapshot") is not None:
+        n += 1
+        name = f"{stem}-{n}"
+    return name
+
+
+def default_snapshot_name(store: Store, base: str, today: date | None = None) -> str:
+    """``BASE-YYYYMMDD``, then ``-2``, ``-3``... if taken."""
+    day = today or datetime.now(UTC).date()
+    return unique_snapshot_name(store, f"{base}-{day.strftime('%Y%m%d')}")
+
+
+def users(store: Store, snapshot_name: str) -> list[str]:
+    """What needs snapshot ``snapshot_name``: channels pointing at it (or able to roll back to
+    it), and snapshots made from it, as ``"channel prod"``, ``"snapshot web"``."""
+    needed = [
+        f"channel {c.name}"
+        for c in channel.list_all(store)
+        if c.snapshot == snapshot_name or snapshot_name in c.stack()
+    ]
+    for other in snapshot.list_all(store):
+        if any(s.get("snapshot") == snapshot_name for s in other.sources):
+            needed.append(f"snapshot {other.name}")
+    return needed
+
+
+def remove_snapshot(store: Store, name: str, *, force: bool = False) -> None:
+    """Remove snapshot ``name``, refused while something needs it (see :func:`users`) unless
+    ``force``."""
+    with store.locked():
+        snapshot.load(store, name)
+        needed = users(store, name)
+        if needed and not force:
+            raise ConflictError(
+                f"snapshot {name} is needed by: {', '.join(needed)}",
+                "repoint or remove those first, or pass --force.",
+            )
+        snapshot.remove(store, name)
+
+
+def set_channel(store: Store, name: str, snapshot_name: str, *, via: str = "") -> channel.Channel:
+    """Point channel ``name`` at ``snapshot_name`` (see :func:`channel.set_channel`), refused
+    when a snapshot has the name."""
+    check_name(name, "channel")  # a bad channel name is named as such, before other checks
+    with store.locked():
+        check_free(store, name, "channel")
+        return channel.set_channel(store, name, snapshot_name, via=via)
+
+
+@dataclass(frozen=True, slots=True)
+class Roots:
+    """What gc keeps: pool objects and metadata objects, by SHA256."""
+
+    pool: frozenset[str]
+    meta: frozenset[str]
+
+
+def gc_roots(store: Store) -> Roots:
+    """Every object still referenced: a mirror's committed state (its InRelease, upstream
+    indices and Packages indices, and their packages), every snapshot's indices and packages,
+    and the pool files a directory published from this store lists.
+
+    A bucket published to S3 holds its own copies of the pool objects (and reading it needs
+    credentials), so it is no root; its record stays. Call under the store lock: what is not
+    a root may be removed."""
+    # Imported here: 'channel set' and 'snapshot rm' need none of publishing's modules.
+    from mirrorkit.publish import published_trees
+    from mirrorkit.publish.fs import published_files
+
+    pool: set[str] = set()
+    meta: set[str] = set()
+
+    def index(refs: tuple[IndexRef, ...]) -> None:
+        for ref in refs:
+            meta.add(ref.sha256)
+        pool.update(p.sha256 for p in mirror.packages(store, refs))
+
+    for m in mirror.list_all(store):
+        if m.state is not None:
+            meta.add(m.state.inrelease_sha256)
+            meta.update(ref.sha256 for ref in m.state.upstream)
+            index(m.state.indexes)
+    for info in snapshot.list_all(store):
+        index(info.indexes)
+    for tree in published_trees(store):
+        try:
+            pool.update(published_files(tree).values())
+        except FormatError as exc:
+            # Not knowing what a tree needs, gc could delete what it hard-links: stop.
+            raise FormatError(
+                f"gc stopped: published tree {tree}: {exc.message}",
+                "gc keeps what published trees list and cannot read this one; publish into it "
+                "again (or remove it if it is not used), then run gc again. Nothing was removed.",
+            ) from exc
+    return Roots(frozenset(pool), frozenset(meta))
