@@ -529,8 +529,7 @@ def snapshot_create(
                 raise UsageError("snapshot create --from-debs needs a NAME")
             paths = [*from_debs, *(more_debs or [])]
             store = open_store()
-            with store.locked():
-                refs.check_free(store, name, "snapshot")
+            with refs.creating_snapshot(store, name):
                 info = snapshot.create_from_debs(store, name, paths, component or "main")
         else:
             assert from_mirror is not None
@@ -541,12 +540,14 @@ def snapshot_create(
                     "--component is for --from-debs; a mirror's snapshot keeps its components"
                 )
             store = open_store()
-            with store.locked():
-                mirror.load(store, from_mirror)  # an unknown mirror is named before the name
-                if name:
-                    refs.check_free(store, name, "snapshot")
-                name = name or refs.default_snapshot_name(store, from_mirror)
-                info = snapshot.create_from_mirror(store, from_mirror, name)
+            mirror.load(store, from_mirror)  # named before the snapshot's name
+            if name:
+                with refs.creating_snapshot(store, name):
+                    info = snapshot.create_from_mirror(store, from_mirror, name)
+            else:
+                with store.locked():
+                    name = refs.default_snapshot_name(store, from_mirror)
+                    info = snapshot.create_from_mirror(store, from_mirror, name)
     typer.echo(f"created snapshot {info.name} ({info.packages} packages)")
 
 
@@ -635,8 +636,7 @@ def snapshot_merge(
             raise UsageError("--latest and --all-versions exclude each other")
         policy = "latest" if latest else "all-versions" if all_versions else "later"
         store = open_store()
-        with store.locked():
-            refs.check_free(store, dest, "snapshot")
+        with refs.creating_snapshot(store, dest):
             info = snapshot.merge(store, dest, sources, policy)
     typer.echo(f"created snapshot {info.name} ({info.packages} packages, policy {policy})")
 
@@ -696,8 +696,7 @@ def snapshot_filter(
             query_text, with_deps, with_recommends, with_essential, allow_missing
         )
         store = open_store()
-        with store.locked():
-            refs.check_free(store, dest, "snapshot")
+        with refs.creating_snapshot(store, dest):
             info, picked = snapshot.filter_snapshot(store, source, dest, selection)
     if picked.closure is not None:
         for unmet in picked.closure.unmet:

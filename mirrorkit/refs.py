@@ -15,6 +15,8 @@ cli/api -> refs -> channel -> snapshot -> stages).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
@@ -51,6 +53,16 @@ def check_free(store: Store, name: str, kind: Kind) -> None:
             f"{name!r} is a snapshot name; a channel cannot share it",
             "publishing resolves names to snapshots first: pick another channel name.",
         )
+
+
+@contextmanager
+def creating_snapshot(store: Store, name: str) -> Iterator[None]:
+    """Hold the store lock while snapshot ``name`` is made, refusing a name a channel holds.
+    Checked before the lock too, so that a refused name does not create a store."""
+    check_free(store, name, "snapshot")
+    with store.locked():
+        check_free(store, name, "snapshot")
+        yield
 
 
 def unique_snapshot_name(store: Store, stem: str) -> str:

@@ -13,6 +13,7 @@ still needs a snapshot, are refs' rules (mirrorkit.refs), asked before calling i
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tarfile
@@ -91,7 +92,9 @@ def _body(info: SnapshotInfo) -> dict[str, Any]:
     }
 
 
-def _digest(body: dict[str, Any]) -> str:
+def record_digest(body: dict[str, Any]) -> str:
+    """The digest a snapshot record carries: the SHA256 of its canonical JSON without the
+    ``digest`` key (a bundle checks a record it carries with it)."""
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
@@ -103,12 +106,6 @@ def _write(
     store: Store, name: str, sources: Sequence[dict[str, Any]], indexes: Sequence[IndexRef]
 ) -> SnapshotInfo:
     check_name(name, "snapshot")
-    final = _dir(store, name)
-    if final.exists():
-        raise ConflictError(
-            f"snapshot {name} exists already; snapshots never change",
-            "pick another name, or remove it first with 'mirrorkit snapshot rm'.",
-        )
     draft = SnapshotInfo(
         name=name,
         created_at=_now().isoformat(),
@@ -118,11 +115,33 @@ def _write(
         digest="",
     )
     body = _body(draft)
-    digest = _digest(body)
+    digest = record_digest(body)
+    info = replace(draft, digest=digest)
+    _commit(store, info, canonical_json({**body, "digest": digest}) + b"\n")
+    return info
+
+
+def commit_record(store: Store, raw: bytes, where: str) -> SnapshotInfo:
+    """Add a snapshot made elsewhere (a bundle's), its record kept byte for byte: the record
+    must be valid and its digest hold; its indices and pool objects must be in the store
+    already (the caller verified them). ``where`` names the record in errors."""
+    info = parse_record(raw, where)
+    _commit(store, info, raw)
+    return info
+
+
+def _commit(store: Store, info: SnapshotInfo, data: bytes) -> None:
+    """Make the record visible at once, whole or not at all: written in a temp dir, then the
+    dir renamed into place (a rename never replaces a snapshot that exists)."""
+    final = _dir(store, info.name)
+    if final.exists():
+        raise ConflictError(
+            f"snapshot {info.name} exists already; snapshots never change",
+            "pick another name, or remove it first with 'mirrorkit snapshot rm'.",
+        )
     store.init()
-    staging = Path(tempfile.mkdtemp(dir=store.tmp, prefix=f"snapshot-{name}-"))
+    staging = Path(tempfile.mkdtemp(dir=store.tmp, prefix=f"snapshot-{info.name}-"))
     try:
-        data = canonical_json({**body, "digest": digest}) + b"\n"
         path = staging / "snapshot.json"
         with path.open("wb") as fh:
             fh.write(data)
@@ -134,9 +153,23 @@ def _write(
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if final.exists():
-            raise ConflictError(f"snapshot {name} was created by another process") from exc
+            raise ConflictError(f"snapshot {info.name} was created by another process") from exc
         raise StorageError(f"{final}: cannot write snapshot ({exc.strerror})") from exc
-    return replace(draft, digest=digest)
+
+
+def parse_record(raw: bytes, where: str) -> SnapshotInfo:
+    """A snapshot record's contents, refused (FormatError naming ``where``) unless it is a
+    valid record whose own digest holds."""
+    try:
+        data = json.loads(raw)
+        info = _from_json(data)
+        data.pop("digest")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FormatError(f"{where}: not a valid snapshot record ({exc})") from exc
+    check_name(info.name, "snapshot")
+    if record_digest(data) != info.digest:
+        raise FormatError(f"{where}: contents do not match the record's digest")
+    return info
 
 
 def create_from_mirror(store: Store, mirror_name: str, name: str) -> SnapshotInfo:
@@ -157,18 +190,22 @@ def load(store: Store, name: str) -> SnapshotInfo:
             f"{path.parent} if the snapshot is not needed).",
         )
     try:
-        return SnapshotInfo(
-            name=data["name"],
-            created_at=data["created_at"],
-            mirrorkit_version=data["mirrorkit_version"],
-            sources=tuple(data["sources"]),
-            indexes=tuple(IndexRef(**i) for i in data["indexes"]),
-            digest=data["digest"],
-        )
+        return _from_json(data)
     except (KeyError, TypeError) as exc:
         raise StorageError(
             f"{path}: not a valid snapshot record ({exc})", "the store was modified by hand."
         ) from exc
+
+
+def _from_json(data: dict[str, Any]) -> SnapshotInfo:
+    return SnapshotInfo(
+        name=data["name"],
+        created_at=data["created_at"],
+        mirrorkit_version=data["mirrorkit_version"],
+        sources=tuple(data["sources"]),
+        indexes=tuple(IndexRef(**i) for i in data["indexes"]),
+        digest=data["digest"],
+    )
 
 
 def list_all(store: Store, damaged: list[MirrorkitError] | None = None) -> list[SnapshotInfo]:
@@ -202,7 +239,7 @@ def check(store: Store, info: SnapshotInfo) -> list[str]:
     path = _dir(store, info.name) / "snapshot.json"
     data = read_json(path)
     recorded = data.pop("digest", "")
-    if _digest(data) != recorded:
+    if record_digest(data) != recorded:
         problems.append(f"{path}: contents do not match the recorded digest (modified on disk)")
     for ref in info.indexes:
         try:

@@ -85,11 +85,11 @@ def _snapshot_record(store: Store, info: snapshot.SnapshotInfo) -> bytes:
     except (OSError, json.JSONDecodeError) as exc:
         raise StorageError(f"{path}: cannot read the snapshot record ({exc})") from exc
     recorded = body.pop("digest", "")
-    if snapshot._digest(body) != recorded or recorded != info.digest:
+    if snapshot.record_digest(body) != recorded or recorded != info.digest:
         raise IntegrityError(
             str(path),
             info.digest,
-            snapshot._digest(body),
+            snapshot.record_digest(body),
             kind="digest",
             hint="the snapshot was modified on disk; nothing was exported. "
             f"See 'mirrorkit snapshot show {info.name}'.",

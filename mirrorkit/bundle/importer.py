@@ -11,8 +11,6 @@ was. Importing a bundle again changes nothing.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
 import shutil
 import tempfile
@@ -35,10 +33,15 @@ from mirrorkit.bundle.manifest import (
 from mirrorkit.bundle.pins import ChannelMove, apply_pins, log_import
 from mirrorkit.bundle.reader import Discard, Problems, Target, open_reading
 from mirrorkit.bundle.workers import Pipe
-from mirrorkit.errors import BundleError, ConflictError, IntegrityError, NotFoundError
-from mirrorkit.models import IndexRef
+from mirrorkit.errors import (
+    BundleError,
+    ConflictError,
+    IntegrityError,
+    MirrorkitError,
+    NotFoundError,
+)
 from mirrorkit.progress import NullReporter, Reporter
-from mirrorkit.store import Store, fsync_dir, storage_error, syncfs
+from mirrorkit.store import Store, storage_error, syncfs
 
 _MAX_CHANNEL = 64 << 10
 _SNAPSHOT = re.compile(r"^snapshots/([^/]+)/snapshot\.json$")
@@ -256,17 +259,10 @@ def _complete(store: Store, manifest: Manifest, staging: _Staging, what: str) ->
 def _record_fits(raw: bytes, s: BundledSnapshot) -> bool:
     """A snapshot record is the one the manifest describes, and its own digest holds."""
     try:
-        data = json.loads(raw)
-        recorded = data.pop("digest")
-        indexes = tuple(IndexRef(**i) for i in data["indexes"])
-    except (ValueError, KeyError, TypeError, AttributeError):
+        info = snapshot.parse_record(raw, s.path)
+    except MirrorkitError:
         return False
-    return (
-        data.get("name") == s.name
-        and recorded == s.digest
-        and snapshot._digest(data) == s.digest
-        and indexes == s.indexes
-    )
+    return info.name == s.name and info.digest == s.digest and info.indexes == s.indexes
 
 
 def _commit_objects(store: Store, staging: _Staging) -> None:
@@ -281,18 +277,11 @@ def _commit_objects(store: Store, staging: _Staging) -> None:
 
 
 def _commit_snapshots(store: Store, staging: _Staging) -> list[str]:
-    added = []
+    """Through the snapshot module's own writer, as every snapshot is made: the record as
+    the bundle carried it (verified by _complete), after every object it names."""
     for name, path in staging.snapshots.items():
-        os.chmod(path, 0o444)
-        final = store.snapshots / name
-        try:
-            os.rename(path.parent, final)
-        except OSError as exc:
-            raise storage_error(final, exc) from exc
-        added.append(name)
-    if added:
-        fsync_dir(store.snapshots)
-    return added
+        snapshot.commit_record(store, path.read_bytes(), f"snapshots/{name}/snapshot.json")
+    return list(staging.snapshots)
 
 
 def import_bundle(
