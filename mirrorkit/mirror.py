@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mirrorkit import archive, gpg, resolve
+from mirrorkit import archive, gpg, merge, resolve
 from mirrorkit.errors import (
     ConflictError,
     FetchError,
@@ -692,7 +692,7 @@ def _select(
     """The (name, version, arch) the selection keeps, resolved over all upstreams at once."""
     sources = [[pkg for i in p.indexes for pkg in i.packages] for p in prepared]
     # One source needs no merge (and a merge of 63,000 packages costs a tenth of a second).
-    merged = sources[0] if len(sources) == 1 else resolve.merge_packages(sources, policy)
+    merged = sources[0] if len(sources) == 1 else merge.merge_packages(sources, policy)
     archs = [a for p in prepared for a in p.mirror.spec.architectures]
     picked = resolve.apply(resolve.Universe(merged, list(dict.fromkeys(archs))), selection)
     reporter.info(

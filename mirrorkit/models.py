@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+from mirrorkit.errors import UsageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,23 @@ class IndexRef:
     architecture: str
     sha256: str
     packages: int
+
+
+class MergePolicy(StrEnum):
+    """How merged sources combine (mirrorkit.merge says exactly): ``later`` (the later source
+    wins), ``latest`` (the highest version wins) or ``all-versions`` (every version stays)."""
+
+    LATER = "later"
+    LATEST = "latest"
+    ALL_VERSIONS = "all-versions"
+
+    @classmethod
+    def parse(cls, text: str) -> MergePolicy:
+        try:
+            return cls(text)
+        except ValueError:
+            choices = ", ".join(p.value for p in cls)
+            raise UsageError(f"unknown merge policy {text!r}", f"use one of {choices}.") from None
 
 
 @dataclass(frozen=True, slots=True)

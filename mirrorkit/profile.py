@@ -26,10 +26,9 @@ from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from mirrorkit.errors import MirrorkitError, ProfileError
-from mirrorkit.models import MirrorSpec
+from mirrorkit.models import MergePolicy, MirrorSpec
 
 __all__ = [
-    "MERGE_POLICIES",
     "FilterSpec",
     "Profile",
     "PublishSpec",
@@ -37,8 +36,6 @@ __all__ = [
     "load_profile",
     "snapshot_name",
 ]
-
-MERGE_POLICIES: Final = ("later", "latest", "all-versions")
 
 _SAFE_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 _ARCH: Final = re.compile(r"[a-z0-9-]+")
@@ -88,7 +85,7 @@ class SnapshotPolicy:
     """
 
     name: str = "{profile}-{date}"
-    merge: str = "later"  # later | latest | all-versions
+    merge: MergePolicy = MergePolicy.LATER
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,12 +464,12 @@ class _Loader:
                 )
             policy = SnapshotPolicy(name=name, merge=policy.merge)
         if merge is not None:
-            if merge not in MERGE_POLICIES:
+            if merge not in set(MergePolicy):
                 raise self.error(
                     "snapshot.merge",
-                    f"expected one of {', '.join(MERGE_POLICIES)}, got {merge!r}",
+                    f"expected one of {', '.join(MergePolicy)}, got {merge!r}",
                 )
-            policy = SnapshotPolicy(name=policy.name, merge=merge)
+            policy = SnapshotPolicy(name=policy.name, merge=MergePolicy(merge))
         rendered = snapshot_name(policy, profile_name, _SAMPLE_DATE)
         if not _SAFE_NAME.fullmatch(rendered):
             raise self.error(

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
-from debian.debian_support import Version, version_compare
+from debian.debian_support import Version
 
+from mirrorkit.archive import compare_versions
 from mirrorkit.errors import MirrorkitError
 from mirrorkit.models import Package
 
@@ -66,7 +67,7 @@ def version_matches(version: str, op: str | None, wanted: str | None) -> bool:
     """Debian relation semantics; ``<``/``>`` are the old spellings of ``<=``/``>=``."""
     if op is None or wanted is None:
         return True
-    cmp = _compare(version, wanted)
+    cmp = compare_versions(version, wanted)
     return {
         "<<": cmp < 0,
         "<=": cmp <= 0,
@@ -76,58 +77,6 @@ def version_matches(version: str, op: str | None, wanted: str | None) -> bool:
         ">": cmp >= 0,
         ">>": cmp > 0,
     }[op]
-
-
-@lru_cache(maxsize=65536)
-def _compare(a: str, b: str) -> int:
-    try:
-        return int(version_compare(a, b))
-    except ValueError:  # not Debian versions (a field such as Maintainer): as aptly, dpkg's rules
-        return _dpkg_compare(a, b)
-
-
-def _dpkg_compare(a: str, b: str) -> int:
-    """dpkg's comparison on any two strings (aptly's CompareVersions): epoch before the first
-    ``:``, revision after the last ``-``, each part compared as dpkg does."""
-
-    def split(v: str) -> tuple[str, str, str]:
-        v, _, revision = v.rpartition("-") if "-" in v else (v, "", "")
-        epoch, colon, upstream = v.partition(":")
-        return (epoch, upstream, revision) if colon else ("", v, revision)
-
-    for x, y in zip(split(a), split(b), strict=True):
-        if c := _compare_part(x, y):
-            return c
-    return 0
-
-
-def _order(ch: str) -> int:
-    if ch == "~":
-        return -1
-    if ch.isalpha():
-        return ord(ch)
-    return ord(ch) + 256
-
-
-def _compare_part(a: str, b: str) -> int:
-    i = j = 0
-    while i < len(a) or j < len(b):
-        while (i < len(a) and not a[i].isdigit()) or (j < len(b) and not b[j].isdigit()):
-            ca = _order(a[i]) if i < len(a) and not a[i].isdigit() else 0
-            cb = _order(b[j]) if j < len(b) and not b[j].isdigit() else 0
-            if ca != cb:
-                return -1 if ca < cb else 1
-            i += 1
-            j += 1
-        si, sj = i, j
-        while i < len(a) and a[i].isdigit():
-            i += 1
-        while j < len(b) and b[j].isdigit():
-            j += 1
-        na, nb = int(a[si:i] or 0), int(b[sj:j] or 0)
-        if na != nb:
-            return -1 if na < nb else 1
-    return 0
 
 
 def _go_glob(pattern: str) -> re.Pattern[str] | None:
@@ -310,7 +259,7 @@ class Field(Query):
             if self.name == "$Architecture" and actual == "all" and self.value != "source":
                 return True  # aptly: arch-independent packages install on every architecture
             if self.name == "$Version":
-                return _compare(actual, self.value) == 0
+                return compare_versions(actual, self.value) == 0
             return actual == self.value
         if self.op in ("%", "~"):
             return _pattern_matches(self.op, self.value, actual)

@@ -27,11 +27,10 @@ from functools import cache, cmp_to_key
 from typing import Any
 
 from mirrorkit import query as q
-from mirrorkit.archive import stanza_fields
+from mirrorkit.archive import compare_versions, stanza_fields
 from mirrorkit.errors import MirrorkitError
 from mirrorkit.models import Package
 
-MERGE_POLICIES = ("later", "latest", "all-versions")
 _PRIORITY = {"required": 1, "important": 2, "standard": 3, "optional": 4, "extra": 5}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]*$")
 # The relation fields in the order apt's cache generator reads them (debListParser).
@@ -119,7 +118,7 @@ def parse_relations(text: str, what: str = "") -> list[Group]:
 
 
 def _version_cmp(a: Package, b: Package) -> int:
-    return q._compare(a.version, b.version)
+    return compare_versions(a.version, b.version)
 
 
 class Universe:
@@ -743,27 +742,3 @@ def apply(universe: Universe, selection: Selection) -> Selected:
     # A seed that another version's seed displaced is still wanted (e.g. two matched versions).
     keep = {id(p) for p in closure.packages} | {id(p) for p in matched}
     return Selected([p for p in universe.packages if id(p) in keep], matched, closure)
-
-
-def merge_packages(sources: Sequence[Sequence[Package]], policy: str = "later") -> list[Package]:
-    """Merge package lists: ``later`` (for each name+architecture the later source wins),
-    ``latest`` (the highest version wins; the later source on a tie) or ``all-versions``
-    (keep every version). Within one source the highest version of a name+arch stands for
-    it. Packages compete across components: the same rule as snapshot.merge_indexes, so
-    that what a filter resolves over is what the snapshot then holds."""
-    if policy not in MERGE_POLICIES:
-        raise MirrorkitError(f"unknown merge policy {policy!r}", f"use one of {MERGE_POLICIES}.")
-    merged: dict[tuple[str, str, str], Package] = {}
-    for packages in sources:
-        best: dict[tuple[str, str, str], Package] = {}
-        for p in packages:
-            version_key = p.version if policy == "all-versions" else ""
-            key = (p.name, p.architecture, version_key)
-            old = best.get(key)
-            if old is None or q._compare(p.version, old.version) > 0:
-                best[key] = p
-        for key, p in best.items():
-            old = merged.get(key)
-            if old is None or policy != "latest" or q._compare(p.version, old.version) >= 0:
-                merged[key] = p
-    return sorted(merged.values(), key=lambda p: (p.component, p.name, p.architecture, p.version))

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from debian.arfile import ArError
-from debian.debian_support import version_compare
 
 from mirrorkit import __version__, archive, mirror, resolve
+from mirrorkit import merge as merge_rule
 from mirrorkit.errors import (
     ConflictError,
     FormatError,
@@ -36,11 +36,10 @@ from mirrorkit.errors import (
     StorageError,
     UsageError,
 )
-from mirrorkit.models import IndexRef, Package
+from mirrorkit.models import IndexRef, MergePolicy, Package
 from mirrorkit.store import Store, canonical_json, check_name, fsync_dir, read_json
 
 FORMAT = 1
-MERGE_POLICIES = ("later", "latest", "all-versions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,72 +271,34 @@ def remove(store: Store, name: str) -> None:
 
 
 def merge_indexes(
-    store: Store, sources: Sequence[Sequence[IndexRef]], policy: str = "later"
+    store: Store, sources: Sequence[Sequence[IndexRef]], policy: MergePolicy | str = "later"
 ) -> list[IndexRef]:
-    """Merge the indices of several sources: ``later`` (for each name+architecture the later
-    source wins), ``latest`` (the highest version wins; the later source on a tie) or
-    ``all-versions`` (keep every version). Packages compete across components and indices,
-    as in aptly; an ``Architecture: all`` winner is listed in every index of its component."""
-    if policy not in MERGE_POLICIES:
-        raise UsageError(f"unknown merge policy {policy!r}", f"use one of {MERGE_POLICIES}.")
-    entries: list[tuple[int, str, str, Package]] = []
-    for rank, indexes in enumerate(sources):
-        for ref in indexes:
-            entries += [
-                (rank, ref.component, ref.architecture, p) for p in mirror.packages(store, [ref])
-            ]
-
-    def key(p: Package) -> tuple[str, ...]:
-        if policy == "all-versions":
-            return (p.name, p.architecture, p.version)
-        return (p.name, p.architecture)
-
-    winner: dict[tuple[str, ...], tuple[int, Package]] = {}
-    for rank, _, _, p in entries:
-        old = winner.get(key(p))
-        if old is None:
-            winner[key(p)] = (rank, p)
-            continue
-        newer = version_compare(p.version, old[1].version)
-        if policy == "latest":
-            wins = newer > 0 or (newer == 0 and rank >= old[0])
-        else:  # later, all-versions: the later source; within one, the highest version
-            wins = rank > old[0] or (rank == old[0] and newer > 0)
-        if wins:
-            winner[key(p)] = (rank, p)
-
-    def won(rank: int, p: Package) -> bool:
-        w_rank, w = winner[key(p)]
-        return w_rank == rank and (w.version, w.sha256) == (p.version, p.sha256)
-
-    chosen: dict[tuple[str, str], dict[tuple[str, str, str], Package]] = {}
-    for _, component, arch, _ in entries:
-        chosen.setdefault((component, arch), {})
-    for rank, component, arch, p in entries:
-        if not won(rank, p):
-            continue
-        targets = [arch]
-        if p.architecture == "all":  # every architecture of its component installs it
-            targets = [a for c, a in chosen if c == component]
-        for target in targets:
-            chosen[(component, target)].setdefault((p.name, p.architecture, p.version), p)
+    """Merge the indices of several sources with ``policy`` (see :mod:`mirrorkit.merge`, the
+    one merge rule) and store the merged indices."""
+    policy = MergePolicy.parse(policy)
+    loaded = [
+        [(ref.component, ref.architecture, mirror.packages(store, [ref])) for ref in indexes]
+        for indexes in sources
+    ]
     result: list[IndexRef] = []
-    for (component, arch), pkgs in sorted(chosen.items()):
-        ordered = sorted(pkgs.values(), key=lambda p: (p.name, p.architecture, p.version))
-        text = archive.render_packages(ordered)
-        result.append(IndexRef(component, arch, store.meta.put(text), len(ordered)))
+    for (component, arch), pkgs in merge_rule.merge_indexes(loaded, policy).items():
+        text = archive.render_packages(pkgs)
+        result.append(IndexRef(component, arch, store.meta.put(text), len(pkgs)))
     return result
 
 
-def merge(store: Store, dest: str, sources: Sequence[str], policy: str = "later") -> SnapshotInfo:
-    """A new snapshot DEST from snapshots SOURCES (see :func:`merge_indexes` for policies)."""
+def merge(
+    store: Store, dest: str, sources: Sequence[str], policy: MergePolicy | str = "later"
+) -> SnapshotInfo:
+    """A new snapshot DEST from snapshots SOURCES (see :mod:`mirrorkit.merge` for policies)."""
+    policy = MergePolicy.parse(policy)
     if not sources:
         raise UsageError("merge needs at least one source snapshot")
     with store.locked():
         infos = [load(store, s) for s in sources]
         indexes = merge_indexes(store, [i.indexes for i in infos], policy)
         provenance = [
-            {"kind": "snapshot", "snapshot": i.name, "digest": i.digest, "policy": policy}
+            {"kind": "snapshot", "snapshot": i.name, "digest": i.digest, "policy": policy.value}
             for i in infos
         ]
         return _write(store, dest, provenance, indexes)
@@ -347,7 +308,7 @@ def create_from_mirrors(
     store: Store,
     name: str,
     mirror_names: Sequence[str],
-    policy: str = "later",
+    policy: MergePolicy | str = "later",
     selection: resolve.Selection | None = None,
 ) -> SnapshotInfo:
     """One snapshot of several mirrors' committed states, merged with ``policy``; its
@@ -365,7 +326,7 @@ def create_from_mirrors(
         else:
             indexes = merge_indexes(store, [s.indexes for s in states], policy)
             for source in sources:
-                source["policy"] = policy
+                source["policy"] = MergePolicy.parse(policy).value
         return _write(store, name, sources, indexes)
 
 
@@ -484,7 +445,7 @@ def diff(store: Store, a: str, b: str) -> list[Change]:
         return out
 
     def same(x: str, y: str) -> bool:
-        return x == y or version_compare(x, y) == 0
+        return x == y or archive.compare_versions(x, y) == 0
 
     old, new = builds(load(store, a)), builds(load(store, b))
     changes = []
@@ -499,7 +460,7 @@ def diff(store: Store, a: str, b: str) -> list[Change]:
                     continue
                 kind = "changed"
             else:
-                kind = "upgraded" if version_compare(va, vb) > 0 else "downgraded"
+                kind = "upgraded" if archive.compare_versions(va, vb) > 0 else "downgraded"
             changes.append(Change(kind, key[0], key[1], vb, va))
             continue
         for v, shas in sorted(before.items()):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mirrorkit import resolve
-from mirrorkit.resolve import Selection, Universe, merge_packages, resolve_closure
+from mirrorkit.merge import merge_packages
+from mirrorkit.resolve import Selection, Universe, resolve_closure
 from tests.unit.universe import packages, stanza, universe
 
 
