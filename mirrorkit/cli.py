@@ -22,7 +22,7 @@ import typer
 
 from mirrorkit import __version__
 from mirrorkit.errors import MirrorkitError, UsageError
-from mirrorkit.models import MirrorSpec, Package, UpdateResult
+from mirrorkit.models import MirrorSpec, Package, Provenance, UpdateResult
 from mirrorkit.store import Store, default_store_path
 
 if TYPE_CHECKING:
@@ -216,10 +216,10 @@ def _field_line(indent: str, key: str, value: Any) -> str:
     return f"{indent}{key}:{text}" if text.startswith("\n") else f"{indent}{key}: {text}"
 
 
-def _source_label(source: dict[str, Any]) -> str:
-    if source.get("kind") == "debs":
-        return f"{len(source.get('files') or ())} .deb files"
-    return str(source.get("mirror") or source.get("snapshot") or source.get("kind") or "?")
+def _source_label(source: Provenance) -> str:
+    if source.kind == "debs":
+        return f"{len(source.files or ())} .deb files"
+    return source.mirror or source.snapshot or source.kind or "?"
 
 
 def _emit_json(obj: Any) -> None:
@@ -489,7 +489,7 @@ def _snapshot_json(
         "name": info.name,
         "created_at": info.created_at,
         "mirrorkit_version": info.mirrorkit_version,
-        "sources": list(info.sources),
+        "sources": [s.to_json() for s in info.sources],
         "indexes": [asdict(i) for i in info.indexes],
         "packages": info.packages,
         "digest": info.digest,
@@ -597,7 +597,7 @@ def snapshot_show(
         typer.echo(f"Packages: {info.packages}")
         for s in info.sources:
             typer.echo("Source:")
-            for k, v in sorted(s.items()):
+            for k, v in sorted(s.to_json().items()):
                 typer.echo(_field_line("  ", k, v))
         for i in info.indexes:
             typer.echo(f"Index: {i.component}/binary-{i.architecture} ({i.packages} packages)")
@@ -1103,7 +1103,7 @@ def bundle_show(
         typer.echo(f"  digest: {s.digest}")
         for source in s.sources:
             typer.echo("  source:")
-            for k, v in sorted(source.items()):
+            for k, v in sorted(source.to_json().items()):
                 typer.echo(_field_line("    ", k, v))
         for i in s.indexes:
             typer.echo(f"  index: {i.component}/binary-{i.architecture} ({i.packages} packages)")

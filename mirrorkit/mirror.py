@@ -29,7 +29,15 @@ from mirrorkit.errors import (
     SignatureError,
     UsageError,
 )
-from mirrorkit.models import FetchSummary, FileRef, IndexRef, MirrorSpec, Package, UpdateResult
+from mirrorkit.models import (
+    FetchSummary,
+    FileRef,
+    IndexRef,
+    MirrorSpec,
+    Package,
+    Provenance,
+    UpdateResult,
+)
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.resolve import Selection
 from mirrorkit.store import Packed, Store, check_name, read_json, syncfs, write_json
@@ -714,26 +722,29 @@ def _check_consistent(refs: list[FileRef], where: str) -> None:
             )
 
 
-def provenance(mirror: Mirror) -> dict[str, Any]:
+def provenance(mirror: Mirror) -> Provenance:
+    """Where a snapshot of the mirror's committed state comes from, as verified."""
     if mirror.state is None:
         raise NotFoundError(
             f"mirror {mirror.spec.name} has never been updated",
             f"run 'mirrorkit mirror update {mirror.spec.name}' first.",
         )
-    record: dict[str, Any] = {
-        "kind": "mirror",
-        "mirror": mirror.spec.name,
-        "url": mirror.spec.url,
-        "suite": mirror.spec.suite,
-        "inrelease_sha256": mirror.state.inrelease_sha256,
-        "signer": mirror.state.signer,
-        "release_date": mirror.state.release_date,
-        "fetched_at": mirror.state.fetched_at,
-    }
-    if mirror.spec.filter:
-        record.update(
-            filter=mirror.spec.filter,
-            with_deps=mirror.spec.with_deps,
-            with_recommends=mirror.spec.with_recommends,
-        )
-    return record
+    spec, state = mirror.spec, mirror.state
+    selection: dict[str, Any] = {}
+    if spec.filter:
+        selection = {
+            "filter": spec.filter,
+            "with_deps": spec.with_deps,
+            "with_recommends": spec.with_recommends,
+        }
+    return Provenance(
+        "mirror",
+        mirror=spec.name,
+        url=spec.url,
+        suite=spec.suite,
+        inrelease_sha256=state.inrelease_sha256,
+        signer=state.signer,
+        release_date=state.release_date,
+        fetched_at=state.fetched_at,
+        **selection,
+    )

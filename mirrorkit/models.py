@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from mirrorkit.errors import UsageError
 
@@ -91,14 +92,79 @@ class MergePolicy(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Provenance:
-    """Where a mirror state (and so a snapshot) came from, as verified."""
+    """Where a snapshot's packages came from: one entry of a snapshot record's ``sources``.
 
-    url: str
-    suite: str
-    inrelease_sha256: str
-    signer: str
-    date: str
-    fetched_at: str
+    ``kind`` says which fields apply: ``mirror`` (a mirror's committed state, as verified:
+    ``mirror``, ``url``, ``suite``, ``inrelease_sha256``, ``signer``, ``release_date``,
+    ``fetched_at``), ``snapshot`` (merged from ``snapshot`` with ``digest`` under
+    ``policy``), ``filter`` (filtered from ``snapshot`` with ``digest``) or ``debs`` (your
+    own ``files``, each "name_version_arch SHA256"). The selection fields (``filter``,
+    ``with_deps``, ...) say how packages were chosen; ``policy`` how several sources merged.
+
+    A field left None is absent from the record. Keys this version does not know, and known
+    keys with a value of another type, are kept verbatim in ``extra``: a record written by
+    another version serialises back to exactly what was read (its digest covers it).
+    """
+
+    kind: str
+    mirror: str | None = None
+    url: str | None = None
+    suite: str | None = None
+    inrelease_sha256: str | None = None
+    signer: str | None = None
+    release_date: str | None = None
+    fetched_at: str | None = None
+    snapshot: str | None = None
+    digest: str | None = None
+    policy: str | None = None
+    filter: str | None = None
+    with_deps: bool | None = None
+    with_recommends: bool | None = None
+    with_essential: bool | None = None
+    files: tuple[str, ...] | None = None
+    extra: tuple[tuple[str, Any], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in _PROVENANCE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = list(value) if isinstance(value, tuple) else value
+        out.update(self.extra)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> Provenance:
+        """Raises TypeError if ``data`` is not a JSON object with a string ``kind``."""
+        if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+            raise TypeError(f"a source must be an object with a 'kind', not {data!r}")
+        known: dict[str, Any] = {}
+        extra = []
+        for key, value in data.items():
+            expected = _PROVENANCE_FIELDS.get(key)
+            if expected in (bool, str) and type(value) is expected:
+                known[key] = value
+            elif (
+                expected is tuple
+                and isinstance(value, list)
+                and all(isinstance(v, str) for v in value)
+            ):
+                known[key] = tuple(value)
+            else:
+                extra.append((key, value))
+        return cls(**known, extra=tuple(sorted(extra, key=lambda kv: kv[0])))
+
+
+# The JSON type of each field of a Provenance (tuple: a list of strings).
+_PROVENANCE_FIELDS: dict[str, type] = {
+    **dict.fromkeys(
+        ("kind", "mirror", "url", "suite", "inrelease_sha256", "signer", "release_date",
+         "fetched_at", "snapshot", "digest", "policy", "filter"),
+        str,
+    ),
+    **dict.fromkeys(("with_deps", "with_recommends", "with_essential"), bool),
+    "files": tuple,
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,7 @@ def users(store: Store, snapshot_name: str) -> list[str]:
         if c.snapshot == snapshot_name or snapshot_name in c.stack()
     ]
     for other in snapshot.list_all(store):
-        if any(s.get("snapshot") == snapshot_name for s in other.sources):
+        if any(s.snapshot == snapshot_name for s in other.sources):
             needed.append(f"snapshot {other.name}")
     return needed
 

@@ -36,7 +36,7 @@ from mirrorkit.errors import (
     StorageError,
     UsageError,
 )
-from mirrorkit.models import IndexRef, MergePolicy, Package
+from mirrorkit.models import IndexRef, MergePolicy, Package, Provenance
 from mirrorkit.store import Store, canonical_json, check_name, fsync_dir, read_json
 
 FORMAT = 1
@@ -47,7 +47,7 @@ class SnapshotInfo:
     name: str
     created_at: str
     mirrorkit_version: str
-    sources: tuple[dict[str, Any], ...]
+    sources: tuple[Provenance, ...]
     indexes: tuple[IndexRef, ...]
     digest: str
 
@@ -78,7 +78,7 @@ def _body(info: SnapshotInfo) -> dict[str, Any]:
         "name": info.name,
         "created_at": info.created_at,
         "mirrorkit_version": info.mirrorkit_version,
-        "sources": list(info.sources),
+        "sources": [s.to_json() for s in info.sources],
         "indexes": [
             {
                 "component": i.component,
@@ -102,7 +102,7 @@ def exists(store: Store, name: str) -> bool:
 
 
 def _write(
-    store: Store, name: str, sources: Sequence[dict[str, Any]], indexes: Sequence[IndexRef]
+    store: Store, name: str, sources: Sequence[Provenance], indexes: Sequence[IndexRef]
 ) -> SnapshotInfo:
     check_name(name, "snapshot")
     draft = SnapshotInfo(
@@ -201,7 +201,7 @@ def _from_json(data: dict[str, Any]) -> SnapshotInfo:
         name=data["name"],
         created_at=data["created_at"],
         mirrorkit_version=data["mirrorkit_version"],
-        sources=tuple(data["sources"]),
+        sources=tuple(Provenance.from_json(s) for s in data["sources"]),
         indexes=tuple(IndexRef(**i) for i in data["indexes"]),
         digest=data["digest"],
     )
@@ -298,7 +298,7 @@ def merge(
         infos = [load(store, s) for s in sources]
         indexes = merge_indexes(store, [i.indexes for i in infos], policy)
         provenance = [
-            {"kind": "snapshot", "snapshot": i.name, "digest": i.digest, "policy": policy.value}
+            Provenance("snapshot", snapshot=i.name, digest=i.digest, policy=policy.value)
             for i in infos
         ]
         return _write(store, dest, provenance, indexes)
@@ -318,15 +318,14 @@ def create_from_mirrors(
         mirrors = [mirror.load(store, m) for m in mirror_names]
         sources = [mirror.provenance(m) for m in mirrors]
         if selection is not None:
-            for source in sources:
-                source.update(selection_record(selection))
+            sources = [replace(s, **selection_record(selection)) for s in sources]
         states = [m.state for m in mirrors if m.state is not None]
         if len(states) == 1:
             indexes: Sequence[IndexRef] = states[0].indexes
         else:
             indexes = merge_indexes(store, [s.indexes for s in states], policy)
-            for source in sources:
-                source["policy"] = MergePolicy.parse(policy).value
+            merged_with = MergePolicy.parse(policy).value
+            sources = [replace(s, policy=merged_with) for s in sources]
         return _write(store, name, sources, indexes)
 
 
@@ -355,16 +354,14 @@ def filter_snapshot(
             indexes.append(
                 IndexRef(ref.component, ref.architecture, store.meta.put(text), len(kept))
             )
-        provenance = {
-            "kind": "filter",
-            "snapshot": info.name,
-            "digest": info.digest,
-            **selection_record(selection),
-        }
+        provenance = Provenance(
+            "filter", snapshot=info.name, digest=info.digest, **selection_record(selection)
+        )
         return _write(store, dest, [provenance], indexes), picked
 
 
 def selection_record(selection: resolve.Selection) -> dict[str, Any]:
+    """The Provenance fields that say how a selection chose packages."""
     return {
         "filter": selection.query,
         "with_deps": selection.with_deps,
@@ -397,9 +394,9 @@ def why(
 
     Seeds are ``text`` or the filter the snapshot was made with."""
     info = load(store, name)
-    record = next((s for s in info.sources if s.get("filter")), {})
-    if text is None:
-        text = str(record["filter"]) if record else None
+    record = next((s for s in info.sources if s.filter), None)
+    if text is None and record is not None:
+        text = record.filter
     if text is None:
         raise UsageError(
             f"snapshot {name} was not made with a filter",
@@ -408,9 +405,10 @@ def why(
     u = universe(store, [info])
     # The closure as the snapshot was made: with Recommends and the Essential set if it was.
     seeds = resolve.search(u, text)
-    if record.get("with_essential"):
+    if record is not None and record.with_essential:
         seeds += resolve.essential_set(u)
-    closure = resolve.resolve_closure(u, seeds, recommends=bool(record.get("with_recommends")))
+    recommends = record is not None and bool(record.with_recommends)
+    closure = resolve.resolve_closure(u, seeds, recommends=recommends)
     for p in closure.packages:
         if package in (p.name, p.ref):
             return closure.why(p)
@@ -553,5 +551,5 @@ def create_from_debs(
             )
             text = archive.render_packages(chosen)
             indexes.append(IndexRef(component, arch, store.meta.put(text), len(chosen)))
-        sources = [{"kind": "debs", "files": [f"{p.ref} {p.sha256}" for p, _ in pkgs]}]
+        sources = [Provenance("debs", files=tuple(f"{p.ref} {p.sha256}" for p, _ in pkgs))]
         return _write(store, name, sources, indexes)

@@ -18,7 +18,7 @@ from typing import Any
 
 from mirrorkit.bundle.container import show_name
 from mirrorkit.errors import BundleError, UsageError
-from mirrorkit.models import IndexRef
+from mirrorkit.models import IndexRef, Provenance
 from mirrorkit.store import canonical_json, check_name
 
 FORMAT = "mirrorkit-bundle"
@@ -62,7 +62,7 @@ class BundledSnapshot:
     digest: str
     created_at: str
     mirrorkit_version: str
-    sources: tuple[dict[str, Any], ...]
+    sources: tuple[Provenance, ...]
     indexes: tuple[IndexRef, ...]
 
     @property
@@ -132,7 +132,7 @@ class Manifest:
                     "digest": s.digest,
                     "created_at": s.created_at,
                     "mirrorkit_version": s.mirrorkit_version,
-                    "sources": list(s.sources),
+                    "sources": [p.to_json() for p in s.sources],
                     "indexes": [
                         {
                             "component": i.component,
@@ -245,13 +245,18 @@ def parse_manifest(data: bytes, what: str) -> Manifest:
                     j.number(i, "packages", iw),
                 )
             )
-        sources = tuple(j.obj(x, f"{where}.sources") for x in j.items(s.get("sources"), where))
+        sources = []
+        for x in j.items(s.get("sources"), where):
+            try:
+                sources.append(Provenance.from_json(j.obj(x, f"{where}.sources")))
+            except TypeError as exc:
+                raise j.fail(f"{where}.sources: {exc}") from exc
         info = BundledSnapshot(
             name=j.name(s, "name", where, "snapshot"),
             digest=j.sha(s, "digest", where),
             created_at=j.text(s, "created_at", where),
             mirrorkit_version=j.text(s, "mirrorkit_version", where),
-            sources=sources,
+            sources=tuple(sources),
             indexes=tuple(indexes),
         )
         if s.get("path") != info.path:
