@@ -1,7 +1,15 @@
 """The Debian repository format: Release/InRelease, Packages indices, compression, by-hash.
 
-Spec: https://wiki.debian.org/DebianRepository/Format. Everything here is pure (bytes in, data
-out); fetching and storing live elsewhere.
+Spec: https://wiki.debian.org/DebianRepository/Format. Bytes in, data out: nothing here
+fetches or stores (that lives elsewhere). Not everything is a plain function, though: for
+speed, decompression runs on threads beside the parser (parse_compressed; one per block of a
+multi-block xz, the later ones at low priority), and while an index is parsed the cyclic GC is
+paused and the interpreter's switch interval shortened (see parse_compressed and _gc_paused for
+what they change and restore).
+
+One reader of control fields (``stanza_fields``, ``field``) and one version comparison
+(``compare_versions``) serve every module; ``parse_packages`` keeps its own fast path over the
+fields it needs, checked against python-debian.
 """
 
 from __future__ import annotations
@@ -554,14 +562,16 @@ def iter_stanzas(text: bytes) -> Iterator[bytes]:
             yield chunk
 
 
-def field(stanza: bytes, name: bytes) -> bytes | None:
-    """The value of a single-line field of a stanza, or None."""
-    m = re.search(rb"^" + re.escape(name) + rb":[ \t]*([^\n]*?)[ \t]*$", stanza, re.MULTILINE)
-    return m.group(1) if m else None
+def field(stanza: bytes, name: str) -> str | None:
+    """One field of a stanza, as :func:`stanza_fields` reads it, or None."""
+    return stanza_fields(stanza).get(name)
 
 
 def stanza_fields(stanza: bytes) -> dict[str, str]:
-    """Every field of one stanza; continuation lines are joined with newlines."""
+    """Every field of one stanza, the one reader of control fields beside parse_packages' fast
+    path: names are case-insensitive (known ones come back spelled the usual way, as apt reads
+    "depends:" as "Depends:"), continuation lines are joined with newlines, and of a field
+    given twice the last counts (parse_packages refuses that for the fields it reads)."""
     fields: dict[str, str] = {}
     last = ""
     for line in stanza.decode("utf-8", "replace").split("\n"):
@@ -572,6 +582,8 @@ def stanza_fields(stanza: bytes) -> dict[str, str]:
         name, sep, value = line.partition(":")
         if sep:
             last = name.strip()
+            if last not in _CANONICAL_NAMES:  # one set lookup for the usual spelling
+                last = _CANONICAL_TEXT.get(last.lower(), last)
             fields[last] = value.strip()
     return fields
 
@@ -664,6 +676,8 @@ _CANONICAL = {
         b"Description", b"Description-md5", b"Homepage", b"Tag", b"Protected",
     )
 }  # fmt: skip
+_CANONICAL_TEXT = {k.decode(): v.decode() for k, v in _CANONICAL.items()}
+_CANONICAL_NAMES = frozenset(_CANONICAL_TEXT.values())
 
 
 def _fold_field_case(

@@ -441,9 +441,7 @@ def _load_index(
 def _filter_arch(text: bytes, arch: str) -> bytes:
     """For flat repositories: one Packages file holds every architecture."""
     keep = [
-        s
-        for s in archive.iter_stanzas(text)
-        if (m := archive.field(s, b"Architecture")) is not None and m in (arch.encode(), b"all")
+        s for s in archive.iter_stanzas(text) if archive.field(s, "Architecture") in (arch, "all")
     ]
     return archive.join_stanzas(keep)
 

@@ -13,8 +13,14 @@
   security update wins over the release's version).
 - What cannot be satisfied is reported (package, dependency, why), never silently dropped.
 
-Conflicts and Breaks are not considered: the closure is what must be *available*, and apt's
-choices among alternatives do not depend on them in practice (the differential test checks).
+Conflicts and Breaks are weighed once everything is marked, as apt's problem resolver does:
+where selected packages conflict, the nearest ``a | b`` choice above one of them changes to
+another alternative that conflicts with nothing selected, kept only if nothing is left unmet
+and fewer conflicts remain (else undone). A conflict no choice avoids is kept: the closure is
+what must be *available*, not a proof that it installs together (the differential tests
+against apt-get check the choices).
+
+Merging several sources is mirrorkit.merge's (one rule for mirrors, snapshots and profiles).
 """
 
 from __future__ import annotations

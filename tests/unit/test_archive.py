@@ -265,3 +265,18 @@ def test_multi_block_xz_damage_is_refused_with_its_block() -> None:
     assert archive.xz_blocks(bytes(packed)) is None
     with pytest.raises(FormatError, match="corrupt xz data"):
         archive.parse_compressed(bytes(packed), "xz", "main")
+
+
+def test_the_field_reader_matches_python_debian_and_ignores_case() -> None:
+    stanza = next(archive.iter_stanzas(SAMPLE))
+    oracle = deb822.Deb822(stanza.decode())
+    fields = archive.stanza_fields(stanza.replace(b"Depends:", b"depends:"))
+    assert fields["Depends"] == oracle["Depends"] == "libc6 (>= 2.34)"
+    assert fields["Description"].split("\n") == [
+        line.strip() for line in oracle["Description"].split("\n")
+    ]
+    assert "Package: not-a-field" in fields["Description"] and fields["Package"] == "hello"
+    assert archive.field(stanza.replace(b"Architecture:", b"ARCHITECTURE:"), "Architecture") == (
+        "amd64"
+    )
+    assert archive.field(stanza, "Pre-Depends") is None
