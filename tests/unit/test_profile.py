@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mirrorkit.errors import ProfileError
-from mirrorkit.models import MirrorSpec
+from mirrorkit.models import MergePolicy, MirrorSpec
 from mirrorkit.profile import (
     FilterSpec,
     Profile,
@@ -446,7 +446,7 @@ def test_defaults(tmp_path: Path) -> None:
                 fingerprints=(),
             ),
         ),
-        snapshot=SnapshotPolicy(name="{profile}-{date}", merge="later"),
+        snapshot=SnapshotPolicy(name="{profile}-{date}", merge=MergePolicy.LATER),
         filter=None,
         publish=None,
     )
@@ -513,12 +513,14 @@ def test_names_unique_across_several_upstreams(tmp_path: Path) -> None:
 @pytest.mark.parametrize("merge", ["later", "latest", "all-versions"])
 def test_snapshot_merge_values(tmp_path: Path, merge: str) -> None:
     text = BASE + f"[snapshot]\nname = 'deb-{{date}}'\nmerge = '{merge}'\n"
-    assert load_profile(write(tmp_path, text)).snapshot == SnapshotPolicy("deb-{date}", merge)
+    assert load_profile(write(tmp_path, text)).snapshot == SnapshotPolicy(
+        "deb-{date}", MergePolicy(merge)
+    )
 
 
 def test_snapshot_section_may_set_only_merge(tmp_path: Path) -> None:
     policy = load_profile(write(tmp_path, BASE + "[snapshot]\nmerge = 'latest'\n")).snapshot
-    assert policy == SnapshotPolicy(name="{profile}-{date}", merge="latest")
+    assert policy == SnapshotPolicy(name="{profile}-{date}", merge=MergePolicy.LATEST)
 
 
 def test_unsafe_stem_with_default_template(tmp_path: Path) -> None:
@@ -650,7 +652,9 @@ def test_bookworm_profile() -> None:
     assert security.suite == "bookworm-security"
     assert security.components == ("main",)
     assert security.keyring == "/usr/share/keyrings/debian-archive-keyring.gpg"
-    assert profile.snapshot == SnapshotPolicy(name="debian-bookworm-{date}", merge="latest")
+    assert profile.snapshot == SnapshotPolicy(
+        name="debian-bookworm-{date}", merge=MergePolicy.LATEST
+    )
     assert profile.publish is None
 
 
