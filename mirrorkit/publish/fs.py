@@ -1,4 +1,4 @@
-"""Publish a snapshot as a signed APT tree on a filesystem, switched atomically.
+"""The directory target: how the executor's writes land on a filesystem, switched atomically.
 
 ```
 DIR/
@@ -10,12 +10,14 @@ DIR/
                                                    its SHA256 (only those are ever removed)
   KEYNAME.gpg, KEYNAME.asc                          the public key clients pin with Signed-By
 ```
-Order: pool files first, then the new generation (complete and durable), then one rename of the
-``dists/SUITE`` symlink. A client sees the old suite or the new one, never a Release that points
-at a missing file. The by-hash files of the previous generation are carried into the new one, so
-a client that read the old InRelease a moment before the switch still finds its indices.
-Everything is world-readable (0644 files, 0755 directories) whatever the umask: a web server
-or apt's sandbox user reads the tree.
+Pool files are hard-linked (copied across filesystems) under a temporary name and renamed into
+place. A suite's files go into a new generation directory; the switch makes it durable and
+renames one symlink, so a client sees the old suite or the new one. The by-hash files of the
+previous generation are carried into the new one (hard links), so a client that read the old
+InRelease a moment before the switch still finds its indices. A different file already at a
+pool path is refused, never replaced (other tools may share the directory). Everything is
+world-readable (0644 files, 0755 directories) whatever the umask: a web server or apt's
+sandbox user reads the tree. An flock on ``.mirrorkit/lock`` keeps two publishers apart.
 """
 
 from __future__ import annotations
@@ -28,22 +30,19 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from mirrorkit import archive
 from mirrorkit.errors import PublishError
-from mirrorkit.publish.layout import (
-    POOL_RECORD,
-    SuitePlan,
-    parse_pool_record,
-    render_pool_record,
-)
-from mirrorkit.store import Pool, atomic_write, fsync_dir, storage_error, syncfs
+from mirrorkit.publish.executor import Item
+from mirrorkit.store import atomic_write, fsync_dir, storage_error, syncfs
 
 STATE_DIR = ".mirrorkit"
+_UNTOUCHED = "The published suite is untouched."
+_TMP_NAME = re.compile(r"\.tmp-[0-9a-f]{12}-")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,52 +71,6 @@ def published_files(root: Path) -> dict[str, str]:
     return listed
 
 
-def _read_record(root: Path) -> dict[str, str]:
-    """Pool path -> SHA256 of every file mirrorkit placed in ``root`` (POOL_RECORD)."""
-    try:
-        return parse_pool_record((root / POOL_RECORD).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        # A tree published before the record existed: what its suites list was placed by
-        # mirrorkit (or checked against the same SHA256 when it was published).
-        return {path: sha for path, sha in published_files(root).items() if (root / path).is_file()}
-
-
-def _write_record(root: Path, record: dict[str, str]) -> None:
-    # Not durable by itself: the publish's syncfs covers the first write, and a lost second
-    # write (after pruning) only lists files that are gone, which the next prune skips.
-    atomic_write(root / POOL_RECORD, render_pool_record(record), durable=False, mode=0o644)
-
-
-def _prune_pool(root: Path, record: dict[str, str]) -> int:
-    """Remove the pool files mirrorkit placed that no suite lists any more; called only after
-    the new Release is in place, so a client never sees a Release that points at a missing
-    file. Files mirrorkit did not place (another tool's) are never touched."""
-    keep = published_files(root)
-    removed = 0
-    pool = root / "pool"
-    for rel in sorted(set(record) - set(keep)):
-        path = root / rel
-        try:
-            path.unlink()
-            removed += 1
-        except FileNotFoundError:
-            pass
-        del record[rel]
-        parent = path.parent
-        while parent != pool and parent.is_relative_to(pool):
-            try:
-                parent.rmdir()  # only if empty
-            except OSError:
-                break
-            parent = parent.parent
-    # Temp files a killed publish left behind (_link_into's names).
-    for leftover in pool.glob("**/.tmp-*") if pool.is_dir() else ():
-        if _TMP_NAME.match(leftover.name):
-            leftover.unlink(missing_ok=True)
-    _write_record(root, record)
-    return removed
-
-
 def _mkdir_public(path: Path) -> None:
     """``mkdir -p`` giving new directories 0755 whatever the umask."""
     missing: list[Path] = []
@@ -132,52 +85,13 @@ def _mkdir_public(path: Path) -> None:
         os.chmod(directory, 0o755)
 
 
-def _write_public(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-    os.chmod(path, 0o644)
+def _sha256_of(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-@contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    state = root / STATE_DIR
-    state.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise PublishError(
-                f"{root}: another mirrorkit is publishing into this tree",
-                "wait for it to finish and run the command again.",
-            ) from exc
-        yield
-    finally:
-        os.close(fd)
-
-
-_TMP_NAME = re.compile(r"\.tmp-[0-9a-f]{12}-")
-
-
-def _link_into(src: Path, dest: Path, sha256: str, recorded: str | None) -> bool:
-    """Hard-link (or, across filesystems, copy) ``src`` to ``dest`` atomically.
-    Returns False when ``dest`` already holds that file. ``recorded``: the SHA256 the tree's
-    record has for ``dest``, if mirrorkit placed it."""
-    if dest.exists():
-        st_dest, st_src = dest.stat(), src.stat()
-        if st_dest.st_ino == st_src.st_ino and st_dest.st_dev == st_src.st_dev:
-            return False
-        if recorded == sha256 and st_dest.st_size == st_src.st_size:
-            return False  # placed by an earlier publish (a copy, or from another store)
-        if st_dest.st_size == st_src.st_size and _sha256_of(dest) == sha256:
-            return False  # not recorded (an older tree), but the same bytes
-        if recorded is not None:
-            hint = (
-                "another build of this package version is published in this tree; give the "
-                "rebuild a new version, or publish into another directory."
-            )
-        else:
-            hint = "mirrorkit did not put it there; publish into another directory."
-        raise PublishError(f"{dest}: exists with different contents", hint)
+def _link_into(src: Path, dest: Path) -> None:
+    """Hard-link (or, across filesystems, copy) ``src`` to ``dest`` atomically."""
     _mkdir_public(dest.parent)
     tmp = dest.parent / f".tmp-{secrets.token_hex(6)}-{dest.name}"
     try:
@@ -189,34 +103,9 @@ def _link_into(src: Path, dest: Path, sha256: str, recorded: str | None) -> bool
             shutil.copyfile(src, tmp)
             os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
-    except BaseException as exc:
+    except BaseException:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise storage_error(dest, exc) from exc
         raise
-    return True
-
-
-def _sha256_of(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def _previous_by_hash(current: Path) -> dict[str, Path]:
-    """The by-hash files the currently published Release names, to carry them over."""
-    release = current / "Release"
-    if not release.is_file():
-        return {}
-    try:
-        rel = archive.parse_release(release.read_bytes(), str(release))
-    except Exception:  # an unreadable old generation just carries nothing over
-        return {}
-    carried: dict[str, Path] = {}
-    for name, ref in rel.files.items():
-        path = archive.by_hash_path(name, ref.sha256)
-        if (current / path).is_file():
-            carried[path] = current / path
-    return carried
 
 
 def _newer_than_before(gen: Path, suite_link: Path) -> None:
@@ -232,102 +121,208 @@ def _newer_than_before(gen: Path, suite_link: Path) -> None:
         os.utime(gen / name, (when, when))
 
 
-def publish_tree(
-    root: Path,
-    plan: SuitePlan,
-    pool: Pool,
-    inrelease: bytes,
-    release_gpg: bytes,
-    public_key: tuple[bytes, bytes],
-    key_name: str,
-) -> PublishResult:
-    """Write ``plan`` into ``root`` and switch ``dists/SUITE`` to it."""
-    if root.exists() and not root.is_dir():
-        raise PublishError(
-            f"{root}: not a directory", "publish into a directory (it is created if missing)."
-        )
-    try:
-        _mkdir_public(root / STATE_DIR)
-    except OSError as exc:
-        raise storage_error(root, exc) from exc
-    with _locked(root):
-        for link in plan.pool:
-            if not pool.has(link.sha256):
-                raise PublishError(
-                    f"{link.path}: the store has no pool object {link.sha256}",
-                    "the store is incomplete; run 'mirrorkit mirror update' for its mirror.",
-                )
-        record = _read_record(root)
-        linked = 0
-        try:
-            for li in plan.pool:
-                linked += _link_into(
-                    pool.path(li.sha256), root / li.path, li.sha256, record.get(li.path)
-                )
-                record[li.path] = li.sha256
-        finally:
-            _write_record(root, record)  # what is in the pool now is ours to remove later
+class DirectoryTarget:
+    """A publish target in a local directory (see the module's docstring)."""
 
-        dists = root / "dists"
-        _mkdir_public(dists)
-        suite_link = dists / plan.suite
+    jobs = 1  # linking is cheap: threads would only add overhead
+    replaces_unlisted = False
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.generation = ""  # the generation the last switch published
+        self._gen: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return f"publish into {self.root}"
+
+    @contextmanager
+    def lock(self, suite: str) -> Iterator[None]:
+        if self.root.exists() and not self.root.is_dir():
+            raise PublishError(
+                f"{self.root}: not a directory",
+                "publish into a directory (it is created if missing).",
+            )
+        state = self.root / STATE_DIR
+        try:
+            _mkdir_public(state)
+            fd = os.open(state / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise storage_error(self.root, exc) from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise PublishError(
+                    f"{self.root}: another mirrorkit is publishing into this tree",
+                    "wait for it to finish and run the command again.",
+                ) from exc
+            yield
+        finally:
+            os.close(fd)
+
+    def check_lock(self) -> None:
+        pass  # an flock cannot be taken from its holder
+
+    def get(self, rel: str) -> bytes | None:
+        path = self.root / rel
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except OSError as exc:
+            raise storage_error(path, exc) from exc
+
+    def _staged(self, rel: str) -> Path | None:
+        """Where a name below ``dists/SUITE/`` goes while that suite is being written."""
+        if self._gen is None:
+            return None
+        suite_dir = f"dists/{self._gen.name.rpartition('.')[0]}/"
+        return self._gen / rel[len(suite_dir) :] if rel.startswith(suite_dir) else None
+
+    def compare(self, item: Item, recorded: str | None) -> bool | None:
+        staged = self._staged(item.rel)
+        dest = staged or self.root / item.rel
+        try:
+            st_dest = dest.stat()
+        except FileNotFoundError:
+            return None
+        if st_dest.st_size != item.size:
+            return False
+        if item.kind == "pool" and item.path is not None:
+            st_src = item.path.stat()
+            if (st_dest.st_ino, st_dest.st_dev) == (st_src.st_ino, st_src.st_dev):
+                return True
+            if recorded == item.sha256:
+                return True  # placed by an earlier publish (a copy, or from another store)
+        if item.kind == "by-hash" and staged is not None:
+            return True  # carried from the previous generation; the name is its hash
+        return _sha256_of(dest) == item.sha256
+
+    def put(self, item: Item) -> None:
+        staged = self._staged(item.rel)
+        dest = staged or self.root / item.rel
+        try:
+            if item.kind == "pool":
+                assert item.path is not None
+                _link_into(item.path, dest)
+            elif staged is not None:
+                assert item.data is not None
+                _mkdir_public(dest.parent)
+                dest.unlink(missing_ok=True)  # a carried hard link: never write through it
+                dest.write_bytes(item.data)
+                os.chmod(dest, 0o644)
+            else:
+                assert item.data is not None
+                # World-readable: the web server serves the key, and apt reads Signed-By files
+                # as _apt. The record is made durable by the publish's syncfs.
+                atomic_write(dest, item.data, mode=0o644, durable=item.kind != "state")
+        except OSError as exc:
+            error = storage_error(dest, exc)
+            if staged is not None:
+                error.hint = f"{error.hint or 'fix the cause'} {_UNTOUCHED}"
+            raise error from exc
+
+    def list(self, rel_prefix: str) -> Iterator[str]:
+        base = self.root / rel_prefix
+        if not base.is_dir():
+            return
+        for dirpath, _, filenames in os.walk(base, followlinks=True):
+            rel_dir = Path(os.path.relpath(dirpath, self.root)).as_posix()
+            for name in sorted(filenames):
+                yield f"{rel_dir}/{name}"
+
+    def delete(self, rels: Sequence[str]) -> None:
+        for rel in rels:
+            path = self.root / rel
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise storage_error(path, exc) from exc
+            top = self.root / rel.partition("/")[0]
+            parent = path.parent
+            while parent != top and parent.is_relative_to(top):
+                try:
+                    parent.rmdir()  # only if empty
+                except OSError:
+                    break
+                parent = parent.parent
+
+    def listed_pool(self) -> dict[str, str]:
+        return published_files(self.root)
+
+    def conflict(self, item: Item, listed: str | None, recorded: str | None) -> PublishError:
+        if recorded is not None:
+            hint = (
+                "another build of this package version is published in this tree; give the "
+                "rebuild a new version, or publish into another directory."
+            )
+        else:
+            hint = "mirrorkit did not put it there; publish into another directory."
+        return PublishError(f"{self.root / item.rel}: exists with different contents", hint)
+
+    def begin_suite(self, suite: str, carry: set[str]) -> None:
+        dists = self.root / "dists"
+        suite_link = dists / suite
+        try:
+            _mkdir_public(dists)
+        except OSError as exc:
+            raise storage_error(dists, exc) from exc
         if suite_link.exists() and not suite_link.is_symlink():
             raise PublishError(
                 f"{suite_link}: exists and was not published by mirrorkit",
                 "publish into another directory or suite name.",
             )
-        generations = root / STATE_DIR / "dists"
-        gen_name = f"{plan.suite}.{secrets.token_hex(8)}"
-        gen = generations / gen_name
+        gen = self.root / STATE_DIR / "dists" / f"{suite}.{secrets.token_hex(8)}"
         try:
             _mkdir_public(gen)
-            carried = _previous_by_hash(suite_link) if suite_link.exists() else {}
-            for rel_path, src in carried.items():
-                dest = gen / rel_path
-                _mkdir_public(dest.parent)
-                os.link(src, dest)
-                os.chmod(dest, 0o644)  # an older publish may have followed a stricter umask
-            for rel_path, data in sorted(plan.files.items()):
-                dest = gen / rel_path
-                _mkdir_public(dest.parent)
-                if rel_path in carried:
-                    dest.unlink()
-                _write_public(dest, data)
-            _write_public(gen / "Release", plan.release)
-            _write_public(gen / "Release.gpg", release_gpg)
-            _write_public(gen / "InRelease", inrelease)
-            _newer_than_before(gen, suite_link)
-            syncfs(root)
+            self._gen = gen
+            for rel in sorted(carry):
+                src = suite_link / rel
+                if src.is_file():
+                    dest = gen / rel
+                    _mkdir_public(dest.parent)
+                    os.link(src, dest)
+                    os.chmod(dest, 0o644)  # an older publish may have followed a stricter umask
         except OSError as exc:
-            shutil.rmtree(gen, ignore_errors=True)
+            self.abort_suite(suite)
             error = storage_error(gen, exc)
-            error.hint = f"{error.hint or 'fix the cause'} The published suite is untouched."
+            error.hint = f"{error.hint or 'fix the cause'} {_UNTOUCHED}"
             raise error from exc
 
-        # The switch: one rename of a symlink.
-        tmp_link = dists / f".{plan.suite}.{secrets.token_hex(4)}"
-        os.symlink(os.path.join("..", STATE_DIR, "dists", gen_name), tmp_link)
-        os.replace(tmp_link, suite_link)
-        fsync_dir(dists)
+    def prepare_switch(self, suite: str) -> None:
+        pass  # the switch is a rename: nothing is visible before it
 
+    def switch(self, suite: str) -> None:
+        gen = self._gen
+        assert gen is not None
+        dists = self.root / "dists"
+        suite_link = dists / suite
+        try:
+            _newer_than_before(gen, suite_link)
+            syncfs(self.root)
+            # The switch: one rename of a symlink.
+            tmp_link = dists / f".{suite}.{secrets.token_hex(4)}"
+            os.symlink(os.path.join("..", STATE_DIR, "dists", gen.name), tmp_link)
+            os.replace(tmp_link, suite_link)
+            fsync_dir(dists)
+        except OSError as exc:
+            error = storage_error(gen, exc)
+            error.hint = f"{error.hint or 'fix the cause'} {_UNTOUCHED}"
+            raise error from exc
+        self._gen = None
+        self.generation = gen.name
         # Old generations of this suite are unreachable now.
-        for old in generations.glob(f"{plan.suite}.*"):
-            if old.name != gen_name and old.name.rpartition(".")[0] == plan.suite:
+        for old in gen.parent.glob(f"{suite}.*"):
+            if old.name != gen.name and old.name.rpartition(".")[0] == suite:
                 shutil.rmtree(old, ignore_errors=True)
+        # Temp files a killed publish left behind (_link_into's names).
+        pool = self.root / "pool"
+        for leftover in pool.glob("**/.tmp-*") if pool.is_dir() else ():
+            if _TMP_NAME.match(leftover.name):
+                leftover.unlink(missing_ok=True)
 
-        removed = _prune_pool(root, record)
-
-        binary, armored = public_key
-        key_file = root / f"{key_name}.gpg"
-        # World-readable: the web server serves it, and apt reads Signed-By files as _apt.
-        atomic_write(key_file, binary, mode=0o644)
-        atomic_write(root / f"{key_name}.asc", armored, mode=0o644)
-        return PublishResult(
-            root=root,
-            suite=plan.suite,
-            generation=gen_name,
-            linked=linked,
-            reused=len(plan.pool) - linked,
-            key_file=key_file,
-            removed=removed,
-        )
+    def abort_suite(self, suite: str) -> None:
+        if self._gen is not None:
+            shutil.rmtree(self._gen, ignore_errors=True)
+            self._gen = None

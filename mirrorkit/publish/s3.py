@@ -1,4 +1,4 @@
-"""Publish the layout plan to S3-compatible object storage, so that readers never see a half suite.
+"""The S3 target: how the executor's writes land in S3-compatible object storage.
 
 ```
 s3://BUCKET/PREFIX/
@@ -6,31 +6,24 @@ s3://BUCKET/PREFIX/
   dists/SUITE/<component>/binary-<arch>/Packages{,.gz,.xz} and their by-hash/SHA256/ copies
   dists/SUITE/Release, Release.gpg, InRelease
   KEYNAME.gpg, KEYNAME.asc                         the public key clients pin with Signed-By
+  .mirrorkit/pool.sha256                           the pool objects mirrorkit placed here
   .mirrorkit-lock                                  only while a publish runs
 ```
-There is no rename on S3, so consistency comes from the order of the writes (the same plan the
-fs writer executes, see ``layout.py``):
-
-1. pool objects (and the public key),
-2. the indices' by-hash copies, then the indices under their names,
-3. ``Release``, ``Release.gpg``, and ``InRelease`` last.
-
-apt reads ``InRelease`` first and fetches the indices it names by hash (the Release says
-``Acquire-By-Hash: yes``) and then pool files by name. Until the new ``InRelease`` replaces the
-old one, everything the old one names is still there: pool objects are only ever added with the
-content their name promises, and by-hash objects are content-addressed. So a client sees the old
-suite or the new one. A publish that fails anywhere before the last write leaves the old suite
-fully usable, and running it again uploads only what is still missing.
+There is no rename on S3: objects are written in place, and consistency comes from the order
+of the writes, which is the executor's (executor.py): pool objects, the indices' by-hash copies
+and the indices, then ``Release``, ``Release.gpg`` and ``InRelease`` last, the write that
+switches the suite. By-hash objects are content-addressed and pool objects are only added
+with the content their name promises, so everything the old ``InRelease`` names stays in place.
 
 Objects already present with the same content are not uploaded again: we store the SHA256 in the
 object's metadata (``x-amz-meta-sha256``) and compare it, with the size, from a HEAD request
 (for objects uploaded by other tools, the ETag when it is a plain MD5). Re-publishing an
-unchanged snapshot therefore uploads only ``Release``, ``Release.gpg`` and ``InRelease``.
+unchanged snapshot therefore uploads only ``Release``, ``Release.gpg`` and ``InRelease``. An
+object no suite lists with other content (a failed upload's debris) is replaced.
 
 Two publishers on one prefix are kept apart by a lock object created with a conditional put
-(``If-None-Match: *``); ``--break-lock`` removes one a killed publisher left behind. Pool objects
-no suite references any more are removed only with ``--prune``, and only after the new
-``InRelease`` is in place.
+(``If-None-Match: *``); ``--break-lock`` removes one a killed publisher left behind, and a
+publisher whose lock was broken meanwhile does not switch the suite.
 
 boto3 is imported here and nowhere else; ``mirrorkit.publish`` imports this module only when
 publishing to S3, so the other commands do not pay for loading it.
@@ -49,12 +42,10 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -68,17 +59,9 @@ import botocore.exceptions
 from mirrorkit import __version__, archive
 from mirrorkit.errors import FormatError, MirrorkitError, PublishError, UsageError
 from mirrorkit.models import FileRef
-from mirrorkit.progress import NullReporter, Reporter
-from mirrorkit.publish.layout import (
-    POOL_RECORD,
-    SuitePlan,
-    parse_pool_record,
-    render_pool_record,
-)
-from mirrorkit.store import Pool
+from mirrorkit.publish.executor import Item
 
 LOCK_NAME = ".mirrorkit-lock"
-SIGNED_FILES = ("Release", "Release.gpg", "InRelease")  # in upload order: InRelease last
 # Objects at least this large go up in parts (boto3's TransferConfig); the tests lower it.
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 MULTIPART_CHUNKSIZE = 16 * 1024 * 1024
@@ -268,44 +251,38 @@ _CONNECT_ERRORS: tuple[type[Exception], ...] = (*_BOUNDARY, ValueError)  # Value
 
 
 @dataclass(frozen=True, slots=True)
-class Obj:
-    """One object to write: its name below the prefix, size, SHA256, and bytes or a file."""
-
-    rel: str
-    size: int
-    sha256: str
-    data: bytes | None = None
-    path: Path | None = None
-    content_type: str = "application/octet-stream"
-    cache_control: str = _REVALIDATE
-    pool: bool = False
-
-    @classmethod
-    def from_bytes(cls, rel: str, data: bytes, **kw: Any) -> Obj:
-        return cls(rel, len(data), hashlib.sha256(data).hexdigest(), data=data, **kw)
-
-    def _blocks(self, size: int) -> Iterator[bytes]:
-        if self.data is not None:
-            for start in range(0, max(len(self.data), 1), size):
-                yield self.data[start : start + size]
-        elif self.path is not None:
-            with self.path.open("rb") as fh:
-                while block := fh.read(size):
-                    yield block
-
-    def md5(self) -> str:
-        h = hashlib.md5(usedforsecurity=False)
-        for block in self._blocks(1 << 20):
-            h.update(block)
-        return h.hexdigest()
+class Obj(Item):
+    """An item with the digests S3 reports for it (its ETag)."""
 
     def multipart_etag(self, part_size: int) -> str:
-        """The ETag S3 gives a multipart upload: MD5 of the parts' MD5s, ``-`` part count."""
-        digests = [hashlib.md5(b, usedforsecurity=False).digest() for b in self._blocks(part_size)]
-        return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
+        return multipart_etag(self, part_size)
 
 
-def same_content(head: dict[str, Any], obj: Obj) -> bool | None:
+def multipart_etag(item: Item, part_size: int) -> str:
+    """The ETag S3 gives a multipart upload: MD5 of the parts' MD5s, ``-`` part count."""
+    digests = [hashlib.md5(b, usedforsecurity=False).digest() for b in item.blocks(part_size)]
+    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
+
+
+def _headers(item: Item) -> dict[str, Any]:
+    """Content-Type and Cache-Control by what the item is; its SHA256 as metadata."""
+    if item.kind == "key":
+        content_type = "application/pgp-keys"
+    elif item.kind == "state":
+        content_type = "text/plain"
+    elif item.kind == "by-hash":
+        content_type = "application/octet-stream"
+    else:
+        content_type = archive.content_type(item.rel)
+    immutable = item.kind in ("pool", "by-hash")  # content never changes under these names
+    return {
+        "ContentType": content_type,
+        "CacheControl": _IMMUTABLE if immutable else _REVALIDATE,
+        "Metadata": {"sha256": item.sha256},
+    }
+
+
+def same_content(head: dict[str, Any], obj: Item) -> bool | None:
     """Whether the object ``head`` describes holds ``obj``'s bytes: True, False, or None when
     the server's answer cannot tell (no sha256 metadata and an ETag that is not an MD5)."""
     if int(head.get("ContentLength", -1)) != obj.size:
@@ -374,12 +351,8 @@ class Bucket:
                 raise
             return bytes(response["Body"].read())
 
-    def put(self, obj: Obj) -> None:
-        extra = {
-            "ContentType": obj.content_type,
-            "CacheControl": obj.cache_control,
-            "Metadata": {"sha256": obj.sha256},
-        }
+    def put(self, obj: Item) -> None:
+        extra = _headers(obj)
         with self._boundary(f"uploading {obj.rel}"):
             if obj.data is not None:
                 response = self.client.put_object(
@@ -403,7 +376,7 @@ class Bucket:
                     )
         self._verify_etag(obj, response)
 
-    def _verify_etag(self, obj: Obj, response: dict[str, Any]) -> None:
+    def _verify_etag(self, obj: Item, response: dict[str, Any]) -> None:
         """Check the MD5 the server computed over what it stored against our bytes, before any
         Release names the object (the SDK's CRC checks only the transfer, where the server
         supports it). Servers whose ETag is not an MD5 (SSE-KMS, SSE-C) are not checked."""
@@ -414,7 +387,7 @@ class Bucket:
         )
         if not m or encrypted:
             return
-        expected = obj.multipart_etag(MULTIPART_CHUNKSIZE) if m.group(1) else obj.md5()
+        expected = multipart_etag(obj, MULTIPART_CHUNKSIZE) if m.group(1) else obj.md5()
         if etag != expected:
             raise PublishError(
                 f"{self.target.where}: {obj.rel}: the server stored other bytes than were sent "
@@ -640,45 +613,6 @@ def _release(bucket: Bucket, mine: LockInfo) -> None:
 # -- what the bucket publishes -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SuiteState:
-    """The suite's current Release and InRelease in the bucket (parsed, not verified: only used
-    for the Date and for what the old generation names)."""
-
-    release: archive.Release | None
-    inrelease: archive.Release | None
-
-    @property
-    def date(self) -> datetime | None:
-        dates = [r.date for r in (self.release, self.inrelease) if r is not None and r.date]
-        return max(dates) if dates else None
-
-    def by_hash_paths(self) -> set[str]:
-        return {
-            archive.by_hash_path(name, ref.sha256)
-            for rel in (self.release, self.inrelease)
-            if rel is not None
-            for name, ref in rel.files.items()
-        }
-
-
-def _parse_release_or_none(data: bytes | None, what: str) -> archive.Release | None:
-    if data is None:
-        return None
-    try:
-        return archive.parse_release(data, what)  # strips an InRelease's signature armor
-    except FormatError:
-        return None  # an unreadable old Release is replaced, not trusted
-
-
-def suite_state(bucket: Bucket, suite: str) -> SuiteState:
-    base = f"dists/{suite}"
-    return SuiteState(
-        _parse_release_or_none(bucket.get(f"{base}/Release"), f"{base}/Release"),
-        _parse_release_or_none(bucket.get(f"{base}/InRelease"), f"{base}/InRelease"),
-    )
-
-
 def published_pool(bucket: Bucket) -> dict[str, str]:
     """Pool path -> SHA256 of every file some suite in the bucket lists.
 
@@ -740,7 +674,7 @@ def _read_index(bucket: Bucket, suite_dir: str, ref: FileRef) -> bytes:
     )
 
 
-# -- the writer --------------------------------------------------------------------------------
+# -- the result and the switch ------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -757,184 +691,6 @@ class S3PublishResult:
     @property
     def key_url(self) -> str:
         return f"{self.http_url}{self.key_name}.gpg"
-
-
-@dataclass
-class _Writer:
-    bucket: Bucket
-    pool_lookup: Callable[[], dict[str, str]]
-    reporter: Reporter
-    fail_after: int | None = None
-    # Name -> size of every object under the prefix, listed once up front (one request per
-    # 1000 objects): a HEAD is needed only where an object of the same size exists already.
-    listed: dict[str, int] = field(default_factory=dict)
-    uploaded: list[str] = field(default_factory=list)
-    reused: int = 0
-    _started: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _referenced: dict[str, str] | None = None
-
-    def referenced(self) -> dict[str, str]:
-        with self._lock:
-            if self._referenced is None:
-                self._referenced = self.pool_lookup()
-            return self._referenced
-
-    def _check_overwrite(self, obj: Obj) -> None:
-        """A pool object of this name exists with other (or unknown) content. Replacing it is
-        safe unless a published suite lists other content under this name: that suite would
-        then point at a file with the wrong hash."""
-        expected = self.referenced().get(obj.rel)
-        if expected is not None and expected != obj.sha256:
-            raise PublishError(
-                f"{self.bucket.target.url}: {obj.rel} exists with different contents "
-                f"(SHA256 {expected[:12]}…, this snapshot has {obj.sha256[:12]}…)",
-                "another build of this package version is published here; give the rebuild a "
-                "new version, or publish to another prefix.",
-            )
-
-    def sync_object(self, obj: Obj) -> None:
-        size = self.listed.get(obj.rel)
-        if size is None:
-            head = None
-        elif size != obj.size:
-            head = {"ContentLength": size}  # certainly other content
-        else:
-            head = self.bucket.head(obj.rel)
-        if head is not None:
-            if same_content(head, obj):
-                with self._lock:
-                    self.reused += 1
-                self.reporter.advance(1, 0)
-                return
-            if obj.pool:
-                self._check_overwrite(obj)
-        with self._lock:
-            self._started += 1
-            fail = self.fail_after is not None and self._started > self.fail_after
-        if fail:
-            # The fault tests' stand-in for a network failure half-way: the same exception
-            # botocore raises, through the same error mapping.
-            injected = botocore.exceptions.EndpointConnectionError(
-                endpoint_url=f"{self.bucket.target.endpoint_url or 's3'} (test hook fail_after)"
-            )
-            raise s3_error(self.bucket.target, injected, f"uploading {obj.rel}")
-        self.bucket.put(obj)
-        with self._lock:
-            self.uploaded.append(obj.rel)
-        self.reporter.advance(1, obj.size)
-
-    def run(self, objects: Sequence[Obj]) -> None:
-        """Write ``objects`` concurrently (bounded); returns when all are in place, raises the
-        first failure after the uploads already running have ended."""
-        if not objects:
-            return
-        workers = max(1, min(self.bucket.jobs, len(objects)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mk-s3") as executor:
-            futures = [executor.submit(self.sync_object, obj) for obj in objects]
-            try:
-                for future in as_completed(futures):
-                    future.result()
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-
-
-def publish_tree(
-    bucket: Bucket,
-    plan: SuitePlan,
-    pool: Pool,
-    inrelease: bytes,
-    release_gpg: bytes,
-    public_key: tuple[bytes, bytes],
-    key_name: str,
-    *,
-    previous: SuiteState,
-    prune: bool = False,
-    reporter: Reporter | None = None,
-    fail_after: int | None = None,
-) -> S3PublishResult:
-    """Write ``plan`` below ``bucket``'s prefix, InRelease last. The caller holds the lock.
-
-    ``fail_after`` (tests): fail, as a network error would, when the next upload after that
-    many would start."""
-    reporter = reporter or NullReporter()
-    for link in plan.pool:
-        if not pool.has(link.sha256):
-            raise PublishError(
-                f"{link.path}: the store has no pool object {link.sha256}",
-                "the store is incomplete; run 'mirrorkit mirror update' for its mirror.",
-            )
-    binary, armored = public_key
-    first: list[Obj] = [
-        Obj(
-            li.path,
-            li.size,
-            li.sha256,
-            path=pool.path(li.sha256),
-            pool=True,
-            content_type=archive.content_type(li.path),
-            cache_control=_IMMUTABLE,
-        )
-        for li in plan.pool
-    ]
-    first += [
-        Obj.from_bytes(f"{key_name}.gpg", binary, content_type="application/pgp-keys"),
-        Obj.from_bytes(f"{key_name}.asc", armored, content_type="application/pgp-keys"),
-    ]
-    dists = f"dists/{plan.suite}"
-    by_hash = [
-        Obj.from_bytes(f"{dists}/{rel}", data, cache_control=_IMMUTABLE)
-        for rel, data in sorted(plan.files.items())
-        if "/by-hash/" in rel
-    ]
-    by_name = [
-        Obj.from_bytes(f"{dists}/{rel}", data, content_type=archive.content_type(rel))
-        for rel, data in sorted(plan.files.items())
-        if "/by-hash/" not in rel
-    ]
-    signed = [
-        Obj.from_bytes(f"{dists}/{name}", data, content_type=archive.content_type(name))
-        for name, data in zip(SIGNED_FILES, (plan.release, release_gpg, inrelease), strict=True)
-    ]
-
-    writer = _Writer(bucket, lambda: published_pool(bucket), reporter, fail_after)
-    writer.listed = dict(bucket.list(""))
-    everything = [*first, *by_hash, *by_name, *signed]
-    reporter.start(
-        f"upload to {bucket.target.url}", len(everything), sum(o.size for o in everything)
-    )
-    try:
-        writer.run(first)  # 1. pool objects (and the key)
-        _record_placed(bucket, plan)  # before anything refers to them
-        writer.run(by_hash)  # 2. indices, by hash first: the old InRelease keeps working
-        writer.run(by_name)
-        _wait_past_old_release(bucket, dists)
-        check_lock(bucket)
-        for obj in signed:  # 3. Release, Release.gpg and, last, InRelease: the switch
-            writer.run([obj])
-    finally:
-        reporter.finish()
-
-    removed: list[str] = []
-    if prune:
-        try:
-            check_lock(bucket)
-            removed = _prune(bucket, plan, previous)
-        except PublishError as exc:
-            exc.message = f"suite {plan.suite} is published, but pruning stopped: {exc.message}"
-            exc.hint = exc.hint or "run the same command again to finish pruning."
-            raise
-    return S3PublishResult(
-        target=bucket.target,
-        suite=plan.suite,
-        uploaded=tuple(writer.uploaded),
-        reused=writer.reused,
-        removed=tuple(removed),
-        http_url=bucket.target.http_url(bucket.region),
-        key_name=key_name,
-    )
 
 
 def _server_time(head: dict[str, Any]) -> datetime | None:
@@ -964,43 +720,85 @@ def _wait_past_old_release(bucket: Bucket, dists: str, limit: float = 3.0) -> No
         time.sleep(0.25)
 
 
-def _read_record(bucket: Bucket) -> dict[str, str] | None:
-    """POOL_RECORD of the prefix: every pool object mirrorkit placed there. Only those are
-    pruned (another tool's files, say a .dsc only its Sources lists, are never touched)."""
-    data = bucket.get(POOL_RECORD)
-    return None if data is None else parse_pool_record(data.decode("utf-8", "replace"))
+# -- the target the executor writes to -------------------------------------------------------
 
 
-def _write_record(bucket: Bucket, record: dict[str, str]) -> None:
-    bucket.put(Obj.from_bytes(POOL_RECORD, render_pool_record(record), content_type="text/plain"))
+class BucketTarget:
+    """A publish target under an S3 prefix (see the module's docstring)."""
 
+    replaces_unlisted = True  # an object no suite lists is debris (say, a failed upload's)
 
-def _record_placed(bucket: Bucket, plan: SuitePlan) -> None:
-    record = _read_record(bucket)
-    if record is None:
-        # A prefix published before the record existed: what its suites list now counts as
-        # placed by mirrorkit.
-        record = published_pool(bucket)
-    new = {li.path: li.sha256 for li in plan.pool}
-    if any(record.get(path) != sha for path, sha in new.items()):
-        _write_record(bucket, {**record, **new})
+    def __init__(self, bucket: Bucket, *, break_lock: bool = False) -> None:
+        self.bucket = bucket
+        self.break_lock = break_lock
+        self.broken: LockInfo | None = None  # the lock break_lock removed
+        # Name -> size of every object under the prefix, listed once (one request per 1000
+        # objects): a HEAD is needed only where an object of the same size exists already.
+        self._sizes: dict[str, int] | None = None
+        self._sizes_lock = threading.Lock()
 
+    @property
+    def label(self) -> str:
+        return f"upload to {self.bucket.target.url}"
 
-def _prune(bucket: Bucket, plan: SuitePlan, previous: SuiteState) -> list[str]:
-    """After the new InRelease is in place: remove the pool objects mirrorkit placed that no
-    suite lists, and the objects of this suite's older generations (keeping the by-hash files
-    of the generation just replaced, for clients that read its InRelease a moment ago, as the
-    fs writer does)."""
-    keep_pool = published_pool(bucket)
-    record = _read_record(bucket) or {}
-    stale = sorted(rel for rel, _ in bucket.list("pool/") if rel not in keep_pool and rel in record)
-    dists = f"dists/{plan.suite}/"
-    keep_dists = {f"{dists}{rel}" for rel in plan.files}
-    keep_dists |= {f"{dists}{name}" for name in SIGNED_FILES}
-    keep_dists |= {f"{dists}{rel}" for rel in previous.by_hash_paths()}
-    pool_stale = set(stale)
-    stale += sorted(rel for rel, _ in bucket.list(dists) if rel not in keep_dists)
-    bucket.delete(stale)
-    if pool_stale:
-        _write_record(bucket, {k: v for k, v in record.items() if k not in pool_stale})
-    return stale
+    @property
+    def jobs(self) -> int:
+        return self.bucket.jobs
+
+    @contextmanager
+    def lock(self, suite: str) -> Iterator[None]:
+        with publish_lock(self.bucket, suite=suite, break_lock=self.break_lock) as broken:
+            self.broken = broken
+            yield
+
+    def check_lock(self) -> None:
+        check_lock(self.bucket)
+
+    def get(self, rel: str) -> bytes | None:
+        return self.bucket.get(rel)
+
+    def compare(self, item: Item, recorded: str | None) -> bool | None:
+        with self._sizes_lock:
+            if self._sizes is None:
+                self._sizes = dict(self.bucket.list(""))
+            size = self._sizes.get(item.rel)
+        if size is None:
+            return None
+        if size != item.size:
+            return False  # certainly other content
+        head = self.bucket.head(item.rel)
+        return None if head is None else bool(same_content(head, item))
+
+    def put(self, item: Item) -> None:
+        self.bucket.put(item)
+
+    def list(self, rel_prefix: str) -> Iterator[str]:
+        for rel, _ in self.bucket.list(rel_prefix):
+            yield rel
+
+    def delete(self, rels: Sequence[str]) -> None:
+        self.bucket.delete(rels)
+
+    def listed_pool(self) -> dict[str, str]:
+        return published_pool(self.bucket)
+
+    def conflict(self, item: Item, listed: str | None, recorded: str | None) -> PublishError:
+        theirs = f"SHA256 {listed[:12]}…" if listed else "other content"
+        return PublishError(
+            f"{self.bucket.target.url}: {item.rel} exists with different contents "
+            f"({theirs}, this snapshot has {item.sha256[:12]}…)",
+            "another build of this package version is published here; give the rebuild a "
+            "new version, or publish to another prefix.",
+        )
+
+    def begin_suite(self, suite: str, carry: set[str]) -> None:
+        pass  # written in place: the previous generation's objects stay until pruned
+
+    def prepare_switch(self, suite: str) -> None:
+        _wait_past_old_release(self.bucket, f"dists/{suite}")
+
+    def switch(self, suite: str) -> None:
+        pass  # the InRelease just written was the switch
+
+    def abort_suite(self, suite: str) -> None:
+        pass  # nothing refers to what was written: a rerun reuses it

@@ -13,6 +13,10 @@ from typing import cast
 import pytest
 
 from mirrorkit import archive as fmt
+from mirrorkit import publish
+from mirrorkit.publish import fs as publish_fs
+from mirrorkit.publish.executor import Item
+from mirrorkit.store import Store
 from tests.helpers.archive import Archive, build_archive
 from tests.helpers.debs import build_deb
 from tests.helpers.gpgkeys import TestKey
@@ -385,3 +389,37 @@ def test_architecture_all_packages_are_in_every_architecture_index(
     release = fmt.parse_release((out / "dists/local/Release").read_bytes())
     assert release.architectures == ("all",) and not release.no_arch_all_packages
     assert set(release.files) >= {"main/binary-all/Packages", "main/binary-all/Packages.xz"}
+
+
+def test_the_executor_writes_pool_record_indices_then_the_signed_files_last(
+    tmp_path: Path, publish_key: TestKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The order every target gets (the S3 tests check the same on the wire): pool files and
+    # the key, the pool record, by-hash copies, indices, then Release, Release.gpg, InRelease.
+    store = tmp_path / "store"
+    debs = tmp_path / "debs"
+    build_deb(debs, "hello", "1.0", "amd64")
+    build_deb(debs, "greet-data", "1.0", "all")
+    r = run_cli(store, "snapshot", "create", "s", "--from-debs", str(debs))
+    assert r.exit_code == 0, r.output
+    written: list[str] = []
+
+    class Recording(publish_fs.DirectoryTarget):
+        def put(self, item: Item) -> None:
+            written.append(item.rel)
+            super().put(item)
+
+    monkeypatch.setattr(publish_fs, "DirectoryTarget", Recording)
+    out = tmp_path / "out"
+    pub = publish.publish_fs(
+        Store(store), "s", out, key=publish_key.fingerprint, gnupghome=str(publish_key.gnupghome)
+    )
+    assert isinstance(pub.result, publish_fs.PublishResult) and pub.result.linked == 2
+    pool = [i for i, rel in enumerate(written) if rel.startswith("pool/")]
+    record = written.index(".mirrorkit/pool.sha256")
+    by_hash = [i for i, rel in enumerate(written) if "/by-hash/" in rel]
+    indices = [i for i, rel in enumerate(written) if "/binary-" in rel and "/by-hash/" not in rel]
+    assert len(pool) == 2 and max(pool) < record < min(by_hash)
+    assert max(by_hash) < min(indices)
+    assert written[-3:] == ["dists/s/Release", "dists/s/Release.gpg", "dists/s/InRelease"]
+    assert max(indices) < len(written) - 3

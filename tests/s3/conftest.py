@@ -10,6 +10,8 @@ published tree over plain HTTP as clients of a public bucket do.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import http.server
 import json
 import os
 import shutil
@@ -18,8 +20,10 @@ import socket
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -190,3 +194,115 @@ def anonymous_get(url: str) -> tuple[int, dict[str, str], bytes]:
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
+
+
+# -- a fault-injecting proxy in front of the server --------------------------------------------
+
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+     "upgrade", "expect"}
+)  # fmt: skip
+
+
+class FaultProxy:
+    """An HTTP/1.1 proxy on 127.0.0.1 in front of the S3 server that can make uploads fail as a
+    network failure would: with ``fail_uploads_after = N``, the first N object uploads reach
+    the server and every later one has its connection closed without an answer (so the client
+    sees a real connection failure, through its own error handling).
+
+    Uploads are PUTs of objects (and multipart starts) other than mirrorkit's lock and state
+    (``.mirrorkit-lock``, ``.mirrorkit/``): the lock is still released after a failure, as
+    when one upload's connection breaks. Requests are forwarded with the client's Host header,
+    so its SigV4 signature stays valid. ``uploads``: the keys of the uploads that reached the
+    server, in order."""
+
+    def __init__(self, upstream: str) -> None:
+        parts = urllib.parse.urlsplit(upstream)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.fail_uploads_after: int | None = None
+        self.uploads: list[str] = []
+        self.failed: list[str] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _body(self) -> bytes:
+                if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                    data = bytearray()
+                    while size := int(self.rfile.readline().split(b";")[0].strip(), 16):
+                        data += self.rfile.read(size)
+                        self.rfile.readline()
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return bytes(data)
+                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+            def _forward(self) -> None:
+                body = self._body()
+                split = urllib.parse.urlsplit(self.path)
+                key = urllib.parse.unquote(split.path).lstrip("/").partition("/")[2]
+                query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
+                upload = (self.command == "PUT" and "partNumber" not in query) or (
+                    self.command == "POST" and "uploads" in query
+                )
+                if upload and not (key.endswith(".mirrorkit-lock") or "/.mirrorkit/" in key):
+                    with proxy._lock:
+                        limit = proxy.fail_uploads_after
+                        if limit is not None and len(proxy.uploads) >= limit:
+                            proxy.failed.append(key)
+                            self.close_connection = True
+                            return  # no answer: the client sees the connection drop
+                        proxy.uploads.append(key)
+                conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
+                try:
+                    conn.putrequest(self.command, self.path, skip_host=True,
+                                    skip_accept_encoding=True)  # fmt: skip
+                    for name, value in self.headers.items():
+                        if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
+                            conn.putheader(name, value)
+                    if body or self.command in ("PUT", "POST"):
+                        conn.putheader("Content-Length", str(len(body)))
+                    conn.endheaders(body)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    self.send_response_only(resp.status, resp.reason)
+                    for name, value in resp.getheaders():
+                        if name.lower() not in _HOP_BY_HOP and name.lower() != "content-length":
+                            self.send_header(name, value)
+                    if self.command == "HEAD":
+                        length = resp.getheader("Content-Length")
+                        if length is not None:
+                            self.send_header("Content-Length", length)
+                    else:
+                        self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def s3_proxy(s3_env: S3Server) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(s3_env.endpoint)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

@@ -21,7 +21,7 @@ from tests.helpers.apt import AptClient
 from tests.helpers.debs import build_deb
 from tests.helpers.gpgkeys import TestKey
 from tests.mk import Result, run_cli
-from tests.s3.conftest import S3Server, anonymous_get
+from tests.s3.conftest import FaultProxy, S3Server, anonymous_get
 
 pytestmark = pytest.mark.e2e
 
@@ -69,8 +69,8 @@ def _publish_api(
 ) -> publish.Published:
     return publish.publish_s3(
         Store(store), snapshot, f"s3://{s3.bucket}/{prefix}", key=key.fingerprint,
-        suite=kw.pop("suite", "prod"), gnupghome=str(key.gnupghome), endpoint_url=s3.endpoint,
-        **kw,
+        suite=kw.pop("suite", "prod"), gnupghome=str(key.gnupghome),
+        endpoint_url=kw.pop("endpoint_url", s3.endpoint), **kw,
     )  # fmt: skip
 
 
@@ -305,10 +305,26 @@ def test_pool_objects_are_reused_when_equal_and_never_replaced_under_a_suite(
 V2_UPLOADS = 10
 
 
+def _publish_failing(
+    store: Path, key: TestKey, s3: S3Server, proxy: FaultProxy, prefix: str, fail_after: int,
+    monkeypatch: pytest.MonkeyPatch, **kw: Any,
+) -> PublishError:  # fmt: skip
+    """Publish v2 through the proxy, whose uploads after the first ``fail_after`` lose their
+    connection (one attempt each: the proxy would drop botocore's retries too)."""
+    proxy.fail_uploads_after = fail_after
+    with monkeypatch.context() as mp:
+        mp.setenv("AWS_MAX_ATTEMPTS", "1")
+        with pytest.raises(PublishError) as err:
+            _publish_api(store, key, s3, "v2", prefix, endpoint_url=proxy.endpoint, **kw)
+    assert proxy.failed  # the failure was the proxy's, on a real connection
+    return err.value
+
+
 @pytest.mark.parametrize("fail_after", [0, 4, 8, 9])
 def test_failed_publish_leaves_the_old_suite_usable_and_a_rerun_finishes(
     store: Path, publish_key: TestKey, s3_env: S3Server, prefix: str, apt_client: AptClient,
-    tmp_path: Path, puts: list[str], fail_after: int,
+    tmp_path: Path, puts: list[str], fail_after: int, s3_proxy: FaultProxy,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     first = _publish_api(store, publish_key, s3_env, "v1", prefix)
     assert isinstance(first.result, s3mod.S3PublishResult)
@@ -317,11 +333,10 @@ def test_failed_publish_leaves_the_old_suite_usable_and_a_rerun_finishes(
     assert _candidate(apt_client, "hello") == "1.0"
     puts.clear()
 
-    with pytest.raises(PublishError) as err:
-        _publish_api(store, publish_key, s3_env, "v2", prefix, fail_after=fail_after)
-    assert "cannot reach" in err.value.message and "test hook" in err.value.message
-    assert "untouched" in (err.value.hint or "")
-    assert len(_uploads(puts)) == fail_after
+    err = _publish_failing(store, publish_key, s3_env, s3_proxy, prefix, fail_after, monkeypatch)
+    assert "cannot reach" in err.message and s3_proxy.endpoint in err.message
+    assert "untouched" in (err.hint or "")
+    assert len(_uploads(s3_proxy.uploads)) == fail_after  # what reached the server
     assert s3mod.LOCK_NAME not in _objects(s3_env, prefix)  # released on failure too
 
     upd = apt_client.update()
@@ -461,7 +476,7 @@ def test_a_publisher_whose_lock_was_broken_does_not_switch_the_suite(
 
 def test_prune_removes_only_unreferenced_pool_objects_after_the_new_inrelease(
     store: Path, publish_key: TestKey, s3_env: S3Server, prefix: str, apt_client: AptClient,
-    tmp_path: Path,
+    tmp_path: Path, s3_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     hello10, hello11 = (
         "pool/main/h/hello/hello_1.0_amd64.deb",
@@ -483,8 +498,8 @@ def test_prune_removes_only_unreferenced_pool_objects_after_the_new_inrelease(
 
     # Fails just before the new InRelease (hello_1.1 is there already, from staging; then the
     # 3 by-hash copies, 3 indices, Release, Release.gpg): nothing may be pruned yet.
-    with pytest.raises(PublishError):
-        _publish_api(store, publish_key, s3_env, "v2", prefix, prune=True, fail_after=8)
+    _publish_failing(store, publish_key, s3_env, s3_proxy, prefix, 8, monkeypatch, prune=True)
+    assert s3_proxy.failed == [f"{prefix}/dists/prod/InRelease"]
     objects = _objects(s3_env, prefix)
     assert hello10 in objects and stray in objects
 

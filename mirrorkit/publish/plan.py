@@ -1,39 +1,62 @@
 """The layout plan of a published suite: every byte of ``dists/SUITE`` and every pool link.
 
-No I/O here: the fs writer (and the S3 writer) execute the same plan. The plan is
-deterministic: the same snapshot and options give byte-identical indices and Release.
+No I/O here: the executor (executor.py) writes the same plan to a directory or to S3. The plan
+is deterministic: the same snapshot and options give byte-identical indices and Release, and
+the Release ``Date`` follows release_date's rules. Importing this module loads no stage
+(mirror, snapshot, channel, gpg, resolve): tools that only lay out a suite stay cheap.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from mirrorkit import archive
-from mirrorkit.errors import PublishError
+from mirrorkit.errors import PublishError, UsageError
 from mirrorkit.models import Package
 
-# Where a tree or a bucket prefix records every pool file mirrorkit placed there, with its
-# SHA256 (the sha256sum format): pruning removes only those.
-POOL_RECORD = ".mirrorkit/pool.sha256"
+_DURATION = re.compile(r"^(\d+)([smhdw]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_pool_record(text: str) -> dict[str, str]:
-    """Pool path -> SHA256 from a POOL_RECORD; malformed lines are skipped."""
-    record: dict[str, str] = {}
-    for line in text.splitlines():
-        sha, sep, path = line.partition("  ")
-        if sep and len(sha) == 64:
-            record[path] = sha
-    return record
+def parse_duration(text: str) -> timedelta:
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise UsageError(
+            f"invalid duration {text!r}", "use a number with s, m, h, d or w, e.g. '7d'."
+        )
+    return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
 
 
-def render_pool_record(record: Mapping[str, str]) -> bytes:
-    return "".join(f"{sha}  {path}\n" for path, sha in sorted(record.items())).encode()
+def release_date(previous: datetime | None = None) -> datetime:
+    """The Release ``Date``: SOURCE_DATE_EPOCH if set (reproducible builds), else now, never
+    earlier than the suite's previous Release.
+
+    apt silently keeps its current Release when a new one carries an older Date (its replay
+    protection), so a rollback published with the old snapshot's date would never reach
+    clients; an equal Date it accepts. Not "previous + 1 s": quick publishes would carry the
+    Date into the future, and apt refuses a Release dated more than 10 s ahead. The indices
+    themselves are byte-identical for the same snapshot."""
+    if epoch := os.environ.get("SOURCE_DATE_EPOCH"):
+        try:
+            when = datetime.fromtimestamp(int(epoch), UTC)
+        except (ValueError, OverflowError, OSError) as exc:
+            raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not a valid timestamp") from exc
+        if previous is not None and when < previous:
+            raise UsageError(
+                f"SOURCE_DATE_EPOCH={epoch} ({archive.format_date(when)}) is older than the "
+                f"Date of the Release this suite has now ({archive.format_date(previous)})",
+                "apt would silently keep the suite it has; unset SOURCE_DATE_EPOCH or set it "
+                f"to at least {int(previous.timestamp())}.",
+            )
+        return when
+    now = datetime.now(UTC).replace(microsecond=0)
+    return max(now, previous) if previous is not None else now
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,60 @@
+"""What this store published where (``STORE/published/*.json``): a directory or an S3 prefix,
+with suite -> snapshot. ``gc`` keeps what published directories list.
+
+Only the store is imported here: ``refs`` (gc roots) reads these records without loading any
+publishing machinery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from mirrorkit.store import Store, read_json, write_json
+
+
+def _record_identity(target: Path | str, endpoint_url: str | None) -> dict[str, Any]:
+    if isinstance(target, Path):
+        return {"dir": str(target.resolve())}
+    return {"s3": target, "endpoint_url": endpoint_url}
+
+
+def _record_path(store: Store, identity: dict[str, Any]) -> Path:
+    # A directory's record keeps the name it always had (the digest of the resolved path).
+    name = identity["dir"] if "dir" in identity else f"{identity['s3']} {identity['endpoint_url']}"
+    digest = hashlib.sha256(str(name).encode()).hexdigest()[:16]
+    return store.root / "published" / f"{digest}.json"
+
+
+def record_published(
+    store: Store,
+    target: Path | str,
+    suite: str,
+    snapshot_name: str,
+    *,
+    endpoint_url: str | None = None,
+) -> None:
+    """Remember where the store published what: a directory (``Path``) or an ``s3://`` URL
+    (``str``, with the server's endpoint). ``gc`` keeps what published directories list."""
+    identity = _record_identity(target, endpoint_url)
+    path = _record_path(store, identity)
+    data: dict[str, Any] = read_json(path) if path.exists() else {**identity, "suites": {}}
+    data["suites"][suite] = snapshot_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, data, tmp_dir=store.tmp)
+
+
+def published_records(store: Store) -> list[dict[str, Any]]:
+    """Every published target: ``{"dir": ...}`` or ``{"s3": ..., "endpoint_url": ...}``, with
+    ``"suites"``: suite -> snapshot."""
+    return [read_json(p) for p in sorted((store.root / "published").glob("*.json"))]
+
+
+def published_trees(store: Store) -> list[Path]:
+    """The directories published from this store (for ``gc``).
+
+    S3 targets are left out on purpose: reading a bucket's indices is slow and needs
+    credentials, and a bucket holds its own copies of the pool objects, so removing them from
+    the local pool cannot break it. Their records stay (what was published where)."""
+    return [Path(r["dir"]) for r in published_records(store) if "dir" in r]
