@@ -1,5 +1,6 @@
-"""The bundle container's parts, on their own: sizes, the zstd frame walker, the strict tar
-reader and writer, and split parts written and read back."""
+"""The bundle container's pieces on their own (mirrorkit.bundle.container, .parts, .workers):
+sizes, the zstd frame walker, the strict tar reader and writer, split parts written and read
+back, and the hashing and writing threads."""
 
 from __future__ import annotations
 
