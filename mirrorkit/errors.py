@@ -6,6 +6,8 @@ Third-party exceptions are wrapped at the boundary (``raise FetchError(...) from
 
 from __future__ import annotations
 
+from mirrorkit.net.redact import redact_url
+
 
 class MirrorkitError(Exception):
     """Root of every error mirrorkit reports to a user."""
@@ -13,6 +15,8 @@ class MirrorkitError(Exception):
     exit_code = 1
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        # Whatever a message quotes, a URL's user:password@ never reaches the user.
+        message, hint = redact_url(message), redact_url(hint) if hint else hint
         super().__init__(message)
         self.message = message
         self.hint = hint
@@ -99,3 +103,45 @@ class StorageError(MirrorkitError):
 
 class BundleError(MirrorkitError):
     """A bundle is damaged, incomplete, hostile, or not what its signed manifest says."""
+
+
+# -- the network, by cause (every one a FetchError: callers that catch that keep working) ----
+
+
+class NetworkConfigError(UsageError):
+    """A proxy, CA bundle or auth file that cannot be used as given."""
+
+
+class DNSError(FetchError):
+    """The upstream's (or the proxy's) host name does not resolve."""
+
+
+class ConnectionFailedError(FetchError):
+    """No connection: refused, unreachable, or reset before an answer."""
+
+
+class NetworkTimeoutError(FetchError):
+    """The server or the network did not answer in time."""
+
+
+class TLSError(FetchError):
+    """The TLS handshake failed: most often a certificate that no trusted CA signed."""
+
+
+class ProxyError(FetchError):
+    """The proxy is unreachable or refused the request (407 Proxy Authentication Required,
+    403 from the proxy, a CONNECT tunnel it would not open)."""
+
+
+class AuthError(FetchError):
+    """The upstream asks for credentials (401) or refuses the ones it was given."""
+
+
+class HTTPStatusError(FetchError):
+    """The upstream answered with an HTTP error status (4xx, 5xx)."""
+
+    def __init__(
+        self, url: str, reason: str, hint: str | None = None, *, status: int | None = None
+    ) -> None:
+        super().__init__(url, reason, hint)
+        self.status = status

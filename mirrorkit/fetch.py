@@ -21,8 +21,12 @@ from urllib.parse import quote
 import httpx
 
 from mirrorkit import __version__
-from mirrorkit.errors import FetchError, IntegrityError
+from mirrorkit.errors import FetchError, HTTPStatusError, IntegrityError
 from mirrorkit.models import FetchSummary, FileRef
+from mirrorkit.net.auth import Credentials
+from mirrorkit.net.client import Failure, RoutingTransport, classify, status_failure
+from mirrorkit.net.config import NetworkConfig, resolve
+from mirrorkit.net.redact import redact_url
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.store import Pool, storage_error
 from mirrorkit.transport import StreamTransport
@@ -67,10 +71,18 @@ class _ResumedMismatch(IntegrityError):
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: str | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        retry_after: str | None = None,
+        failure: Failure | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.failure = failure  # the cause, for the error raised when the tries run out
+        self.status = status
 
 
 def join_url(base: str, path: str) -> str:
@@ -141,8 +153,9 @@ class _Client(httpx.AsyncClient):
 class Fetcher:
     """Use as ``async with Fetcher(...) as f:``; every request goes through one client.
 
-    ``transport`` replaces mirrorkit's own HTTP/1.1 transport (tests pass httpx's default one,
-    the oracle).
+    ``network``: proxies, CA store and credentials (default: the environment's, apt's auth
+    files). ``transport`` replaces mirrorkit's own HTTP/1.1 transport for direct connections
+    (tests pass httpx's default one, the oracle).
     """
 
     def __init__(
@@ -154,17 +167,23 @@ class Fetcher:
         limit_rate: float | None = None,
         timeout: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        network: NetworkConfig | None = None,
     ) -> None:
         self.jobs = max(1, jobs)
         self.retry = retry or RetryPolicy()
         self.reporter = reporter or NullReporter()
         self._rate = _RateLimit(limit_rate) if limit_rate else None
+        net = resolve(network or NetworkConfig())
+        credentials = Credentials.load(net.auth_files, required=net.auth_files_required)
+        direct = transport or StreamTransport(max_idle=self.jobs, ssl_factory=net.ssl_context)
+        self._router = RoutingTransport(net, direct, credentials, max_idle=self.jobs)
         self._client = _Client(
-            transport=transport or StreamTransport(max_idle=self.jobs),
+            transport=self._router,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
             follow_redirects=True,
             # identity: sizes and hashes are of the file itself, never of a transfer encoding.
             headers={"User-Agent": f"mirrorkit/{__version__}", "Accept-Encoding": "identity"},
+            # The router reads the environment (proxies, CA store) through NetworkConfig.
             trust_env=False,
         )
         self.bytes_transferred = 0
@@ -188,12 +207,20 @@ class Fetcher:
                 return await attempt_fn()
             except _Retryable as exc:
                 if attempt >= self.retry.max_tries:
-                    raise FetchError(
-                        url,
-                        f"{exc.reason} (gave up after {attempt} tries)",
-                        "the server or network is failing; run the command again later "
-                        "(completed files are kept), or raise --max-tries.",
-                    ) from exc
+                    failure = exc.failure
+                    reason = f"{exc.reason} (gave up after {attempt} tries)"
+                    hint = (
+                        failure.hint
+                        if failure is not None
+                        else "the server or network is failing; run the command again later "
+                        "(completed files are kept), or raise --max-tries."
+                    )
+                    if failure is not None and failure.kind is HTTPStatusError:
+                        raise HTTPStatusError(
+                            redact_url(url), reason, hint, status=exc.status
+                        ) from exc
+                    kind = failure.kind if failure is not None else FetchError
+                    raise kind(redact_url(url), reason, hint) from exc
                 await asyncio.sleep(self.retry.delay(attempt, exc.retry_after))
             except httpx.TooManyRedirects as exc:
                 raise FetchError(
@@ -202,16 +229,36 @@ class Fetcher:
                     "the server redirects in a loop; check the mirror's URL.",
                 ) from exc
             except (httpx.HTTPError, httpx.InvalidURL) as exc:  # not the network's fault: no retry
-                raise FetchError(url, f"{type(exc).__name__}: {exc}") from exc
+                raise FetchError(
+                    redact_url(url), f"{type(exc).__name__}: {redact_url(str(exc))}"
+                ) from exc
 
     def _check_status(self, url: str, resp: httpx.Response) -> None:
-        if resp.status_code in self.retry.statuses:
-            raise _Retryable(f"HTTP {resp.status_code}", resp.headers.get("Retry-After"))
-        if resp.status_code >= 400:
-            hint = None
-            if resp.status_code == 404:
-                hint = "check the mirror's URL and suite, or the upstream is mid-sync; try later."
-            raise FetchError(url, f"HTTP {resp.status_code} {resp.reason_phrase}", hint)
+        status = resp.status_code
+        if status < 400 and status not in self.retry.statuses:
+            return
+        proxy = self._router.proxy_for(resp.request.url)
+        failure = status_failure(
+            url,
+            status,
+            resp.reason_phrase,
+            proxy=proxy,
+            sent_credentials="authorization" in resp.request.headers,
+            from_proxy=proxy is not None and "via" not in resp.headers,
+        )
+        if status in self.retry.statuses:
+            raise _Retryable(f"HTTP {status}", resp.headers.get("Retry-After"), failure, status)
+        if failure.kind is HTTPStatusError:
+            raise HTTPStatusError(redact_url(url), failure.reason, failure.hint, status=status)
+        raise failure.kind(redact_url(url), failure.reason, failure.hint)
+
+    def _transport_failure(self, url: str, exc: httpx.TransportError) -> Exception:
+        """What to raise for a failed request: ``_Retryable`` if trying again may help, else
+        the typed error at once (an untrusted certificate stays untrusted)."""
+        failure = classify(url, exc, self._router.proxy_for(httpx.URL(url)))
+        if failure.retry:
+            return _Retryable(failure.reason, failure=failure)
+        return failure.kind(redact_url(url), failure.reason, failure.hint)
 
     async def get_bytes(
         self, url: str, *, max_size: int = 256 << 20, missing_ok: bool = False
@@ -228,11 +275,13 @@ class Fetcher:
                     async for chunk in resp.aiter_raw(_CHUNK):
                         body += chunk
                         if len(body) > max_size:
-                            raise FetchError(url, f"larger than {max_size} bytes; refusing it")
+                            raise FetchError(
+                                redact_url(url), f"larger than {max_size} bytes; refusing it"
+                            )
                     self.bytes_transferred += len(body)
                     return bytes(body)
             except httpx.TransportError as exc:
-                raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+                raise self._transport_failure(url, exc) from exc
 
         result: bytes | None = await self._with_retries(url, attempt)
         return result
@@ -253,7 +302,7 @@ class Fetcher:
                         hasher.update(chunk)
                     self.bytes_transferred += len(body)
             except httpx.TransportError as exc:
-                raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+                raise self._transport_failure(url, exc) from exc
             if len(body) != ref.size:
                 raise IntegrityError(what, str(ref.size), str(len(body)), kind="size")
             digest = hasher.hexdigest()
@@ -399,7 +448,9 @@ class Fetcher:
                     # the whole file, so start over rather than append it to the partial one.
                     offset, mode, hasher = 0, "wb", hashlib.sha256()
                 else:
-                    raise FetchError(url, f"unexpected HTTP {resp.status_code} for a download")
+                    raise FetchError(
+                        redact_url(url), f"unexpected HTTP {resp.status_code} for a download"
+                    )
                 validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
                 if validator and validator.startswith("W/"):
                     validator = None
@@ -428,7 +479,7 @@ class Fetcher:
         except httpx.TransportError as exc:
             self.bytes_transferred += received
             self._keep_validator(validator, validator_file, mode)
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            raise self._transport_failure(url, exc) from exc
         except BaseException:
             # Ctrl-C or a failure: what was written stays for the next run to resume.
             self._keep_validator(validator, validator_file, mode)

@@ -14,7 +14,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ from mirrorkit.models import (
     Provenance,
     UpdateResult,
 )
+from mirrorkit.net.config import NetworkConfig
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.resolve import Selection
 from mirrorkit.store import Packed, Store, check_name, read_json, syncfs, write_json
@@ -84,6 +85,7 @@ class UpdateOptions:
     allow_rollback: bool = False
     allow_releaseinfo_change: bool = False  # follow a suite to another Codename
     retry: RetryPolicy | None = None  # tests shorten the backoff
+    network: NetworkConfig = field(default_factory=NetworkConfig)  # proxies, CA, auth files
 
 
 def _now() -> datetime:
@@ -637,7 +639,11 @@ async def _update_group(
     retry = options.retry or RetryPolicy(max_tries=options.max_tries)
     with store.locked(), _gc_spared() as spare_from_gc:
         async with Fetcher(
-            jobs=options.jobs, retry=retry, reporter=reporter, limit_rate=options.limit_rate
+            jobs=options.jobs,
+            retry=retry,
+            reporter=reporter,
+            limit_rate=options.limit_rate,
+            network=options.network,
         ) as fetcher:
             prepared = [
                 await prepare(fetcher, store, m, options, reporter, digest) for m in mirrors
