@@ -310,7 +310,7 @@ async def _attempt(addr: _Addr) -> socket.socket:
     return sock
 
 
-async def connect_first(addrs: list[_Addr], delay: float = _EYEBALLS_DELAY) -> socket.socket:
+async def connect_first(addrs: Sequence[_Addr], delay: float = _EYEBALLS_DELAY) -> socket.socket:
     """Start one attempt per address, the next one ``delay`` s after the previous (or at once
     when it fails); the first connected socket wins, every other one is closed."""
     todo = list(addrs)

@@ -216,8 +216,13 @@ def classify(url: str, exc: httpx.TransportError, proxy: str | None) -> Failure:
 def _proxy_refused(reason: str, proxy: str, text: str) -> Failure:
     if "407" in text:
         hint = (
-            f"the proxy {proxy} wants credentials: give them in the proxy URL "
-            "(http://USER:PASSWORD@proxy:port), or check the ones given."
+            f"the proxy {proxy} wants credentials: put USER:PASSWORD@ before the host in the "
+            "proxy's URL (--proxy, HTTPS_PROXY), or check the ones given."
+        )
+    elif "401" in text:
+        hint = (
+            f"the proxy {proxy} refused the credentials in its URL: check the USER:PASSWORD@ "
+            "given with --proxy or HTTPS_PROXY/HTTP_PROXY."
         )
     else:
         hint = (
@@ -241,7 +246,9 @@ def status_failure(
     through the proxy (no ``Via``), so the proxy itself refused."""
     reason = f"HTTP {status} {phrase}".rstrip()
     host = _host(url)
-    if status == 407 or (status == 403 and proxy and from_proxy):
+    # A proxy's own refusal carries no Via (nothing was forwarded); tinyproxy answers wrong
+    # proxy credentials with 401.
+    if status == 407 or (status in (401, 403) and proxy and from_proxy):
         return _proxy_refused(reason, redact_url(proxy) if proxy else "a proxy", reason)
     if status == 401 or (status == 403 and sent_credentials):
         if sent_credentials:

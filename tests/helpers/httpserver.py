@@ -25,6 +25,11 @@ Fault kinds (``times`` counts requests the fault was applied to; ``-1`` means fo
                   matching, shorter Content-Length.
 ``ignore_range``  Range requests only: answer 200 with the full body.
 
+``FaultServer(root, tls=ctx)`` serves HTTPS (each accepted socket wrapped with the server-side
+``ssl.SSLContext``; a failed handshake still counts in ``connections``);
+``FaultServer(root, auth=("user", "password"))`` answers 401 to every request without those
+HTTP Basic credentials.
+
 Matching: a pattern with ``*``, ``?`` or ``[`` is an fnmatch glob on the URL path (decoded, no
 query); a glob that does not start with ``/`` or ``*`` is anchored at a path-segment boundary
 (``"dists/*/InRelease"`` matches ``/debian/dists/stable/InRelease``). A pattern without glob
@@ -34,6 +39,7 @@ characters matches the whole path or a trailing run of path segments (``"InRelea
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import email.utils
 import fnmatch
@@ -41,6 +47,7 @@ import http.server
 import posixpath
 import socket
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -130,6 +137,14 @@ class _Server(http.server.ThreadingHTTPServer):
         self.server_name = str(host)
         self.server_port = int(port)
 
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        tls = self.owner.tls
+        if tls is not None:
+            # The handshake runs in the handler's thread (setup), not in the accept loop.
+            conn = tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, addr
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients hanging up mid-response (and our own "drop" faults) are expected in tests;
         # file-system errors are handled in the handler, so any OSError here is socket-level.
@@ -149,6 +164,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.server.owner._track(self.connection)
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()
+            except OSError:
+                self.server.owner._untrack(self.connection)
+                raise
 
     def finish(self) -> None:
         try:
@@ -198,6 +219,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         path = urllib.parse.unquote(raw_path)
         headers = _Headers((k.lower(), v) for k, v in self.headers.items())
         owner._log(method, path, headers)
+        if owner.auth is not None and headers.get("authorization") != owner.auth:
+            self._plain(401, method, {"WWW-Authenticate": 'Basic realm="mirrorkit-test"'})
+            return
         with owner._in_flight(path):
             self._answer(method, path, headers)
 
@@ -335,8 +359,20 @@ class FaultServer:
     ``root`` may be reassigned while running to serve another tree.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        tls: ssl.SSLContext | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         self.root = Path(root)
+        self.tls = tls
+        self.auth = (
+            "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            if auth is not None
+            else None
+        )
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
@@ -348,7 +384,7 @@ class FaultServer:
         self._concurrent: list[tuple[str, ...]] = []  # _answering as each request started
         self._server = _Server(self)
         self.host, self.port = "127.0.0.1", self._server.server_port
-        self.url = f"http://{self.host}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{self.host}:{self.port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},

@@ -1,0 +1,413 @@
+"""The network users have, with real parts: Debian's tinyproxy in front of the test archive,
+a TLS server with a throwaway CA made by openssl, an upstream that wants HTTP Basic credentials
+from an apt auth.conf file. Every server listens on a loopback port and is stopped by the test.
+
+The suite runs with NO_PROXY=* and no proxy variables (tests/conftest.py): a test that wants a
+proxy from the environment sets the variables itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mirrorkit import mirror
+from mirrorkit.errors import (
+    AuthError,
+    ConnectionFailedError,
+    DNSError,
+    FetchError,
+    HTTPStatusError,
+    ProxyError,
+    TLSError,
+)
+from mirrorkit.fetch import RetryPolicy
+from mirrorkit.models import UpdateResult
+from mirrorkit.net.config import NetworkConfig
+from mirrorkit.store import Store
+from tests.helpers.archive import Archive
+from tests.helpers.httpserver import FaultServer
+from tests.helpers.proxy import TinyProxy, free_port
+from tests.helpers.tls import ThrowawayCA, make_ca
+from tests.mk import run_cli
+
+NAME = "up"
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)  # max_tries stays 5
+DIRECT = NetworkConfig(proxy="none")
+
+
+def add(store: Path, url: str, archive: Archive) -> None:
+    r = run_cli(
+        store, "mirror", "add", NAME, url, "stable", "--keyring", str(archive.key.public_keyring)
+    )
+    assert r.exit_code == 0, r.output
+
+
+def update(
+    store: Path, network: NetworkConfig, *, max_tries: int = 5, **options: object
+) -> UpdateResult:
+    retry = RetryPolicy(max_tries=max_tries, base_delay=FAST.base_delay, max_delay=FAST.max_delay)
+    opts = mirror.UpdateOptions(retry=retry, network=network, **options)  # type: ignore[arg-type]
+    return mirror.update(Store(store), NAME, opts)
+
+
+def contents(store: Path) -> dict[str, str]:
+    """pool/ and meta/ (what a mirror holds, without the record's timestamps): path -> SHA256."""
+    out = {}
+    for sub in ("pool", "meta"):
+        for p in sorted((store / sub).rglob("*")):
+            if p.is_file():
+                out[p.relative_to(store).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def gets(srv: FaultServer) -> list[str]:
+    return [srv.url + p for p in srv.paths()]
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[TinyProxy]:
+    with TinyProxy(tmp_path / "proxy") as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> ThrowawayCA:
+    return make_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def tls_upstream(archive: Archive, ca: ThrowawayCA) -> Iterator[FaultServer]:
+    with FaultServer(archive.root, tls=ca.server_context()) as srv:
+        yield srv
+
+
+@pytest.fixture
+def no_env_proxy(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No NO_PROXY=*: proxies given to the test apply (it sets any variable it needs)."""
+    for name in ("no_proxy", "NO_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+# -- a real forward proxy ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variable", ["http_proxy", "HTTP_PROXY", "ALL_PROXY"])
+def test_every_request_goes_through_the_proxy_and_the_mirror_is_the_direct_one(
+    tmp_path: Path,
+    archive: Archive,
+    upstream: FaultServer,
+    proxy: TinyProxy,
+    no_env_proxy: pytest.MonkeyPatch,
+    variable: str,
+) -> None:
+    direct, proxied = tmp_path / "direct", tmp_path / "proxied"
+    add(direct, upstream.url, archive)
+    add(proxied, upstream.url, archive)
+    update(direct, DIRECT)
+    assert proxy.requests() == []
+    upstream.clear_log()
+
+    no_env_proxy.setenv(variable, proxy.url)
+    result = update(proxied, NetworkConfig())
+    assert result.summary.fetched == len(archive.debs)
+    # The proxy's own log lists every request the archive served, and nothing else.
+    assert sorted(proxy.requests()) == sorted(("GET", url) for url in gets(upstream))
+    assert any(url.endswith(".deb") for _m, url in proxy.requests())
+    assert contents(proxied) == contents(direct)
+
+
+def test_proxy_credentials_from_the_proxy_url(
+    tmp_path: Path, archive: Archive, upstream: FaultServer, no_env_proxy: pytest.MonkeyPatch
+) -> None:
+    secret = "pr0xy-Secret"
+    with TinyProxy(tmp_path / "proxy", auth=("mk", secret)) as proxy:
+        store = tmp_path / "store"
+        add(store, upstream.url, archive)
+        with pytest.raises(ProxyError) as info:
+            update(store, NetworkConfig(proxy=proxy.url))
+        err = info.value
+        assert "407" in err.message and f"127.0.0.1:{proxy.port}" in err.message
+        assert err.hint and "USER:PASSWORD@" in err.hint
+        assert len(proxy.requests()) == 1  # refused: not retried
+        assert upstream.paths() == []
+
+        wrong = proxy.url_with("mk", "not-it")
+        with pytest.raises(ProxyError) as info:
+            update(store, NetworkConfig(proxy=wrong))
+        assert "not-it" not in str(info.value) + str(info.value.hint)
+
+        result = update(store, NetworkConfig(proxy=proxy.url_with("mk", secret)))
+        assert result.summary.fetched == len(archive.debs)
+        assert sorted(u for _m, u in proxy.requests()[2:]) == sorted(gets(upstream))
+    assert not _grep(store, secret)
+
+
+@pytest.mark.parametrize(
+    "no_proxy", ["127.0.0.1", "127.0.0.0/8", ".example.org, 127.0.0.1", "localhost,*"]
+)
+def test_no_proxy_bypasses_the_proxy(
+    tmp_path: Path,
+    archive: Archive,
+    upstream: FaultServer,
+    proxy: TinyProxy,
+    no_env_proxy: pytest.MonkeyPatch,
+    no_proxy: str,
+) -> None:
+    no_env_proxy.setenv("HTTP_PROXY", proxy.url)
+    no_env_proxy.setenv("no_proxy", no_proxy)
+    store = tmp_path / "store"
+    add(store, upstream.url, archive)
+    update(store, NetworkConfig())
+    assert proxy.requests() == []
+    assert upstream.count("*.deb") == len(archive.debs)
+
+
+def test_an_unreachable_proxy_is_named(
+    tmp_path: Path, archive: Archive, upstream: FaultServer, no_env_proxy: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "store"
+    add(store, upstream.url, archive)
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ProxyError) as info:
+        update(store, NetworkConfig(proxy=dead), max_tries=2)
+    assert dead.removeprefix("http://") in info.value.message
+    assert info.value.hint and "proxy" in info.value.hint
+    assert upstream.paths() == []
+
+
+# -- TLS with a private CA -------------------------------------------------------------------
+
+
+def test_an_untrusted_certificate_is_refused_once_and_named(
+    tmp_path: Path, archive: Archive, tls_upstream: FaultServer, no_env_proxy: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "store"
+    add(store, tls_upstream.url, archive)
+    with pytest.raises(TLSError) as info:
+        update(store, NetworkConfig())
+    err = info.value
+    assert f"127.0.0.1:{tls_upstream.port}" in err.message
+    assert "certificate" in err.message and "unable to get local issuer" in err.message
+    assert err.hint and "--ca-bundle" in err.hint and "SSL_CERT_FILE" in err.hint
+    # Not retried as if transient: one handshake for the one URL tried (InRelease), not five.
+    assert tls_upstream.connections == 1
+    assert tls_upstream.paths() == []
+
+
+@pytest.mark.parametrize("how", ["ca_bundle", "SSL_CERT_FILE"])
+def test_the_private_ca_is_trusted_when_given(
+    tmp_path: Path,
+    archive: Archive,
+    upstream: FaultServer,
+    tls_upstream: FaultServer,
+    ca: ThrowawayCA,
+    no_env_proxy: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    direct, tls = tmp_path / "plain", tmp_path / "tls"
+    add(direct, upstream.url, archive)
+    add(tls, tls_upstream.url, archive)
+    update(direct, DIRECT)
+    if how == "ca_bundle":
+        network = NetworkConfig(ca_bundle=ca.cert)
+    else:
+        no_env_proxy.setenv("SSL_CERT_FILE", str(ca.cert))
+        network = NetworkConfig()
+    result = update(tls, network)
+    assert result.summary.fetched == len(archive.debs)
+    assert contents(tls) == contents(direct)
+
+
+def test_https_through_the_proxy_is_a_connect_tunnel(
+    tmp_path: Path,
+    archive: Archive,
+    tls_upstream: FaultServer,
+    proxy: TinyProxy,
+    ca: ThrowawayCA,
+    no_env_proxy: pytest.MonkeyPatch,
+) -> None:
+    store = tmp_path / "store"
+    add(store, tls_upstream.url, archive)
+    no_env_proxy.setenv("https_proxy", proxy.url)
+    # http_proxy alone must not be used for an https:// upstream.
+    no_env_proxy.setenv("http_proxy", f"http://127.0.0.1:{free_port()}")
+    result = update(store, NetworkConfig(ca_bundle=ca.cert))
+    assert result.summary.fetched == len(archive.debs)
+    seen = proxy.requests()
+    assert seen and all(r == ("CONNECT", f"127.0.0.1:{tls_upstream.port}") for r in seen)
+    assert tls_upstream.count("*.deb") == len(archive.debs)
+    # Through the tunnel the origin's certificate is still checked.
+    other = tmp_path / "other"
+    add(other, tls_upstream.url, archive)
+    with pytest.raises(TLSError):
+        update(other, NetworkConfig())
+
+
+def test_a_proxy_that_refuses_the_tunnel_is_a_clear_error(
+    tmp_path: Path,
+    archive: Archive,
+    tls_upstream: FaultServer,
+    ca: ThrowawayCA,
+    no_env_proxy: pytest.MonkeyPatch,
+) -> None:
+    # As most real proxies: CONNECT to port 443 only.
+    with TinyProxy(tmp_path / "proxy", connect_ports=(443,)) as proxy:
+        store = tmp_path / "store"
+        add(store, tls_upstream.url, archive)
+        with pytest.raises(ProxyError) as info:
+            update(store, NetworkConfig(proxy=proxy.url, ca_bundle=ca.cert))
+        assert "403" in info.value.message and "proxy" in info.value.message
+        assert info.value.hint and "NO_PROXY" in info.value.hint
+        assert len(proxy.requests()) == 1
+    assert tls_upstream.connections == 0
+
+
+# -- an upstream that wants credentials ----------------------------------------------------------
+
+
+PASSWORD = "upstream-Pa55word"
+
+
+def _grep(where: Path, needle: str) -> list[str]:
+    found = subprocess.run(
+        ["grep", "-r", "-l", "-a", "-F", needle, str(where)], capture_output=True, text=True
+    )
+    return found.stdout.splitlines()
+
+
+def test_basic_auth_from_an_auth_conf_file_and_no_trace_of_it(
+    tmp_path: Path,
+    archive: Archive,
+    ca: ThrowawayCA,
+    no_env_proxy: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with FaultServer(archive.root, tls=ca.server_context(), auth=("mk", PASSWORD)) as srv:
+        store = tmp_path / "store"
+        add(store, srv.url, archive)
+        with pytest.raises(AuthError) as info:
+            update(store, NetworkConfig(ca_bundle=ca.cert, auth_files=()))
+        assert "HTTP 401" in info.value.message
+        assert info.value.hint and f"machine 127.0.0.1:{srv.port} login USER" in info.value.hint
+        assert srv.count("*/InRelease") == 1  # not retried
+
+        auth = tmp_path / "auth.conf"
+        auth.write_text(
+            "# another repository first: its entry must not be used\n"
+            f"machine 127.0.0.1:{srv.port}/elsewhere login other password wrong\n"
+            f"machine 127.0.0.1:{srv.port}\nlogin mk\npassword {PASSWORD}\n"
+        )
+        auth.chmod(0o600)
+        result = update(store, NetworkConfig(ca_bundle=ca.cert, auth_files=(auth,)))
+        assert result.summary.fetched == len(archive.debs)
+        for args in (("mirror", "list"), ("mirror", "show", NAME), ("mirror", "show", NAME,
+                     "--json")):  # fmt: skip
+            r = run_cli(store, *args)
+            assert r.exit_code == 0 and PASSWORD not in r.output
+        snap = run_cli(store, "snapshot", "create", "s1", "--from-mirror", NAME)
+        assert snap.exit_code == 0, snap.output
+        assert PASSWORD not in snap.output
+
+        # Wrong credentials: refused, named, not retried, the secret not shown.
+        auth.write_text(f"machine 127.0.0.1 login mk password not-{PASSWORD}\n")
+        with pytest.raises(AuthError) as info:
+            update(store, NetworkConfig(ca_bundle=ca.cert, auth_files=(auth,)), max_tries=3)
+        assert "refused the credentials" in str(info.value.hint)
+    assert not _grep(store, PASSWORD)
+    out, err = capfd.readouterr()
+    assert PASSWORD not in out + err
+
+
+def test_credentials_without_a_scheme_are_never_sent_over_http(
+    tmp_path: Path, archive: Archive, no_env_proxy: pytest.MonkeyPatch
+) -> None:
+    # apt_auth.conf(5): a machine entry without a protocol matches https only.
+    with FaultServer(archive.root, auth=("mk", PASSWORD)) as srv:
+        store = tmp_path / "store"
+        add(store, srv.url, archive)
+        auth = tmp_path / "auth.conf"
+        auth.write_text(f"machine 127.0.0.1:{srv.port} login mk password {PASSWORD}\n")
+        with pytest.raises(AuthError):
+            update(store, NetworkConfig(auth_files=(auth,)))
+        assert all("authorization" not in h for _m, _p, h in srv.requests)
+        auth.write_text(f"machine http://127.0.0.1:{srv.port} login mk password {PASSWORD}\n")
+        update(store, NetworkConfig(auth_files=(auth,)))
+        assert srv.count("*.deb") == len(archive.debs)
+    assert not _grep(store, PASSWORD)
+
+
+def test_credentials_in_the_url_are_redacted_from_errors(
+    tmp_path: Path, archive: Archive, upstream: FaultServer
+) -> None:
+    store = tmp_path / "store"
+    url = upstream.url.replace("http://", f"http://mk:{PASSWORD}@") + "/nothing-here"
+    add(store, url, archive)
+    with pytest.raises(HTTPStatusError) as info:
+        update(store, DIRECT)
+    text = f"{info.value} {info.value.hint} {info.value.url}"
+    assert PASSWORD not in text and "http://***@127.0.0.1" in text
+    # The upstream did get them (HTTP Basic from the URL, as apt does).
+    assert all("authorization" in h for _m, _p, h in upstream.requests)
+
+
+# -- errors by cause -----------------------------------------------------------------------------
+
+
+def test_404_says_which_part_of_the_url_to_check(
+    tmp_path: Path, archive: Archive, upstream: FaultServer
+) -> None:
+    store = tmp_path / "store"
+    r = run_cli(store, "mirror", "add", NAME, upstream.url, "stabel", "--keyring",
+                str(archive.key.public_keyring))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    with pytest.raises(HTTPStatusError) as info:
+        update(store, DIRECT)
+    assert info.value.status == 404
+    hint = str(info.value.hint)
+    assert "suite 'stabel'" in hint and "mid-sync" not in hint
+    assert upstream.count("*/Release") == 1  # a 404 is not retried
+
+    # A file the signed index names but the server lacks: that is mid-sync.
+    store2 = tmp_path / "store2"
+    add(store2, upstream.url, archive)
+    upstream.add_fault("*.deb", "not_found", times=-1)
+    with pytest.raises(HTTPStatusError) as info:
+        update(store2, DIRECT)
+    assert "mid-sync" in str(info.value.hint)
+
+
+def test_connection_refused_is_named_and_retried(tmp_path: Path, archive: Archive) -> None:
+    store = tmp_path / "store"
+    port = free_port()
+    add(store, f"http://127.0.0.1:{port}", archive)
+    with pytest.raises(ConnectionFailedError) as info:
+        update(store, DIRECT, max_tries=2)
+    assert "gave up after 2 tries" in info.value.message
+    assert info.value.hint and f"nothing accepts connections on 127.0.0.1:{port}" in info.value.hint
+
+
+def test_an_unknown_host_is_a_dns_error_at_once(tmp_path: Path, archive: Archive) -> None:
+    store = tmp_path / "store"
+    add(store, "http://mirror.invalid/debian", archive)
+    with pytest.raises(DNSError) as info:
+        update(store, DIRECT)
+    assert "mirror.invalid" in info.value.message and "tries" not in info.value.message
+    assert info.value.hint and "--proxy" in info.value.hint
+
+
+def test_server_errors_are_retried_then_typed(
+    tmp_path: Path, archive: Archive, upstream: FaultServer
+) -> None:
+    store = tmp_path / "store"
+    add(store, upstream.url, archive)
+    upstream.add_fault("*/InRelease", "status", code=502, times=-1)
+    with pytest.raises(HTTPStatusError) as info:
+        update(store, DIRECT, max_tries=3)
+    assert info.value.status == 502 and upstream.count("*/InRelease") == 3
+    assert isinstance(info.value, FetchError) and "--max-tries" in str(info.value.hint)
