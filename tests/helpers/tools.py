@@ -26,7 +26,8 @@ TOOLS: dict[str, str] = {
     "xz": "xz-utils",  # multi-block xz indices
     "zstd": "zstd",  # an independent zstd, and the documented bundle check
     "lz4": "lz4",  # apt's own lists (the real bookworm index) are lz4-compressed
-    "openssl": "openssl",  # a throwaway certificate for the TLS transport test
+    "openssl": "openssl",  # throwaway certificates and a CA for the TLS tests
+    "tinyproxy": "tinyproxy",  # the real forward proxy of tests/integration/test_network.py
     "tar": "tar",  # the documented bundle check
     "sha256sum": "coreutils",
 }
