@@ -27,6 +27,7 @@ __all__ = [
     "Archive",
     "build_archive",
     "build_flat_archive",
+    "build_index_archive",
     "deb_fields",
     "format_date",
     "resign",
@@ -155,8 +156,15 @@ def _write_index(
             (hashdir / hashlib.sha256(blob).hexdigest()).write_bytes(blob)
 
 
-def _hash_lines(files: Sequence[tuple[str, bytes]], algo: str) -> list[str]:
-    entries = [(name, len(data), hashlib.new(algo, data).hexdigest()) for name, data in files]
+def _size_and_digest(data: bytes | Path, algo: str) -> tuple[int, str]:
+    if isinstance(data, bytes):
+        return len(data), hashlib.new(algo, data).hexdigest()
+    with data.open("rb") as fh:  # a large index: hashed as it is read
+        return data.stat().st_size, hashlib.file_digest(fh, algo).hexdigest()
+
+
+def _hash_lines(files: Sequence[tuple[str, bytes | Path]], algo: str) -> list[str]:
+    entries = [(name, *_size_and_digest(data, algo)) for name, data in files]
     # Debian right-aligns sizes in 8 columns (longer numbers just widen their own line), so
     # parsers must cope with runs of spaces.
     return [f" {digest} {size:>8} {name}" for name, size, digest in entries]
@@ -175,14 +183,15 @@ def _collect_index_files(dists: Path) -> list[tuple[str, bytes]]:
 
 def write_release(
     dists: Path,
-    files: Sequence[tuple[str, bytes]],
+    files: Sequence[tuple[str, bytes | Path]],
     *,
     fields: dict[str, str],
     md5: bool = True,
 ) -> bytes:
-    """Write ``dists/Release`` from header ``fields`` and the (name, bytes) index ``files``."""
+    """Write ``dists/Release`` from header ``fields`` and the index ``files``: (name, bytes),
+    or (name, path of a file) for one too large to hold in memory."""
     lines = [f"{k}: {v}" for k, v in fields.items()]
-    ordered = sorted(files)
+    ordered = sorted(files, key=lambda entry: entry[0])
     if md5:
         lines.append("MD5Sum:")
         lines.extend(_hash_lines(ordered, "md5"))
@@ -334,6 +343,94 @@ def build_archive(
         debs=debs,
         codename=codename if codename is not None else suite,
         release_components=rc,
+    )
+
+
+# Command lines for build_index_archive: independent implementations, and xz's threads (two
+# blocks or more on a large index, as Debian's own multi-threaded xz writes them) keep the
+# compression of a 50 MB index to seconds.
+_COMPRESS_CLI = {
+    "xz": ["xz", "-6", "-T2", "-c"],
+    "gz": ["gzip", "-9", "-n", "-c"],
+    "bz2": ["bzip2", "-9", "-c"],
+    "zst": ["zstd", "-q", "-19", "-T2", "-c"],
+}
+
+
+def _compress_files(plain: Path, outputs: dict[str, Path]) -> None:
+    """``plain`` compressed into each ``outputs`` (kind -> path), every compressor at once."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for kind, out in outputs.items():
+            with plain.open("rb") as src, out.open("wb") as dst:
+                procs.append(subprocess.Popen(_COMPRESS_CLI[kind], stdin=src, stdout=dst))
+    finally:
+        failed = [p.args for p in procs if p.wait() != 0]
+    if failed:
+        raise RuntimeError(f"compressing {plain} failed: {failed}")
+
+
+def build_index_archive(
+    root: Path,
+    key: TestKey,
+    index: Path,
+    *,
+    suite: str = "stable",
+    codename: str | None = None,
+    component: str = "main",
+    architecture: str = "amd64",
+    compressions: tuple[str, ...] = ("xz", "gz"),
+    origin: str = "Mirrorkit Test",
+    label: str = "Mirrorkit Test",
+    description: str | None = None,
+) -> Archive:
+    """A signed archive at ``root`` whose one index is ``index``, an existing Packages file
+    (a large one: Debian's real bookworm index, a generated one); the pool files it names are
+    the caller's business. Layout and Release as build_archive makes them (the plain index is
+    listed even when only compressed ones are shipped; by-hash copies, as hard links), but
+    compressed by the command-line tools, side by side, and hashed as files are read."""
+    if unknown := set(compressions) - set(_KNOWN_COMPRESSIONS):
+        raise ValueError(f"unknown compressions {sorted(unknown)}")
+    dists = root / "dists" / suite
+    rel_dir = f"{component}/binary-{architecture}"
+    bin_dir = dists / rel_dir
+    bin_dir.mkdir(parents=True)
+    outputs = {kind: bin_dir / f"Packages{_SUFFIX[kind]}" for kind in compressions}
+    packed = {kind: out for kind, out in outputs.items() if kind != "plain"}
+    _compress_files(index, packed)
+    if "plain" in outputs:
+        try:
+            outputs["plain"].hardlink_to(index)
+        except OSError:  # another file system
+            shutil.copyfile(index, outputs["plain"])
+    files: dict[str, Path] = {f"{rel_dir}/Packages": index}
+    files.update({f"{rel_dir}/{out.name}": out for out in outputs.values()})
+    hashdir = bin_dir / "by-hash" / "SHA256"
+    hashdir.mkdir(parents=True)
+    for out in outputs.values():
+        with out.open("rb") as fh:
+            (hashdir / hashlib.file_digest(fh, "sha256").hexdigest()).hardlink_to(out)
+    header = {
+        "Origin": origin,
+        "Label": label,
+        "Suite": suite,
+        "Codename": codename if codename is not None else suite,
+        "Date": format_date(dt.datetime.now(dt.UTC)),
+        "Acquire-By-Hash": "yes",
+        "Architectures": architecture,
+        "Components": component,
+        "Description": description or f"Mirrorkit test archive {suite}",
+    }
+    write_release(dists, sorted(files.items()), fields=header)
+    _sign_release(dists, key)
+    return Archive(
+        root=root,
+        suite=suite,
+        components=[component],
+        architectures=[architecture],
+        key=key,
+        debs={},
+        codename=header["Codename"],
     )
 
 

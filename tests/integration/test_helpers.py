@@ -14,7 +14,13 @@ import httpx
 import pytest
 
 from tests.helpers.apt import AptClient, signature_problems
-from tests.helpers.archive import Archive, build_archive, build_flat_archive, resign
+from tests.helpers.archive import (
+    Archive,
+    build_archive,
+    build_flat_archive,
+    build_index_archive,
+    resign,
+)
 from tests.helpers.debs import build_deb
 from tests.helpers.gpgkeys import TestKey
 from tests.helpers.httpserver import FaultServer, _Handler, path_matches
@@ -95,6 +101,47 @@ def test_archive_release_matches_files(archive: Archive) -> None:
     assert "Package: greet-data" in text
     assert set(archive.debs) >= {"pool/main/h/hello/hello_1.0_amd64.deb"}
     assert all(p.is_file() for p in archive.debs.values())
+
+
+def _sha256_entries(release: str) -> dict[str, tuple[str, int]]:
+    entries = {}
+    for line in release.split("SHA256:\n", 1)[1].splitlines():
+        digest, size, name = line.split()
+        entries[name] = (digest, int(size))
+    return entries
+
+
+def test_index_archive_from_an_existing_packages_file(
+    tmp_path: Path, archive: Archive, test_key: TestKey
+) -> None:
+    plain = tmp_path / "Packages"
+    plain.write_bytes(
+        lzma.decompress((archive.dists / "main/binary-amd64/Packages.xz").read_bytes())
+    )
+    data = plain.read_bytes()
+    built = build_index_archive(tmp_path / "idx", test_key, plain, suite="bench")
+    subprocess.run(
+        ["gpgv", "--keyring", str(test_key.public_keyring), str(built.inrelease)],
+        check=True,
+        capture_output=True,
+    )
+    release = built.release.read_text()
+    assert "Suite: bench" in release and "Acquire-By-Hash: yes" in release
+    entries = _sha256_entries(release)
+    bindir = built.dists / "main/binary-amd64"
+    assert not (bindir / "Packages").exists()  # listed, not shipped, as build_archive does
+    assert entries["main/binary-amd64/Packages"] == (hashlib.sha256(data).hexdigest(), len(data))
+    assert lzma.decompress((bindir / "Packages.xz").read_bytes()) == data
+    assert gzip.decompress((bindir / "Packages.gz").read_bytes()) == data
+    for name in ("Packages.xz", "Packages.gz"):
+        packed = (bindir / name).read_bytes()
+        digest = hashlib.sha256(packed).hexdigest()
+        assert entries[f"main/binary-amd64/{name}"] == (digest, len(packed))
+        assert (bindir / "by-hash/SHA256" / digest).read_bytes() == packed
+
+    only = build_index_archive(tmp_path / "plain", test_key, plain, compressions=("plain",))
+    assert (only.dists / "main/binary-amd64/Packages").read_bytes() == data
+    assert list(_sha256_entries(only.release.read_text())) == ["main/binary-amd64/Packages"]
 
 
 def test_arch_split(tmp_path: Path, test_key: TestKey, debs_dir: dict[str, Path]) -> None:
