@@ -5,7 +5,7 @@ moves prod to the next snapshot."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,7 +47,7 @@ def test_bundle_carries_snapshots_across_the_gap_to_apt(
     debs_dir: dict[str, Path],
     transfer_key: TestKey,
     publish_key: TestKey,
-    make_server: object,
+    make_server: Callable[[Path], FaultServer],
 ) -> None:
     connected, airgapped = tmp_path / "connected", tmp_path / "airgapped"
     carry = tmp_path / "usb-disk"
@@ -92,7 +92,7 @@ def test_bundle_carries_snapshots_across_the_gap_to_apt(
 
     publish()
     key = next(out.glob("mirrorkit-archive-*.gpg"))
-    srv = make_server(out)  # type: ignore[operator]
+    srv = make_server(out)
     apt = AptClient(tmp_path / "client")
     apt.add_source(srv.url, "prod", ["main"], key)
     upd = apt.update()

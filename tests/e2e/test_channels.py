@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def _candidate(apt: AptClient, pkg: str) -> str:
 
 def test_promote_and_roll_back_prod(
     tmp_path: Path, upstream: FaultServer, archive: Archive, debs_dir: dict[str, Path],
-    publish_key: TestKey, make_server: object,
+    publish_key: TestKey, make_server: Callable[[Path], FaultServer],
 ) -> None:  # fmt: skip
     store, out = tmp_path / "store", tmp_path / "out"
     _ok(store, "mirror", "add", "up", upstream.url, "stable", "--keyring",
@@ -55,7 +56,7 @@ def test_promote_and_roll_back_prod(
     publish("prod")
     publish("staging")
     key = next(out.glob("mirrorkit-archive-*.gpg"))
-    srv = make_server(out)  # type: ignore[operator]
+    srv = make_server(out)
     prod, staging = AptClient(tmp_path / "prod-client"), AptClient(tmp_path / "staging-client")
     prod.add_source(srv.url, "prod", ["main"], key)
     staging.add_source(srv.url, "staging", ["main"], key)

@@ -4,6 +4,7 @@ the requested packages from the published tree with nothing else available."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 def test_filtered_mirror_downloads_the_closure_and_apt_installs_from_it(
     tmp_path: Path, upstream: FaultServer, archive: Archive, publish_key: TestKey,
-    make_server: object, apt_client: AptClient,
+    make_server: Callable[[Path], FaultServer], apt_client: AptClient,
 ) -> None:  # fmt: skip
     store = tmp_path / "store"
     r = run_cli(store, "mirror", "add", "up", upstream.url, "stable", "--keyring",
@@ -47,7 +48,7 @@ def test_filtered_mirror_downloads_the_closure_and_apt_installs_from_it(
     r = run_cli(store, "publish", "fs", "s", str(out), "--key", publish_key.fingerprint,
                 gnupghome=publish_key.gnupghome)  # fmt: skip
     assert r.exit_code == 0, r.output
-    srv = make_server(out)  # type: ignore[operator]
+    srv = make_server(out)
     apt_client.add_source(srv.url, "s", ["main"], next(out.glob("mirrorkit-*.gpg")))
     assert apt_client.update().returncode == 0
     inst = apt_client.install_download_only("hello", "virt-user")
@@ -60,13 +61,13 @@ def test_filtered_mirror_downloads_the_closure_and_apt_installs_from_it(
 
 def test_sync_resolves_the_filter_across_upstreams(
     tmp_path: Path, upstream: FaultServer, archive: Archive, test_key: TestKey,
-    make_server: object,
+    make_server: Callable[[Path], FaultServer],
 ) -> None:  # fmt: skip
     fixed = build_deb(tmp_path / "debs", "libgreet", "1.0+deb1", "amd64", section="libs")
     security = build_archive(tmp_path / "sec", test_key, {"main": [fixed]},
                              suite="stable-security", codename="stable-security",
                              release_components={"main": "updates/main"})  # fmt: skip
-    sec_srv = make_server(security.root)  # type: ignore[operator]
+    sec_srv = make_server(security.root)
     profile = tmp_path / "p.toml"
     profile.write_text(
         f"""
@@ -112,14 +113,14 @@ with_deps = true
 
 
 def test_unmet_dependencies_fail_the_filter_unless_allowed(
-    tmp_path: Path, test_key: TestKey, make_server: object
+    tmp_path: Path, test_key: TestKey, make_server: Callable[[Path], FaultServer]
 ) -> None:
     debs = tmp_path / "debs"
     up = build_archive(tmp_path / "up", test_key, {"main": [
         build_deb(debs, "app", "1.0", "amd64", depends="gone (>= 2) | also-gone, present"),
         build_deb(debs, "present", "1.0", "all"),
     ]}, suite="stable", codename="stable")  # fmt: skip
-    srv = make_server(up.root)  # type: ignore[operator]
+    srv = make_server(up.root)
     store = tmp_path / "store"
     r = run_cli(store, "mirror", "add", "up", srv.url, "stable", "--keyring",
                 str(test_key.public_keyring))  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def test_sync_merges_security_updates_and_apt_installs_them(
     archive: Archive,
     test_key: TestKey,
     publish_key: TestKey,
-    make_server: object,
+    make_server: Callable[[Path], FaultServer],
     apt_client: AptClient,
 ) -> None:
     fixed = build_deb(tmp_path / "debs", "hello", "1.0+deb1", "amd64", depends="libgreet (>= 1.0)")
@@ -47,7 +48,7 @@ def test_sync_merges_security_updates_and_apt_installs_them(
         tmp_path / "security", test_key, {"main": [fixed]}, suite="stable-security",
         codename="stable-security", release_components={"main": "updates/main"}, md5sum=False,
     )  # fmt: skip
-    sec_srv = make_server(security.root)  # type: ignore[operator]
+    sec_srv = make_server(security.root)
     profile = tmp_path / "profiles" / "test.toml"
     profile.parent.mkdir()
     profile.write_text(
@@ -87,7 +88,7 @@ key = "{publish_key.fingerprint}"
     out = tmp_path / "published"
     key = next(out.glob("mirrorkit-archive-*.gpg"))
     # Over HTTP: with a file: URI apt uses the .debs in place instead of downloading them.
-    apt_client.add_source(make_server(out).url, "stable", ["main"], key)  # type: ignore[operator]
+    apt_client.add_source(make_server(out).url, "stable", ["main"], key)
     assert apt_client.update().returncode == 0
     inst = apt_client.install_download_only("hello")
     assert inst.returncode == 0, inst.stdout
@@ -131,12 +132,12 @@ def test_flat_repository_round_trip(
     test_key: TestKey,
     publish_key: TestKey,
     debs_dir: dict[str, Path],
-    make_server: object,
+    make_server: Callable[[Path], FaultServer],
     apt_client: AptClient,
 ) -> None:
     root = tmp_path / "flatrepo"
     build_flat_archive(root, test_key, list(debs_dir.values()), subdir="flat")
-    srv = make_server(root)  # type: ignore[operator]
+    srv = make_server(root)
     store = tmp_path / "store"
     r = run_cli(store, "mirror", "add", "flat", srv.url, "flat/",
                 "--keyring", str(test_key.public_keyring))  # fmt: skip
@@ -149,7 +150,7 @@ def test_flat_repository_round_trip(
                 gnupghome=publish_key.gnupghome)  # fmt: skip
     assert r.exit_code == 0, r.output
     key = next(out.glob("mirrorkit-*.gpg"))
-    apt_client.add_source(make_server(out).url, "f", ["main"], key)  # type: ignore[operator]
+    apt_client.add_source(make_server(out).url, "f", ["main"], key)
     assert apt_client.update().returncode == 0
     inst = apt_client.install_download_only("virt-user")
     assert inst.returncode == 0, inst.stdout
@@ -223,14 +224,17 @@ def test_sync_checks_every_keyring_before_touching_a_mirror(
 
 
 def test_a_mirror_name_reused_for_another_upstream_starts_afresh(
-    tmp_path: Path, upstream: FaultServer, test_key: TestKey, make_server: object
+    tmp_path: Path,
+    upstream: FaultServer,
+    test_key: TestKey,
+    make_server: Callable[[Path], FaultServer],
 ) -> None:
     # Two profiles both call their upstream "base": the second one's Release must not be
     # judged against the first one's Date (a rollback), nor reuse its state.
     store = tmp_path / "store"
     old = build_archive(tmp_path / "old", test_key, {"main": [build_deb(tmp_path / "d", "x")]},
                        suite="stable", date="Sat, 01 Jan 2000 00:00:00 UTC")  # fmt: skip
-    other = make_server(old.root)  # type: ignore[operator]
+    other = make_server(old.root)
     for n, url in enumerate((upstream.url, other.url)):
         profile = tmp_path / f"p{n}.toml"
         profile.write_text(_upstream(url, test_key.public_keyring))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from tests.helpers.apt import AptClient
 from tests.helpers.archive import build_archive
 from tests.helpers.debs import build_deb
 from tests.helpers.gpgkeys import TestKey
+from tests.helpers.httpserver import FaultServer
 from tests.mk import run_cli
 
 LISTS = Path("/var/lib/apt/lists")
@@ -85,7 +87,10 @@ def _synthetic(debs: Path) -> tuple[list[Path], list[Path]]:
 
 @pytest.mark.e2e
 def test_closure_equals_apt_on_a_synthetic_two_source_archive(
-    tmp_path: Path, test_key: TestKey, make_server: object, apt_client: AptClient
+    tmp_path: Path,
+    test_key: TestKey,
+    make_server: Callable[[Path], FaultServer],
+    apt_client: AptClient,
 ) -> None:
     base_debs, sec_debs = _synthetic(tmp_path / "debs")
     base = build_archive(tmp_path / "base", test_key, {"main": base_debs}, suite="stable",
@@ -94,7 +99,7 @@ def test_closure_equals_apt_on_a_synthetic_two_source_archive(
                         codename="stable-security")  # fmt: skip
     store = tmp_path / "store"
     for name, arch in (("base", base), ("sec", sec)):
-        srv = make_server(arch.root)  # type: ignore[operator]
+        srv = make_server(arch.root)
         apt_client.add_source(srv.url, arch.suite, ["main"], test_key.public_keyring)
         r = run_cli(store, "mirror", "add", name, srv.url, arch.suite,
                     "--keyring", str(test_key.public_keyring))  # fmt: skip

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,12 +78,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small filesystem needs root")
 def test_full_disk_is_a_clear_error_and_commits_nothing(
-    tmp_path: Path, small_disk: Path, test_key: TestKey, make_server: object
+    tmp_path: Path, small_disk: Path, test_key: TestKey, make_server: Callable[[Path], FaultServer]
 ) -> None:
     big = build_deb(tmp_path / "debs", "big", "1.0", "all", payload_size=2_000_000)
     up = build_archive(tmp_path / "up", test_key, {"main": [big]}, suite="stable",
                        codename="stable")  # fmt: skip
-    srv = make_server(up.root)  # type: ignore[operator]
+    srv = make_server(up.root)
     store = small_disk / "store"
     r = run_cli(store, "mirror", "add", "up", srv.url, "stable",
                 "--keyring", str(test_key.public_keyring))  # fmt: skip

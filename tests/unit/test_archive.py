@@ -108,9 +108,9 @@ def test_parser_matches_python_debian_on_real_bookworm_index(tmp_path: Path) -> 
         (lambda s: s.replace(b"Filename: pool/main/h", b"Filename: /etc/h"), "unsafe path"),
     ],
 )  # fmt: skip
-def test_malformed_packages_are_refused(mutation: object, message: str) -> None:
+def test_malformed_packages_are_refused(mutation: Callable[[bytes], bytes], message: str) -> None:
     with pytest.raises(FormatError, match=message):
-        archive.parse_packages(mutation(SAMPLE), "main", "up/Packages")  # type: ignore[operator]
+        archive.parse_packages(mutation(SAMPLE), "main", "up/Packages")
 
 
 @pytest.mark.parametrize(
