@@ -3,6 +3,10 @@
 A channel is one JSON file, ``channels/NAME.json``, rewritten atomically on every change; its
 history records who moved it, when, and to what, so ``rollback`` can walk back and ``history``
 can show an audit trail. Snapshots never change; only these pointers move.
+
+Channels build on snapshots (this module imports snapshot, never the other way round); the
+rules that span both, a name held by one kind only and who still needs a snapshot, are
+mirrorkit.refs': set a channel through ``refs.set_channel``.
 """
 
 from __future__ import annotations
