@@ -134,8 +134,8 @@ def gc_roots(store: Store) -> Roots:
     credentials), so it is no root; its record stays. Call under the store lock: what is not
     a root may be removed."""
     # Imported here: 'channel set' and 'snapshot rm' need none of publishing's modules.
-    from mirrorkit.publish import published_trees
     from mirrorkit.publish.fs import published_files
+    from mirrorkit.publish.records import published_trees
 
     pool: set[str] = set()
     meta: set[str] = set()

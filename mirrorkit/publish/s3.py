@@ -31,21 +31,15 @@ publishing to S3, so the other commands do not pay for loading it.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
-import getpass
 import hashlib
-import json
-import os
 import re
-import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -57,11 +51,12 @@ import botocore.config
 import botocore.exceptions
 
 from mirrorkit import __version__, archive
-from mirrorkit.errors import FormatError, MirrorkitError, PublishError, UsageError
+from mirrorkit.errors import FormatError, PublishError, UsageError
 from mirrorkit.models import FileRef
 from mirrorkit.publish.executor import Item
+from mirrorkit.publish.s3lock import LOCK_NAME as LOCK_NAME
+from mirrorkit.publish.s3lock import LockInfo, check_lock, publish_lock
 
-LOCK_NAME = ".mirrorkit-lock"
 # Objects at least this large go up in parts (boto3's TransferConfig); the tests lower it.
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 MULTIPART_CHUNKSIZE = 16 * 1024 * 1024
@@ -305,7 +300,7 @@ class Bucket:
         self.target = target
         self.client = client
         self.jobs = jobs
-        self.lock_token: str | None = None  # publish_lock's, while it is held
+        self.lock_token: str | None = None  # s3lock.publish_lock's, while it is held
         self._transfer: Any = None
         self._transfer_lock = threading.Lock()
 
@@ -491,123 +486,6 @@ def connect(target: S3Target, *, jobs: int = 8) -> Bucket:
         error.hint = "check the AWS configuration: AWS_* environment variables, ~/.aws/config."
         raise error from exc
     return Bucket(target, client, jobs=jobs)
-
-
-# -- the lock ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LockInfo:
-    holder: str
-    created: str
-    suite: str = ""
-    token: str = ""
-
-    @classmethod
-    def parse(cls, data: bytes | None) -> LockInfo:
-        try:
-            raw = json.loads(data or b"")
-            return cls(
-                str(raw.get("holder", "unknown")),
-                str(raw.get("created", "unknown time")),
-                str(raw.get("suite", "")),
-                str(raw.get("token", "")),
-            )
-        except (ValueError, AttributeError):
-            return cls("unknown (the lock object is not mirrorkit's)", "unknown time")
-
-    def describe(self) -> str:
-        suite = f", publishing suite {self.suite}" if self.suite else ""
-        return f"{self.holder} since {self.created}{suite}"
-
-
-def _who() -> str:
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):
-        user = f"uid {os.getuid()}"
-    return f"{user}@{socket.gethostname()} (pid {os.getpid()})"
-
-
-@contextmanager
-def publish_lock(
-    bucket: Bucket, *, suite: str, break_lock: bool = False
-) -> Iterator[LockInfo | None]:
-    """Hold ``PREFIX/.mirrorkit-lock`` for the duration; yields the lock that ``break_lock``
-    removed, if any. Released at the end, also on failure (not when the process is killed:
-    that is what ``--break-lock`` is for)."""
-    broken = None
-    if break_lock and (old := bucket.get(LOCK_NAME)) is not None:
-        broken = LockInfo.parse(old)
-        bucket.delete([LOCK_NAME])
-    mine = LockInfo(
-        _who(), datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"), suite, secrets.token_hex(16)
-    )
-    body = json.dumps(
-        {
-            "holder": mine.holder,
-            "created": mine.created,
-            "suite": suite,
-            "token": mine.token,
-            "mirrorkit": __version__,
-        },
-        indent=1,
-    ).encode()
-    # A HEAD first: a server that silently ignores If-None-Match must not let us overwrite a
-    # lock; and a read-back after the put: we hold the lock only if it holds our token.
-    current = bucket.get(LOCK_NAME)
-    if current is None and bucket.put_exclusive(LOCK_NAME, body):
-        current = bucket.get(LOCK_NAME)
-    held = LockInfo.parse(current) if current is not None else None
-    if held is None or held.token != mine.token:
-        who = held.describe() if held else "another publisher (it went away meanwhile)"
-        raise PublishError(
-            f"{bucket.target.url} is locked by {who}",
-            "wait for that publish to finish and run the command again; if none is running "
-            f"(it was killed), remove the stale lock with --break-lock (s3://{bucket.target.bucket}"
-            f"/{bucket.target.key(LOCK_NAME)}).",
-        )
-    bucket.lock_token = mine.token
-    try:
-        yield broken
-    except BaseException:
-        bucket.lock_token = None
-        # The original error matters more; if the lock stays, the next run names it as stale.
-        with contextlib.suppress(MirrorkitError):
-            _release(bucket, mine)
-        raise
-    else:
-        bucket.lock_token = None
-        try:
-            _release(bucket, mine)
-        except PublishError as exc:
-            exc.message = f"published, but the lock was not removed: {exc.message}"
-            exc.hint = "the next publish will name it as held by you: pass --break-lock then."
-            raise
-
-
-def check_lock(bucket: Bucket) -> None:
-    """Before a step others must not interleave with (the switch, pruning): do we still hold
-    the lock? Someone may have broken it (--break-lock) while we uploaded."""
-    if bucket.lock_token is None:
-        return
-    current = bucket.get(LOCK_NAME)
-    held = LockInfo.parse(current) if current is not None else None
-    if held is None or held.token != bucket.lock_token:
-        who = held.describe() if held else "someone (it is gone)"
-        raise PublishError(
-            f"{bucket.target.url}: the lock was broken by {who} while this publish ran; "
-            "the suite was not switched",
-            "two publishers wrote to this prefix at once: let the other one finish, then run "
-            "this command again (what it uploaded is reused).",
-        )
-
-
-def _release(bucket: Bucket, mine: LockInfo) -> None:
-    # Delete only our own lock: if someone broke it and took the lock, theirs stays.
-    current = bucket.get(LOCK_NAME)
-    if current is not None and LockInfo.parse(current).token == mine.token:
-        bucket.delete([LOCK_NAME])
 
 
 # -- what the bucket publishes -----------------------------------------------------------------

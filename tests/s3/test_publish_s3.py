@@ -16,6 +16,7 @@ import pytest
 from mirrorkit import publish
 from mirrorkit.errors import PublishError, UsageError
 from mirrorkit.publish import s3 as s3mod
+from mirrorkit.publish import s3lock
 from mirrorkit.store import Store
 from tests.helpers.apt import AptClient
 from tests.helpers.debs import build_deb
@@ -434,7 +435,7 @@ def test_a_running_publisher_holds_the_lock(
     store: Path, publish_key: TestKey, s3_env: S3Server, prefix: str
 ) -> None:
     bucket = s3mod.connect(s3mod.S3Target.parse(f"s3://apt/{prefix}", endpoint_url=s3_env.endpoint))
-    with s3mod.publish_lock(bucket, suite="staging"):
+    with s3lock.publish_lock(bucket, suite="staging"):
         # The conditional put itself refuses a second lock (If-None-Match: *).
         assert bucket.put_exclusive(s3mod.LOCK_NAME, b"{}") is False
         r = _publish(store, publish_key, s3_env, "v1", prefix)
