@@ -174,7 +174,9 @@ class Fetcher:
         self.reporter = reporter or NullReporter()
         self._rate = _RateLimit(limit_rate) if limit_rate else None
         net = resolve(network or NetworkConfig())
-        credentials = Credentials.load(net.auth_files, required=net.auth_files_required)
+        credentials = Credentials.load(
+            net.extra_auth_files + net.auth_files, required=net.auth_files_required
+        )
         direct = transport or StreamTransport(max_idle=self.jobs, ssl_factory=net.ssl_context)
         self._router = RoutingTransport(net, direct, credentials, max_idle=self.jobs)
         self._client = _Client(

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from dataclasses import replace as with_changes
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,9 @@ from mirrorkit.models import (
     Provenance,
     UpdateResult,
 )
+from mirrorkit.net.auth import remember, split_credentials
 from mirrorkit.net.config import NetworkConfig
+from mirrorkit.net.redact import redact_url
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.resolve import Selection
 from mirrorkit.store import Packed, Store, check_name, read_json, syncfs, write_json
@@ -151,6 +154,11 @@ def add(store: Store, spec: MirrorSpec, *, replace: bool = False) -> Mirror:
         raise ConflictError(
             f"mirror {spec.name}: unsupported URL {spec.url!r}", "use an http:// or https:// URL."
         )
+    moved = split_credentials(spec.url)
+    if moved is not None:
+        # user:password@ in the URL: kept in the store's auth file (0600), never in the record
+        # (which mirror list, snapshots and bundles show).
+        spec = MirrorSpec(**{**asdict(spec), "url": moved[0]})
     if not Path(spec.keyring).is_file():
         raise UsageError(
             f"mirror {spec.name}: keyring {spec.keyring}: no such file",
@@ -177,9 +185,16 @@ def add(store: Store, spec: MirrorSpec, *, replace: bool = False) -> Mirror:
             # Another upstream under this name (two profiles, say): its state, and its Release
             # Date as the rollback floor, say nothing about this one.
             state = None
+    if moved is not None:
+        remember(store_auth_file(store), spec.url, moved[1], moved[2])
     mirror = Mirror(spec=spec, created_at=created, state=state)
     write_json(path, _to_json(mirror), tmp_dir=store.tmp)
     return mirror
+
+
+def store_auth_file(store: Store) -> Path:
+    """The store's own auth file (apt's format): credentials given in mirror URLs."""
+    return store.root / "auth.conf"
 
 
 def load(store: Store, name: str) -> Mirror:
@@ -637,13 +652,14 @@ async def _update_group(
     from mirrorkit.fetch import Fetcher, RetryPolicy
 
     retry = options.retry or RetryPolicy(max_tries=options.max_tries)
+    network = with_changes(options.network, extra_auth_files=(store_auth_file(store),))
     with store.locked(), _gc_spared() as spare_from_gc:
         async with Fetcher(
             jobs=options.jobs,
             retry=retry,
             reporter=reporter,
             limit_rate=options.limit_rate,
-            network=options.network,
+            network=network,
         ) as fetcher:
             prepared = [
                 await prepare(fetcher, store, m, options, reporter, digest) for m in mirrors
@@ -744,7 +760,7 @@ def provenance(mirror: Mirror) -> Provenance:
     return Provenance(
         "mirror",
         mirror=spec.name,
-        url=spec.url,
+        url=redact_url(spec.url),  # records written before credentials left the URL
         suite=spec.suite,
         inrelease_sha256=state.inrelease_sha256,
         signer=state.signer,

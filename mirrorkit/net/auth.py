@@ -13,6 +13,7 @@ and are read by the same rules (so, https only). Stdlib only.
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,3 +162,45 @@ class Credentials:
 def basic(login: str, password: str) -> str:
     token = base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
     return f"Basic {token}"
+
+
+# -- credentials given in a mirror's URL -------------------------------------------------------
+
+
+def split_credentials(url: str) -> tuple[str, str, str] | None:
+    """``(url without user:password@, login, password)``, or None when ``url`` has none."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    login, _, password = userinfo.partition(":")
+    return parts._replace(netloc=hostport).geturl(), unquote(login), unquote(password)
+
+
+def remember(auth_file: Path, url: str, login: str, password: str) -> None:
+    """Write the entry for ``url`` (its scheme, host, port and path: nothing else matches it)
+    into ``auth_file``, in apt's format, replacing an entry for the same machine. The file is
+    created 0600 and replaced atomically."""
+    if any(c.isspace() for c in login + password) or not (login or password):
+        raise NetworkConfigError(
+            f"{url}: credentials with blanks cannot be kept in an auth file",
+            "put them in an auth file of your own (--auth-file) and give the URL without them.",
+        )
+    parts = urlsplit(url)
+    machine = f"{parts.scheme.lower()}://{parts.netloc}{parts.path.rstrip('/')}"
+    lines: list[str] = []
+    if auth_file.exists():
+        lines = [
+            line
+            for line in auth_file.read_text(encoding="utf-8").splitlines()
+            if line.split()[:2] != ["machine", machine]
+        ]
+    lines.append(f"machine {machine} login {login} password {password}")
+    auth_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = auth_file.with_name(f".{auth_file.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, auth_file)

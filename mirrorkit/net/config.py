@@ -47,12 +47,15 @@ class NetworkConfig:
     ca_bundle: Path | None = None
     auth_files: tuple[Path, ...] | None = None
     trust_env: bool = True
+    # Read before ``auth_files`` and skipped when absent: the store's own auth file, which holds
+    # the credentials given in mirror URLs (so that records never do).
+    extra_auth_files: tuple[Path, ...] = ()
 
     def __repr__(self) -> str:  # a proxy URL may carry credentials
         return (
             f"NetworkConfig(proxy={redact_url(self.proxy) if self.proxy else None!r}, "
             f"ca_bundle={self.ca_bundle!r}, auth_files={self.auth_files!r}, "
-            f"trust_env={self.trust_env!r})"
+            f"trust_env={self.trust_env!r}, extra_auth_files={self.extra_auth_files!r})"
         )
 
 
@@ -84,6 +87,7 @@ class Network:
     ca_dir: str | None
     auth_files: tuple[Path, ...]
     auth_files_required: bool  # given by the user: an unreadable one is an error
+    extra_auth_files: tuple[Path, ...] = ()  # read first; skipped when absent
 
     def ssl_context(self) -> ssl.SSLContext:
         """A verifying client context on the configured CA store (made on first need)."""
@@ -129,7 +133,8 @@ def resolve(config: NetworkConfig, environ: Mapping[str, str] | None = None) -> 
         auth_files, required = tuple(Path(p) for p in config.auth_files), True
     else:
         auth_files, required = _default_auth_files(env), False
-    return Network(_proxy_rules(config, env), ca_file, ca_dir, auth_files, required)
+    extra = tuple(p for p in config.extra_auth_files if Path(p).exists())
+    return Network(_proxy_rules(config, env), ca_file, ca_dir, auth_files, required, extra)
 
 
 def _default_auth_files(env: Mapping[str, str]) -> tuple[Path, ...]:

@@ -342,18 +342,43 @@ def test_credentials_without_a_scheme_are_never_sent_over_http(
     assert not _grep(store, PASSWORD)
 
 
-def test_credentials_in_the_url_are_redacted_from_errors(
-    tmp_path: Path, archive: Archive, upstream: FaultServer
+def test_credentials_in_the_url_stay_out_of_records_output_and_errors(
+    tmp_path: Path, archive: Archive, ca: ThrowawayCA, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    store = tmp_path / "store"
-    url = upstream.url.replace("http://", f"http://mk:{PASSWORD}@") + "/nothing-here"
-    add(store, url, archive)
-    with pytest.raises(HTTPStatusError) as info:
-        update(store, DIRECT)
-    text = f"{info.value} {info.value.hint} {info.value.url}"
-    assert PASSWORD not in text and "http://***@127.0.0.1" in text
-    # The upstream did get them (HTTP Basic from the URL, as apt does).
-    assert all("authorization" in h for _m, _p, h in upstream.requests)
+    with FaultServer(archive.root, tls=ca.server_context(), auth=("mk", PASSWORD)) as srv:
+        store = tmp_path / "store"
+        url = srv.url.replace("https://", f"https://mk:{PASSWORD}@")
+        r = run_cli(store, "mirror", "add", NAME, url, "stable", "--keyring",
+                    str(archive.key.public_keyring))  # fmt: skip
+        assert r.exit_code == 0 and PASSWORD not in r.output
+        result = update(store, NetworkConfig(ca_bundle=ca.cert, auth_files=()))
+        assert result.summary.fetched == len(archive.debs)
+        assert all("authorization" in h for _m, _p, h in srv.requests)
+        outputs = [
+            run_cli(store, *args).output
+            for args in (("mirror", "list"), ("mirror", "show", NAME, "--json"))
+        ]
+        assert all(PASSWORD not in o and f"https://127.0.0.1:{srv.port}" in o for o in outputs)
+        assert run_cli(store, "snapshot", "create", "s1", "--from-mirror", NAME).exit_code == 0
+        # The one place that holds them: the store's auth file, readable by its owner only.
+        auth = store / "auth.conf"
+        assert _grep(store, PASSWORD) == [str(auth)]
+        assert auth.stat().st_mode & 0o777 == 0o600
+
+        # A URL that is wrong: the error shows it without the credentials.
+        other = tmp_path / "other"
+        add(other, url + "/nothing-here", archive)
+        with pytest.raises(HTTPStatusError) as info:
+            update(other, NetworkConfig(ca_bundle=ca.cert, auth_files=()))
+        text = f"{info.value} {info.value.hint} {info.value.url}"
+        assert PASSWORD not in text and f"https://127.0.0.1:{srv.port}/nothing-here" in text
+    out, err = capfd.readouterr()
+    assert PASSWORD not in out + err
+
+
+def test_an_error_never_shows_the_password_of_a_url() -> None:
+    err = HTTPStatusError(f"https://mk:{PASSWORD}@h/x", "HTTP 404 Not Found", status=404)
+    assert PASSWORD not in str(err) and "https://***@h/x" in str(err)
 
 
 # -- errors by cause -----------------------------------------------------------------------------
