@@ -172,8 +172,7 @@ class ImportResult:
 def _precheck(store: Store, manifest: Manifest, what: str) -> frozenset[str]:
     """Everything that can be refused before a byte is written: a missing or different base,
     snapshots that exist with other contents, names taken by the other kind (snapshot and
-    channel). Returns the
-    snapshots already present (same digest)."""
+    channel). Returns the snapshots already present (same digest)."""
     base = manifest.since
     if base is not None:
         if not snapshot.exists(store, base.name):

@@ -48,16 +48,23 @@ _MAX_SIGNATURE = 64 << 10
 
 
 class Target(Protocol):
+    """Where one member's bytes go while they stream. Its SHA256 is known only at its end, so
+    the target learns then whether to ``keep`` them or ``discard`` them."""
+
     def write(self, data: memoryview) -> None: ...
     def keep(self) -> None: ...
     def discard(self) -> None: ...
 
 
 class Sink(Protocol):
+    """Picks each member's target: verify keeps nothing; import stages what the store lacks."""
+
     def open(self, member: Member) -> Target: ...
 
 
 class Discard:
+    """A target for bytes that are only checked (verify, or what the store has already)."""
+
     def write(self, data: memoryview) -> None:
         pass
 
