@@ -279,17 +279,18 @@ def test_an_address_that_drops_packets_does_not_stop_the_next(
             (socket.AF_INET, socket.SOCK_STREAM, 6, good.getsockname()),
         ]
 
-        async def main() -> tuple[float, tuple[str, int]]:
-            started = time.monotonic()
-            sock = await asyncio.wait_for(connect_first(addrs, delay=0.1), 5)
+        async def main() -> tuple[str, int]:
+            # The black hole's connect never completes (its SYNs are dropped until the kernel
+            # gives up, about two minutes): the good address can only win if its attempt
+            # started while the first one was still pending. The bound only stops a hang.
+            sock = await asyncio.wait_for(connect_first(addrs, delay=0.1), 60)
             try:
-                return time.monotonic() - started, sock.getpeername()
+                peer: tuple[str, int] = sock.getpeername()
+                return peer
             finally:
                 sock.close()
 
-        elapsed, peer = asyncio.run(main())
-        assert peer == good.getsockname()
-        assert elapsed < 3  # not a connect timeout: the second address started after 0.1 s
+        assert asyncio.run(main()) == good.getsockname()
     finally:
         good.close()
 
