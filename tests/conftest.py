@@ -20,7 +20,7 @@ if _REPO_ROOT not in sys.path:
 
 from tests.helpers.apt import AptClient  # noqa: E402
 from tests.helpers.archive import Archive, build_archive  # noqa: E402
-from tests.helpers.debs import build_deb  # noqa: E402
+from tests.helpers.debs import DebOptions, build_deb  # noqa: E402
 from tests.helpers.gpgkeys import TestKey, kill_agents, make_key  # noqa: E402
 from tests.helpers.httpserver import FaultServer  # noqa: E402
 from tests.helpers.tools import missing_message, missing_tools  # noqa: E402
@@ -155,7 +155,7 @@ def test_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestKey]:
 
 
 # name -> (version, arch, build_deb keyword arguments)
-_DEBS: dict[str, tuple[str, str, dict[str, str]]] = {
+_DEBS: dict[str, tuple[str, str, DebOptions]] = {
     "hello": ("1.0", "amd64", {"depends": "libgreet (>= 1.0)"}),
     "libgreet": ("1.0", "amd64", {"section": "libs"}),
     "greet-data": ("1.0", "all", {}),
@@ -171,7 +171,7 @@ def debs_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The small standard package set, name -> .deb path (built once per session)."""
     out = tmp_path_factory.mktemp("debs")
     return {
-        name: build_deb(out, name, version, arch, **kwargs)  # type: ignore[arg-type]
+        name: build_deb(out, name, version, arch, **kwargs)
         for name, (version, arch, kwargs) in _DEBS.items()
     }
 

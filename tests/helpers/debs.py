@@ -12,8 +12,9 @@ import random
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TypedDict
 
-__all__ = ["FIXED_MTIME", "build_deb", "deb_filename"]
+__all__ = ["FIXED_MTIME", "DebOptions", "build_deb", "deb_filename"]
 
 # A fixed timestamp for every file and for dpkg-deb's SOURCE_DATE_EPOCH, so that building the same
 # package twice gives (nearly) the same bytes and golden-file tests stay stable.
@@ -26,6 +27,22 @@ def deb_filename(name: str, version: str, arch: str) -> str:
     """Debian's canonical file name: the epoch is not part of it (``1:2.0`` -> ``2.0``)."""
     upstream = version.split(":", 1)[1] if ":" in version else version
     return f"{name}_{upstream}_{arch}.deb"
+
+
+class DebOptions(TypedDict, total=False):
+    """build_deb's keyword arguments, for tables of packages passed on with ``**``."""
+
+    depends: str | None
+    pre_depends: str | None
+    provides: str | None
+    recommends: str | None
+    section: str
+    priority: str
+    source: str | None
+    multi_arch: str | None
+    essential: bool
+    payload_size: int
+    extra_fields: dict[str, str] | None
 
 
 def _blob(name: str, version: str, size: int) -> bytes:

@@ -12,13 +12,14 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Unpack
 
 import pytest
 
 from mirrorkit import archive, resolve
 from tests.helpers.apt import AptClient
 from tests.helpers.archive import build_archive
-from tests.helpers.debs import build_deb
+from tests.helpers.debs import DebOptions, build_deb
 from tests.helpers.gpgkeys import TestKey
 from tests.helpers.httpserver import FaultServer
 from tests.mk import run_cli
@@ -40,8 +41,8 @@ def apt_selects(apt: AptClient, *seeds: str) -> set[str]:
 
 
 def _synthetic(debs: Path) -> tuple[list[Path], list[Path]]:
-    def deb(name: str, version: str = "1.0", arch: str = "amd64", **kw: object) -> Path:
-        return build_deb(debs, name, version, arch, **kw)  # type: ignore[arg-type]
+    def deb(name: str, version: str = "1.0", arch: str = "amd64", **kw: Unpack[DebOptions]) -> Path:
+        return build_deb(debs, name, version, arch, **kw)
 
     base = [
         deb("app1", depends="liba | libb, virt-x, libc6 (>= 2)"),
