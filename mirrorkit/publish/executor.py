@@ -84,12 +84,6 @@ class Item:
                 while block := fh.read(size):
                     yield block
 
-    def md5(self) -> str:
-        h = hashlib.md5(usedforsecurity=False)
-        for block in self.blocks(1 << 20):
-            h.update(block)
-        return h.hexdigest()
-
 
 class Target(Protocol):
     """Where a plan is written. Implementations: fs.DirectoryTarget, s3.BucketTarget."""
@@ -239,10 +233,12 @@ class _Run:
             self.reporter.advance(1, 0)
             return
         if same is False and item.kind == "pool":
+            if not self.target.replaces_unlisted:
+                raise self.target.conflict(item, None, recorded)
             # Replacing is safe only where no published suite lists other content under this
             # name: that suite would then point at a file with the wrong hash.
-            listed = None if not self.target.replaces_unlisted else self.listed().get(item.rel)
-            if not self.target.replaces_unlisted or (listed is not None and listed != item.sha256):
+            listed = self.listed().get(item.rel)
+            if listed is not None and listed != item.sha256:
                 raise self.target.conflict(item, listed, recorded)
         self.target.put(item)
         with self._lock:

@@ -249,8 +249,19 @@ _CONNECT_ERRORS: tuple[type[Exception], ...] = (*_BOUNDARY, ValueError)  # Value
 class Obj(Item):
     """An item with the digests S3 reports for it (its ETag)."""
 
+    def md5(self) -> str:
+        return md5(self)
+
     def multipart_etag(self, part_size: int) -> str:
         return multipart_etag(self, part_size)
+
+
+def md5(item: Item) -> str:
+    """The ETag S3 gives a single-part upload (without SSE-KMS/SSE-C): the MD5 of the bytes."""
+    h = hashlib.md5(usedforsecurity=False)
+    for block in item.blocks(1 << 20):
+        h.update(block)
+    return h.hexdigest()
 
 
 def multipart_etag(item: Item, part_size: int) -> str:
@@ -289,7 +300,7 @@ def same_content(head: dict[str, Any], obj: Item) -> bool | None:
     # A multipart ETag ("<md5>-<parts>") and an SSE-KMS/SSE-C ETag are not the MD5 of the bytes.
     encrypted = head.get("ServerSideEncryption") == "aws:kms" or "SSECustomerAlgorithm" in head
     if re.fullmatch(r"[0-9a-f]{32}", etag) and not encrypted:
-        return etag == obj.md5()
+        return etag == md5(obj)
     return None
 
 
@@ -382,7 +393,7 @@ class Bucket:
         )
         if not m or encrypted:
             return
-        expected = multipart_etag(obj, MULTIPART_CHUNKSIZE) if m.group(1) else obj.md5()
+        expected = multipart_etag(obj, MULTIPART_CHUNKSIZE) if m.group(1) else md5(obj)
         if etag != expected:
             raise PublishError(
                 f"{self.target.where}: {obj.rel}: the server stored other bytes than were sent "
