@@ -157,8 +157,41 @@ def test_the_checker_finds_a_cycle_through_a_function_level_import() -> None:
     assert [a.name for node in _imports(tree) for a in node.names] == ["TYPE_CHECKING", "y"]
 
 
-def test_snapshots_know_nothing_of_channels() -> None:
+def _reach(graph: dict[str, set[str]], start: str) -> dict[str, str]:
+    """Every module ``start`` imports, directly or not: module -> the module importing it."""
+    via: dict[str, str] = {}
+    todo = [start]
+    while todo:
+        v = todo.pop()
+        for w in sorted(graph[v]):
+            if w not in via and w != start:
+                via[w] = v
+                todo.append(w)
+    return via
+
+
+# cli/api -> refs -> channel -> snapshot -> (mirror, resolve, merge, archive, store, ...):
+# each module, and what it imports, stays below the layers named beside it.
+_BELOW = {
+    "mirrorkit.channel": ("mirrorkit.refs",),
+    "mirrorkit.snapshot": ("mirrorkit.refs", "mirrorkit.channel"),
+    **dict.fromkeys(
+        ("mirrorkit.mirror", "mirrorkit.resolve", "mirrorkit.merge", "mirrorkit.query",
+         "mirrorkit.archive", "mirrorkit.models", "mirrorkit.errors"),
+        ("mirrorkit.refs", "mirrorkit.channel", "mirrorkit.snapshot"),
+    ),
+}  # fmt: skip
+
+
+def test_imports_point_one_way() -> None:
     graph = import_graph()
-    assert "mirrorkit.channel" not in graph["mirrorkit.snapshot"]
-    assert "mirrorkit.refs" not in graph["mirrorkit.snapshot"]
-    assert "mirrorkit.refs" not in graph["mirrorkit.channel"]
+    wrong = []
+    for module, above in _BELOW.items():
+        via = _reach(graph, module)
+        for target in above:
+            if target in via:
+                chain = [target]
+                while chain[-1] != module:
+                    chain.append(via.get(chain[-1], module))
+                wrong.append(" -> ".join(reversed(chain)))
+    assert not wrong, "imports pointing up the layers: " + "; ".join(wrong)
