@@ -21,7 +21,7 @@ from typing import Any
 
 from mirrorkit import snapshot
 from mirrorkit.errors import ConflictError, NotFoundError
-from mirrorkit.store import Store, check_name, read_json, write_json
+from mirrorkit.store import CHANNEL, Store, read_record, write_record
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ class Channel:
 
 
 def _path(store: Store, name: str) -> Path:
-    return store.channels / f"{check_name(name, 'channel')}.json"
+    return store.channel_record(name)
 
 
 def _who() -> str:
@@ -85,8 +85,9 @@ def _from_json(data: dict[str, Any]) -> Channel:
 
 
 def _write(store: Store, channel: Channel) -> None:
-    write_json(
+    write_record(
         _path(store, channel.name),
+        CHANNEL,
         {
             "name": channel.name,
             "snapshot": channel.snapshot,
@@ -107,7 +108,7 @@ def load(store: Store, name: str) -> Channel:
     path = _path(store, name)
     if not path.exists():
         raise NotFoundError(f"no channel named {name!r}", "see 'mirrorkit channel list'.")
-    return _from_json(read_json(path))
+    return _from_json(read_record(path, CHANNEL))
 
 
 def exists(store: Store, name: str) -> bool:
@@ -117,7 +118,7 @@ def exists(store: Store, name: str) -> bool:
 def list_all(store: Store) -> list[Channel]:
     if not store.channels.is_dir():
         return []
-    return [_from_json(read_json(p)) for p in sorted(store.channels.glob("*.json"))]
+    return [_from_json(read_record(p, CHANNEL)) for p in sorted(store.channels.glob("*.json"))]
 
 
 def _now() -> str:

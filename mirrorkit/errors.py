@@ -105,6 +105,10 @@ class BundleError(MirrorkitError):
     """A bundle is damaged, incomplete, hostile, or not what its signed manifest says."""
 
 
+class StoreFormatError(MirrorkitError):
+    """The store, or a record in it, is in a format newer than this mirrorkit knows."""
+
+
 # -- the network, by cause (every one a FetchError: callers that catch that keep working) ----
 
 

@@ -44,12 +44,12 @@ from mirrorkit.net.config import NetworkConfig
 from mirrorkit.net.redact import redact_url
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.resolve import Selection
-from mirrorkit.store import Packed, Store, check_name, read_json, syncfs, write_json
+from mirrorkit.store import MIRROR, Packed, Store, read_record, syncfs, write_record
 
 if TYPE_CHECKING:
     from mirrorkit.fetch import Fetcher, RetryPolicy
 
-FORMAT = 1
+FORMAT = MIRROR.version
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +100,7 @@ def _spec_digest(spec: MirrorSpec) -> str:
 
 
 def _record_path(store: Store, name: str) -> Path:
-    return store.mirrors / f"{check_name(name, 'mirror')}.json"
+    return store.mirror_record(name)
 
 
 def _to_json(mirror: Mirror) -> dict[str, Any]:
@@ -188,7 +188,7 @@ def add(store: Store, spec: MirrorSpec, *, replace: bool = False) -> Mirror:
     if moved is not None:
         remember(store_auth_file(store), spec.url, moved[1], moved[2])
     mirror = Mirror(spec=spec, created_at=created, state=state)
-    write_json(path, _to_json(mirror), tmp_dir=store.tmp)
+    write_record(path, MIRROR, _to_json(mirror), tmp_dir=store.tmp)
     return mirror
 
 
@@ -201,13 +201,13 @@ def load(store: Store, name: str) -> Mirror:
     path = _record_path(store, name)
     if not path.exists():
         raise NotFoundError(f"no mirror named {name!r}", "see 'mirrorkit mirror list'.")
-    return _from_json(read_json(path))
+    return _from_json(read_record(path, MIRROR))
 
 
 def list_all(store: Store) -> list[Mirror]:
     if not store.mirrors.is_dir():
         return []
-    return [_from_json(read_json(p)) for p in sorted(store.mirrors.glob("*.json"))]
+    return [_from_json(read_record(p, MIRROR)) for p in sorted(store.mirrors.glob("*.json"))]
 
 
 def remove(store: Store, name: str) -> None:
@@ -629,8 +629,9 @@ async def complete(
         selection=selection_digest,
         codename=release.codename,
     )
-    write_json(
+    write_record(
         _record_path(store, spec.name),
+        MIRROR,
         _to_json(Mirror(spec=spec, created_at=mirror.created_at, state=state)),
         tmp_dir=store.tmp,
     )

@@ -13,7 +13,6 @@ still needs a snapshot, are refs' rules (mirrorkit.refs), asked before calling i
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import tarfile
@@ -34,12 +33,22 @@ from mirrorkit.errors import (
     MirrorkitError,
     NotFoundError,
     StorageError,
+    StoreFormatError,
     UsageError,
 )
 from mirrorkit.models import IndexRef, MergePolicy, Package, Provenance
-from mirrorkit.store import Store, canonical_json, check_name, fsync_dir, read_json
+from mirrorkit.store import (
+    SNAPSHOT,
+    Store,
+    canonical_json,
+    check_name,
+    decode_record,
+    encode_record,
+    fsync_dir,
+    read_record,
+)
 
-FORMAT = 1
+FORMAT = SNAPSHOT.version
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +78,7 @@ def _now() -> datetime:
 
 
 def _dir(store: Store, name: str) -> Path:
-    return store.snapshots / check_name(name, "snapshot")
+    return store.snapshot_dir(name)
 
 
 def _body(info: SnapshotInfo) -> dict[str, Any]:
@@ -116,7 +125,7 @@ def _write(
     body = _body(draft)
     digest = record_digest(body)
     info = replace(draft, digest=digest)
-    _commit(store, info, canonical_json({**body, "digest": digest}) + b"\n")
+    _commit(store, info, encode_record(SNAPSHOT, {**body, "digest": digest}))
     return info
 
 
@@ -158,9 +167,14 @@ def _commit(store: Store, info: SnapshotInfo, data: bytes) -> None:
 
 def parse_record(raw: bytes, where: str) -> SnapshotInfo:
     """A snapshot record's contents, refused (FormatError naming ``where``) unless it is a
-    valid record whose own digest holds."""
+    valid record whose own digest holds (a record of a newer version: StoreFormatError)."""
     try:
-        data = json.loads(raw)
+        data = decode_record(raw, SNAPSHOT, where)
+    except StoreFormatError:
+        raise
+    except MirrorkitError as exc:
+        raise FormatError(exc.message) from exc
+    try:
         info = _from_json(data)
         data.pop("digest")
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -180,7 +194,7 @@ def load(store: Store, name: str) -> SnapshotInfo:
     path = _dir(store, name) / "snapshot.json"
     if not path.exists():
         raise NotFoundError(f"no snapshot named {name!r}", "see 'mirrorkit snapshot list'.")
-    data = read_json(path)
+    data = read_record(path, SNAPSHOT)
     if not isinstance(data, dict) or data.get("name") != name:
         raise StorageError(
             f"{path}: the record is not snapshot {name}'s (it names "
@@ -236,7 +250,7 @@ def check(store: Store, info: SnapshotInfo) -> list[str]:
     present with the right size (hashing every .deb is the bundle verifier's job)."""
     problems: list[str] = []
     path = _dir(store, info.name) / "snapshot.json"
-    data = read_json(path)
+    data = read_record(path, SNAPSHOT)
     recorded = data.pop("digest", "")
     if record_digest(data) != recorded:
         problems.append(f"{path}: contents do not match the recorded digest (modified on disk)")

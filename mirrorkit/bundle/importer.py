@@ -30,7 +30,7 @@ from mirrorkit.bundle.manifest import (
     Manifest,
     Member,
 )
-from mirrorkit.bundle.pins import ChannelMove, apply_pins, log_import
+from mirrorkit.bundle.pins import ChannelMove, apply_pins, check_log, log_import
 from mirrorkit.bundle.reader import Discard, Problems, Target, open_reading
 from mirrorkit.bundle.workers import Pipe
 from mirrorkit.errors import (
@@ -39,6 +39,7 @@ from mirrorkit.errors import (
     IntegrityError,
     MirrorkitError,
     NotFoundError,
+    StoreFormatError,
 )
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.store import Store, storage_error, syncfs
@@ -173,6 +174,7 @@ def _precheck(store: Store, manifest: Manifest, what: str) -> frozenset[str]:
     """Everything that can be refused before a byte is written: a missing or different base,
     snapshots that exist with other contents, names taken by the other kind (snapshot and
     channel). Returns the snapshots already present (same digest)."""
+    check_log(store)
     base = manifest.since
     if base is not None:
         if not snapshot.exists(store, base.name):
@@ -259,6 +261,8 @@ def _record_fits(raw: bytes, s: BundledSnapshot) -> bool:
     """A snapshot record is the one the manifest describes, and its own digest holds."""
     try:
         info = snapshot.parse_record(raw, s.path)
+    except StoreFormatError:
+        raise  # a record of a newer version: refused as such, not committed
     except MirrorkitError:
         return False
     return info.name == s.name and info.digest == s.digest and info.indexes == s.indexes

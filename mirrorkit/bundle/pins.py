@@ -16,7 +16,7 @@ from typing import Any
 from mirrorkit import channel, refs
 from mirrorkit.bundle.manifest import Manifest, parse_time
 from mirrorkit.errors import StorageError
-from mirrorkit.store import Store, read_json, write_json
+from mirrorkit.store import IMPORTED_BUNDLES, Store, read_record, write_record
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,7 @@ class ChannelMove:
 
 
 def _imported_log(store: Store) -> Path:
-    return store.root / "bundles" / "imported.json"
+    return store.imported_bundles
 
 
 def apply_pins(
@@ -61,11 +61,17 @@ def apply_pins(
     return moves
 
 
+def check_log(store: Store) -> None:
+    """Refuse, before an import writes anything, a log it could not read or rewrite later (a
+    newer version, or damaged)."""
+    _read_log(store)
+
+
 def _read_log(store: Store) -> list[dict[str, Any]]:
     path = _imported_log(store)
     if not path.exists():
         return []
-    data = read_json(path)
+    data = read_record(path, IMPORTED_BUNDLES)
     entries = data.get("bundles") if isinstance(data, dict) else None
     checked = []
     for e in entries if isinstance(entries, list) else [None]:
@@ -101,5 +107,4 @@ def log_import(
         }
     )
     path = _imported_log(store)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, {"bundles": log}, tmp_dir=store.tmp)
+    write_record(path, IMPORTED_BUNDLES, {"bundles": log}, tmp_dir=store.tmp)

@@ -51,7 +51,7 @@ def resolve_target(store: Store, name: str) -> tuple[SnapshotInfo, str]:
     and the default suite name (the name the user gave)."""
     from mirrorkit import channel, snapshot
 
-    channel_file = store.channels / f"{check_name(name, 'snapshot or channel')}.json"
+    channel_file = store.channel_record(name, "snapshot or channel")
     if not snapshot.exists(store, name) and channel_file.exists():
         return channel.resolve(store, name)[1], name
     if not snapshot.exists(store, name):

@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from mirrorkit.store import Store, read_json, write_json
+from mirrorkit.store import PUBLISHED, Store, read_record, write_record
 
 
 def _record_identity(target: Path | str, endpoint_url: str | None) -> dict[str, Any]:
@@ -24,7 +24,7 @@ def _record_path(store: Store, identity: dict[str, Any]) -> Path:
     # A directory's record keeps the name it always had (the digest of the resolved path).
     name = identity["dir"] if "dir" in identity else f"{identity['s3']} {identity['endpoint_url']}"
     digest = hashlib.sha256(str(name).encode()).hexdigest()[:16]
-    return store.root / "published" / f"{digest}.json"
+    return store.published / f"{digest}.json"
 
 
 def record_published(
@@ -39,16 +39,16 @@ def record_published(
     (``str``, with the server's endpoint). ``gc`` keeps what published directories list."""
     identity = _record_identity(target, endpoint_url)
     path = _record_path(store, identity)
-    data: dict[str, Any] = read_json(path) if path.exists() else {**identity, "suites": {}}
+    data = read_record(path, PUBLISHED) if path.exists() else {**identity, "suites": {}}
     data["suites"][suite] = snapshot_name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, data, tmp_dir=store.tmp)
+    write_record(path, PUBLISHED, data, tmp_dir=store.tmp)
 
 
 def published_records(store: Store) -> list[dict[str, Any]]:
     """Every published target: ``{"dir": ...}`` or ``{"s3": ..., "endpoint_url": ...}``, with
     ``"suites"``: suite -> snapshot."""
-    return [read_json(p) for p in sorted((store.root / "published").glob("*.json"))]
+    records = [read_record(p, PUBLISHED) for p in sorted(store.published.glob("*.json"))]
+    return [{k: v for k, v in r.items() if k != "format"} for r in records]
 
 
 def published_trees(store: Store) -> list[Path]:
