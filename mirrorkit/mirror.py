@@ -194,7 +194,7 @@ def add(store: Store, spec: MirrorSpec, *, replace: bool = False) -> Mirror:
 
 def store_auth_file(store: Store) -> Path:
     """The store's own auth file (apt's format): credentials given in mirror URLs."""
-    return store.root / "auth.conf"
+    return store.auth_file
 
 
 def load(store: Store, name: str) -> Mirror:

@@ -12,6 +12,7 @@ STORE/
   channels/NAME.json        a channel's pointer and history
   published/<digest>.json   where the store published what (one per target)
   bundles/imported.json     the bundles imported into the store
+  auth.conf                 credentials given in mirror URLs (apt's auth.conf format, 0600)
 ```
 ``docs/store-format.md`` describes every file and what other tools may rely on.
 """
@@ -59,6 +60,7 @@ class Store:
         self.channels = root / "channels"
         self.published = root / "published"
         self.imported_bundles = root / "bundles" / "imported.json"
+        self.auth_file = root / "auth.conf"  # credentials from mirror URLs, apt's format
         self.format_file = root / "format"
         self._lock_depth = 0
         # None: no store here yet (the first command that writes creates one).
