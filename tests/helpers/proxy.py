@@ -39,6 +39,7 @@ class TinyProxy:
         *,
         auth: tuple[str, str] | None = None,
         connect_ports: tuple[int, ...] = (),
+        allow: tuple[str, ...] = (),
     ) -> None:
         exe = shutil.which("tinyproxy")
         if exe is None:
@@ -61,6 +62,8 @@ class TinyProxy:
         # No ConnectPort line: CONNECT to any port (the test servers' ports are random);
         # connect_ports limits it, as most real proxies do (443 only).
         lines += [f"ConnectPort {p}" for p in connect_ports]
+        # Allow lines: every other client (127.0.0.1 too, unless listed) gets 403.
+        lines += [f"Allow {a}" for a in allow]
         self.conf = self.dir / "tinyproxy.conf"
         self.conf.write_text("\n".join(lines) + "\n")
         self.url = f"http://127.0.0.1:{self.port}"

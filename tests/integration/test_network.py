@@ -8,6 +8,7 @@ proxy from the environment sets the variables itself.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import subprocess
 from collections.abc import Iterator
@@ -22,10 +23,11 @@ from mirrorkit.errors import (
     DNSError,
     FetchError,
     HTTPStatusError,
+    NetworkTimeoutError,
     ProxyError,
     TLSError,
 )
-from mirrorkit.fetch import RetryPolicy
+from mirrorkit.fetch import Fetcher, RetryPolicy
 from mirrorkit.models import UpdateResult
 from mirrorkit.net.config import NetworkConfig
 from mirrorkit.store import Store
@@ -166,6 +168,54 @@ def test_no_proxy_bypasses_the_proxy(
     update(store, NetworkConfig())
     assert proxy.requests() == []
     assert upstream.count("*.deb") == len(archive.debs)
+
+
+def test_a_proxy_that_refuses_the_client_is_a_clear_error(
+    tmp_path: Path, archive: Archive, upstream: FaultServer, no_env_proxy: pytest.MonkeyPatch
+) -> None:
+    with TinyProxy(tmp_path / "proxy", allow=("192.0.2.1",)) as proxy:
+        store = tmp_path / "store"
+        add(store, upstream.url, archive)
+        no_env_proxy.setenv("http_proxy", proxy.url)
+        with pytest.raises(ProxyError) as info:
+            update(store, NetworkConfig())
+        assert "HTTP 403" in info.value.message and f":{proxy.port}" in info.value.message
+        assert info.value.hint and "administrator" in info.value.hint
+    assert upstream.paths() == []
+
+
+def test_the_proxy_apt_is_configured_with(
+    tmp_path: Path,
+    archive: Archive,
+    upstream: FaultServer,
+    proxy: TinyProxy,
+    no_env_proxy: pytest.MonkeyPatch,
+) -> None:
+    conf = tmp_path / "apt.conf"
+    conf.write_text(f'Acquire::http::Proxy "{proxy.url}";\n')
+    no_env_proxy.setenv("APT_CONFIG", str(conf))
+    store = tmp_path / "store"
+    add(store, upstream.url, archive)
+    update(store, NetworkConfig(proxy="apt"))
+    assert sorted(u for _m, u in proxy.requests()) == sorted(gets(upstream))
+    # apt's per-host DIRECT wins over its proxy.
+    conf.write_text(
+        f'Acquire::http::Proxy "{proxy.url}";\nAcquire::http::Proxy::127.0.0.1 "DIRECT";\n'
+    )
+    before = len(proxy.requests())
+    update(tmp_path / "store", NetworkConfig(proxy="apt"))
+    assert len(proxy.requests()) == before
+
+
+def test_a_proxy_whose_name_does_not_resolve(
+    tmp_path: Path, archive: Archive, upstream: FaultServer, no_env_proxy: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "store"
+    add(store, upstream.url, archive)
+    with pytest.raises(ProxyError) as info:
+        update(store, NetworkConfig(proxy="http://proxy.invalid:3128"))
+    assert "proxy.invalid" in info.value.message and "tries" not in info.value.message
+    assert upstream.paths() == []
 
 
 def test_an_unreachable_proxy_is_named(
@@ -424,6 +474,20 @@ def test_an_unknown_host_is_a_dns_error_at_once(tmp_path: Path, archive: Archive
         update(store, DIRECT)
     assert "mirror.invalid" in info.value.message and "tries" not in info.value.message
     assert info.value.hint and "--proxy" in info.value.hint
+
+
+def test_a_silent_server_is_a_timeout(upstream: FaultServer) -> None:
+    upstream.add_fault("*/InRelease", "slow", delay=2.0, times=-1)
+
+    async def main() -> None:
+        policy = RetryPolicy(max_tries=2, base_delay=0.01)
+        async with Fetcher(retry=policy, timeout=0.3, network=DIRECT) as fetcher:
+            await fetcher.get_bytes(f"{upstream.url}/dists/stable/InRelease")
+
+    with pytest.raises(NetworkTimeoutError) as info:
+        asyncio.run(main())
+    assert "ReadTimeout" in info.value.message and "gave up after 2 tries" in info.value.message
+    assert info.value.hint and "did not answer in time" in info.value.hint
 
 
 def test_server_errors_are_retried_then_typed(
