@@ -1,3 +1,145 @@
-"""mirrorkit: verified offline snapshot mirrors of Debian/Ubuntu APT archives."""
+"""mirrorkit: verified offline snapshot mirrors of Debian/Ubuntu APT archives.
 
-__version__ = "0.1.0"
+The public Python surface: one function per CLI command (see :mod:`mirrorkit.api` and README's
+"Using it from Python"), every error type, the progress protocol, and ``__version__``. Names not
+in ``__all__`` are internal and may change in any release.
+"""
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from mirrorkit._version import __version__
+from mirrorkit.api import (
+    bundle_export,
+    bundle_import,
+    bundle_show,
+    bundle_verify,
+    channel_history,
+    channel_list,
+    channel_rollback,
+    channel_set,
+    gc,
+    mirror_add,
+    mirror_list,
+    mirror_rm,
+    mirror_show,
+    mirror_update,
+    mirror_update_async,
+    publish_fs,
+    publish_s3,
+    publish_s3_async,
+    snapshot_create,
+    snapshot_diff,
+    snapshot_filter,
+    snapshot_list,
+    snapshot_merge,
+    snapshot_rm,
+    snapshot_search,
+    snapshot_show,
+    snapshot_verify,
+    snapshot_why,
+    sync,
+    sync_async,
+)
+from mirrorkit.errors import (
+    AuthError,
+    BundleError,
+    ConflictError,
+    ConnectionFailedError,
+    DNSError,
+    FetchError,
+    FormatError,
+    HTTPStatusError,
+    IntegrityError,
+    MirrorkitError,
+    NetworkConfigError,
+    NetworkTimeoutError,
+    NotFoundError,
+    ProfileError,
+    ProxyError,
+    PublishError,
+    ReleaseError,
+    SignatureError,
+    StorageError,
+    StoreLockedError,
+    TLSError,
+    UsageError,
+)
+from mirrorkit.progress import NullReporter, Reporter
+
+__all__ = [
+    "AuthError",
+    "BundleError",
+    "ConflictError",
+    "ConnectionFailedError",
+    "DNSError",
+    "FetchError",
+    "FormatError",
+    "HTTPStatusError",
+    "IntegrityError",
+    "MirrorkitError",
+    "NetworkConfigError",
+    "NetworkTimeoutError",
+    "NotFoundError",
+    "NullReporter",
+    "ProfileError",
+    "ProxyError",
+    "PublishError",
+    "QueryError",
+    "ReleaseError",
+    "Reporter",
+    "SignatureError",
+    "StorageError",
+    "StoreLockedError",
+    "TLSError",
+    "UnmetDependenciesError",
+    "UsageError",
+    "__version__",
+    "bundle_export",
+    "bundle_import",
+    "bundle_show",
+    "bundle_verify",
+    "channel_history",
+    "channel_list",
+    "channel_rollback",
+    "channel_set",
+    "gc",
+    "mirror_add",
+    "mirror_list",
+    "mirror_rm",
+    "mirror_show",
+    "mirror_update",
+    "mirror_update_async",
+    "publish_fs",
+    "publish_s3",
+    "publish_s3_async",
+    "snapshot_create",
+    "snapshot_diff",
+    "snapshot_filter",
+    "snapshot_list",
+    "snapshot_merge",
+    "snapshot_rm",
+    "snapshot_search",
+    "snapshot_show",
+    "snapshot_verify",
+    "snapshot_why",
+    "sync",
+    "sync_async",
+]
+
+if TYPE_CHECKING:
+    from mirrorkit.query import QueryError
+    from mirrorkit.resolve import UnmetDependenciesError
+
+# Errors defined beside the stage that raises them: loaded when first asked for, so that
+# ``import mirrorkit`` (and every CLI start-up) does not load the query parser and resolver.
+_LAZY = {"QueryError": "mirrorkit.query", "UnmetDependenciesError": "mirrorkit.resolve"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mirrorkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from mirrorkit import __version__
+from mirrorkit._version import __version__
 from mirrorkit.errors import FetchError, HTTPStatusError, IntegrityError
 from mirrorkit.models import FetchSummary, FileRef
 from mirrorkit.net.auth import Credentials

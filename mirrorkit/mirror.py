@@ -246,6 +246,16 @@ def update(
     """Bring mirror ``name`` up to date with its upstream. See the module docstring.
 
     A mirror added with a filter keeps (and downloads) only what its filter selects."""
+    return asyncio.run(update_async(store, name, options, reporter))
+
+
+async def update_async(
+    store: Store,
+    name: str,
+    options: UpdateOptions | None = None,
+    reporter: Reporter | None = None,
+) -> UpdateResult:
+    """:func:`update` as a coroutine, for a caller that runs its own event loop."""
     mirror = load(store, name)
     selection = None
     if mirror.spec.filter:
@@ -254,7 +264,7 @@ def update(
             with_deps=mirror.spec.with_deps,
             with_recommends=mirror.spec.with_recommends,
         )
-    return update_group(store, [name], options, reporter, selection)[0]
+    return (await update_group_async(store, [name], options, reporter, selection))[0]
 
 
 def update_group(
@@ -268,10 +278,22 @@ def update_group(
     """Update several mirrors; with ``selection``, the filter and its dependency closure are
     resolved over all of them together (merged with ``policy`` first, so a security update
     wins over the release's version), and each mirror downloads only its share."""
+    return asyncio.run(update_group_async(store, names, options, reporter, selection, policy))
+
+
+async def update_group_async(
+    store: Store,
+    names: Sequence[str],
+    options: UpdateOptions | None = None,
+    reporter: Reporter | None = None,
+    selection: Selection | None = None,
+    policy: str = "later",
+) -> list[UpdateResult]:
+    """:func:`update_group` as a coroutine, for a caller that runs its own event loop."""
     options = options or UpdateOptions()
     reporter = reporter or NullReporter()
     mirrors = [load(store, n) for n in names]
-    return asyncio.run(_update_group(store, mirrors, options, reporter, selection, policy))
+    return await _update_group(store, mirrors, options, reporter, selection, policy)
 
 
 async def _fetch_release(fetcher: Fetcher, spec: MirrorSpec) -> tuple[bytes, gpg.Verified]:

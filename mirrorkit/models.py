@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mirrorkit.errors import UsageError
+from mirrorkit.errors import MirrorkitError, UsageError
+
+if TYPE_CHECKING:  # the stages' own frozen records, carried by the api's results below
+    from mirrorkit.mirror import Mirror
+    from mirrorkit.resolve import Unmet
+    from mirrorkit.snapshot import Change, SnapshotInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,3 +193,105 @@ class UpdateResult:
     packages: int
     release_date: str
     summary: FetchSummary = field(default_factory=FetchSummary)
+
+
+# --- results of the public API (mirrorkit.api) that no stage returns as such ------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorsAdded:
+    """``mirror_add``: the mirrors recorded (several with ``profile=``), as stored."""
+
+    mirrors: tuple[Mirror, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """``mirror_rm``, ``snapshot_rm``: what is gone."""
+
+    kind: str  # "mirror" | "snapshot"
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotList:
+    """``snapshot_list``: the snapshots that could be read, and an error for each that could
+    not (a damaged record does not hide the others)."""
+
+    snapshots: tuple[SnapshotInfo, ...]
+    damaged: tuple[MirrorkitError, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotDetails:
+    """``snapshot_show``: the record, what is wrong with it on disk (empty: intact), and its
+    packages when they were asked for (sorted by name, version, architecture)."""
+
+    snapshot: SnapshotInfo
+    problems: tuple[str, ...]
+    packages: tuple[Package, ...] = ()
+
+    @property
+    def intact(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotDiff:
+    """``snapshot_diff``: what changed from snapshot ``a`` to ``b``."""
+
+    a: str
+    b: str
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FilterResult:
+    """``snapshot_filter``: the new snapshot, what the query matched, every package kept (with
+    the dependency closure), and dependencies left unmet (only with ``allow_missing``)."""
+
+    snapshot: SnapshotInfo
+    matched: tuple[Package, ...]
+    packages: tuple[Package, ...]
+    unmet: tuple[Unmet, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    """``snapshot_merge``: the new snapshot and the policy that chose between versions."""
+
+    snapshot: SnapshotInfo
+    policy: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    """``snapshot_verify``: the dependencies nothing in the snapshot satisfies."""
+
+    snapshot: str
+    unmet: tuple[Unmet, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.unmet
+
+
+@dataclass(frozen=True, slots=True)
+class WhyStep:
+    """One link of ``snapshot_why``'s chain: a package, and the dependency that pulled it in
+    ("" for the package the query matched)."""
+
+    package: Package
+    dependency: str
+
+
+@dataclass(frozen=True, slots=True)
+class GcReport:
+    """``gc``: what was (or, with ``dry_run``, would be) removed."""
+
+    dry_run: bool
+    pool_files: int
+    meta_files: int
+    temp_files: int
+    bytes: int
+    removed: tuple[str, ...] = ()

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote
 
-from mirrorkit import __version__, archive
+from mirrorkit import archive
+from mirrorkit._version import __version__
 from mirrorkit.errors import MirrorkitError, NotFoundError
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")

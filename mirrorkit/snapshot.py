@@ -25,8 +25,9 @@ from typing import Any
 
 from debian.arfile import ArError
 
-from mirrorkit import __version__, archive, mirror, resolve
+from mirrorkit import archive, mirror, resolve
 from mirrorkit import merge as merge_rule
+from mirrorkit._version import __version__
 from mirrorkit.errors import (
     ConflictError,
     FormatError,

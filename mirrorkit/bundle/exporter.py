@@ -21,7 +21,8 @@ from typing import IO, Any, cast
 
 import zstandard
 
-from mirrorkit import __version__, archive, channel, gpg, snapshot
+from mirrorkit import archive, channel, gpg, snapshot
+from mirrorkit._version import __version__
 from mirrorkit.bundle.container import CHUNK, TarWriter
 from mirrorkit.bundle.manifest import (
     MANIFEST,

@@ -50,7 +50,8 @@ import boto3.session
 import botocore.config
 import botocore.exceptions
 
-from mirrorkit import __version__, archive
+from mirrorkit import archive
+from mirrorkit._version import __version__
 from mirrorkit.errors import FormatError, PublishError, UsageError
 from mirrorkit.models import FileRef
 from mirrorkit.publish.executor import Item

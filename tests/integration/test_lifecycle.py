@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mirrorkit import gc
+from mirrorkit import garbage as gc
 from mirrorkit.errors import StoreLockedError
 from mirrorkit.store import Store
 from tests.helpers.archive import Archive, build_archive

@@ -4,6 +4,9 @@ What is still referenced (every object of a mirror's committed state, of a snaps
 suite published from this store) is refs.gc_roots' to say. ``gc`` holds the store lock, so it
 never runs beside another command, and removes objects one by one: interrupted, it leaves a
 store in which everything still referenced is present.
+
+(Not ``gc.py``: ``mirrorkit.gc`` is the public API function, and importing a submodule of
+that name would replace it on the package.)
 """
 
 from __future__ import annotations

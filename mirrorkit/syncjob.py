@@ -1,7 +1,12 @@
-"""The main job: update a profile's mirrors, snapshot them into one snapshot, publish it."""
+"""The main job: update a profile's mirrors, snapshot them into one snapshot, publish it.
+
+(Not ``sync.py``: ``mirrorkit.sync`` is the public API function, and importing a submodule of
+that name would replace it on the package.)
+"""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +70,42 @@ def sync(
     reporter: Reporter | None = None,
 ) -> SyncResult:
     reporter = reporter or NullReporter()
+    profile, selection = _load(profile_path, no_publish, gnupghome)
+    with store.locked():
+        updates = asyncio.run(_update(store, profile, selection, options, reporter))
+        info, published = _snapshot_and_publish(
+            store, profile, selection, options, no_publish, gnupghome, reporter
+        )
+    return SyncResult(profile, tuple(updates), info, published)
+
+
+async def sync_async(
+    store: Store,
+    profile_path: str | Path,
+    *,
+    options: mirror.UpdateOptions | None = None,
+    no_publish: bool = False,
+    gnupghome: str | None = None,
+    reporter: Reporter | None = None,
+) -> SyncResult:
+    """:func:`sync` as a coroutine: the downloads run on the caller's event loop; what blocks
+    (the checks, which may reach S3, then snapshot and publish) on a worker thread.
+
+    (:func:`sync` runs those on its own thread instead: Ctrl-C stops them there at once.)"""
+    reporter = reporter or NullReporter()
+    profile, selection = await asyncio.to_thread(_load, profile_path, no_publish, gnupghome)
+    with store.locked():
+        updates = await _update(store, profile, selection, options, reporter)
+        info, published = await asyncio.to_thread(
+            _snapshot_and_publish, store, profile, selection, options, no_publish, gnupghome,
+            reporter,
+        )  # fmt: skip
+    return SyncResult(profile, tuple(updates), info, published)
+
+
+def _load(
+    profile_path: str | Path, no_publish: bool, gnupghome: str | None
+) -> tuple[Profile, Selection | None]:
     profile = load_profile(profile_path)
     _check_supported(profile, no_publish, gnupghome)
     selection = None
@@ -75,15 +116,38 @@ def sync(
             with_recommends=profile.filter.with_recommends,
             allow_missing=profile.filter.allow_missing,
         )
+    return profile, selection
+
+
+async def _update(
+    store: Store,
+    profile: Profile,
+    selection: Selection | None,
+    options: mirror.UpdateOptions | None,
+    reporter: Reporter,
+) -> list[UpdateResult]:
+    for spec in profile.upstreams:
+        mirror.add(store, spec, replace=True)
+    for spec in profile.upstreams:
+        reporter.info(f"updating {spec.name} ({spec.url} {spec.suite})")
+    names = [spec.name for spec in profile.upstreams]
+    return await mirror.update_group_async(
+        store, names, options, reporter, selection, profile.snapshot.merge
+    )
+
+
+def _snapshot_and_publish(
+    store: Store,
+    profile: Profile,
+    selection: Selection | None,
+    options: mirror.UpdateOptions | None,
+    no_publish: bool,
+    gnupghome: str | None,
+    reporter: Reporter,
+) -> tuple[snapshot.SnapshotInfo, publish.Published | None]:
+    """The profile's snapshot of the updated mirrors, published and its channel moved."""
     names = [spec.name for spec in profile.upstreams]
     with store.locked():
-        for spec in profile.upstreams:
-            mirror.add(store, spec, replace=True)
-        for spec in profile.upstreams:
-            reporter.info(f"updating {spec.name} ({spec.url} {spec.suite})")
-        updates = mirror.update_group(
-            store, names, options, reporter, selection, profile.snapshot.merge
-        )
         stem = snapshot_name(profile.snapshot, profile.name, datetime.now(UTC).date())
         info = snapshot.create_from_mirrors(
             store,
@@ -135,4 +199,4 @@ def sync(
         # Only now: a channel never points at a snapshot its suite does not serve.
         if pub is not None and pub.channel is not None:
             refs.set_channel(store, pub.channel, info.name)
-    return SyncResult(profile, tuple(updates), info, published)
+    return info, published

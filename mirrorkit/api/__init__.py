@@ -1,0 +1,94 @@
+"""The public Python API: one function per command of the CLI (``../shared/cli.md``).
+
+Each function opens the store (``store=``, default as ``--store``: ``$MIRRORKIT_HOME``, else
+``$XDG_DATA_HOME/mirrorkit``, else ``~/.local/share/mirrorkit``), initialising it when it
+changes it, takes the lock the command takes, checks its arguments, calls the stages and
+returns frozen dataclasses. It prints nothing and raises only :class:`MirrorkitError`
+subclasses; progress goes to ``reporter=`` (a :class:`~mirrorkit.progress.Reporter`),
+diagnostics to ``logging.getLogger("mirrorkit.api")``.
+
+Positional arguments are those of the command line; options are keyword arguments named
+after the long option in snake case (``--with-deps`` -> ``with_deps=``; ``--with`` and
+``--from``, Python keywords, are ``with_=`` and ``from_=``). The network-bound commands have
+``_async`` variants; the plain functions work inside a running event loop too (the work then
+runs on a thread of its own).
+
+Stages are imported inside the functions: ``import mirrorkit`` (and every CLI start-up) loads
+none of them, and each call loads only what it needs.
+
+Modules: ``mirrors`` (mirror_*, sync), ``snapshots`` (snapshot_*, channel_*), ``exports``
+(publish_*, bundle_*, gc); ``_support`` holds the error boundary and the shared checks.
+"""
+
+from mirrorkit.api._support import normalise_fingerprint, parse_rate
+from mirrorkit.api.exports import (
+    bundle_export,
+    bundle_import,
+    bundle_show,
+    bundle_verify,
+    gc,
+    publish_fs,
+    publish_s3,
+    publish_s3_async,
+)
+from mirrorkit.api.mirrors import (
+    mirror_add,
+    mirror_list,
+    mirror_rm,
+    mirror_show,
+    mirror_update,
+    mirror_update_async,
+    sync,
+    sync_async,
+)
+from mirrorkit.api.snapshots import (
+    channel_history,
+    channel_list,
+    channel_rollback,
+    channel_set,
+    snapshot_create,
+    snapshot_diff,
+    snapshot_filter,
+    snapshot_list,
+    snapshot_merge,
+    snapshot_rm,
+    snapshot_search,
+    snapshot_show,
+    snapshot_verify,
+    snapshot_why,
+)
+
+__all__ = [
+    "bundle_export",
+    "bundle_import",
+    "bundle_show",
+    "bundle_verify",
+    "channel_history",
+    "channel_list",
+    "channel_rollback",
+    "channel_set",
+    "gc",
+    "mirror_add",
+    "mirror_list",
+    "mirror_rm",
+    "mirror_show",
+    "mirror_update",
+    "mirror_update_async",
+    "normalise_fingerprint",
+    "parse_rate",
+    "publish_fs",
+    "publish_s3",
+    "publish_s3_async",
+    "snapshot_create",
+    "snapshot_diff",
+    "snapshot_filter",
+    "snapshot_list",
+    "snapshot_merge",
+    "snapshot_rm",
+    "snapshot_search",
+    "snapshot_show",
+    "snapshot_verify",
+    "snapshot_why",
+    "sync",
+    "sync_async",
+]

@@ -1,0 +1,229 @@
+"""What leaves the store: publish fs/s3, bundle export/show/verify/import, and gc."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mirrorkit.api._support import (
+    StrPath,
+    boundary,
+    boundary_async,
+    gnupghome_arg,
+    open_store,
+    reporter_or_null,
+)
+from mirrorkit.models import GcReport
+from mirrorkit.progress import Reporter
+
+if TYPE_CHECKING:
+    from mirrorkit.bundle import BundleInfo, ExportResult, ImportResult, VerifyReport
+    from mirrorkit.publish import Published
+
+
+# --- publish -------------------------------------------------------------------------------------
+
+
+@boundary
+def publish_fs(
+    source: str,
+    directory: StrPath,
+    *,
+    suite: str | None = None,
+    key: str | None = None,
+    origin: str | None = None,
+    label: str | None = None,
+    valid_for: str | None = None,
+    store: StrPath | None = None,
+    gnupghome: StrPath | None = None,
+) -> Published:
+    """Publish a snapshot or channel as a signed APT tree in ``directory`` (the suite is
+    switched atomically). ``key``: the signing key; default: the only secret key."""
+    from mirrorkit import publish
+
+    return publish.publish_fs(
+        open_store(store),
+        source,
+        Path(directory),
+        key=key,
+        suite=suite,
+        gnupghome=gnupghome_arg(gnupghome),
+        origin=origin,
+        label=label,
+        valid_for=valid_for,
+    )
+
+
+@boundary
+def publish_s3(
+    source: str,
+    url: str,
+    *,
+    suite: str | None = None,
+    key: str | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    jobs: int = 8,
+    prune: bool = False,
+    break_lock: bool = False,
+    origin: str | None = None,
+    label: str | None = None,
+    valid_for: str | None = None,
+    store: StrPath | None = None,
+    gnupghome: StrPath | None = None,
+    reporter: Reporter | None = None,
+) -> Published:
+    """Publish a snapshot or channel as a signed APT tree to ``s3://BUCKET/PREFIX`` (InRelease
+    last: a client never sees half a suite). Credentials: the standard AWS chain."""
+    from mirrorkit import publish
+
+    return publish.publish_s3(
+        open_store(store),
+        source,
+        url,
+        key=key,
+        suite=suite,
+        gnupghome=gnupghome_arg(gnupghome),
+        origin=origin,
+        label=label,
+        valid_for=valid_for,
+        endpoint_url=endpoint_url,
+        region=region,
+        jobs=jobs,
+        prune=prune,
+        break_lock=break_lock,
+        reporter=reporter_or_null(reporter),
+    )
+
+
+@boundary_async
+async def publish_s3_async(
+    source: str,
+    url: str,
+    *,
+    suite: str | None = None,
+    key: str | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    jobs: int = 8,
+    prune: bool = False,
+    break_lock: bool = False,
+    origin: str | None = None,
+    label: str | None = None,
+    valid_for: str | None = None,
+    store: StrPath | None = None,
+    gnupghome: StrPath | None = None,
+    reporter: Reporter | None = None,
+) -> Published:
+    """:func:`publish_s3` as a coroutine (the uploads run on a worker thread: boto3 blocks)."""
+    import asyncio
+
+    return await asyncio.to_thread(
+        functools.partial(
+            publish_s3,
+            source,
+            url,
+            suite=suite,
+            key=key,
+            endpoint_url=endpoint_url,
+            region=region,
+            jobs=jobs,
+            prune=prune,
+            break_lock=break_lock,
+            origin=origin,
+            label=label,
+            valid_for=valid_for,
+            store=store,
+            gnupghome=gnupghome,
+            reporter=reporter,
+        )
+    )
+
+
+# --- bundles -------------------------------------------------------------------------------------
+
+
+@boundary
+def bundle_export(
+    snapshots: Sequence[str],
+    *,
+    output: StrPath,
+    key: str | None = None,
+    channels: Sequence[str] = (),
+    since: str | None = None,
+    split: str | int | None = None,
+    store: StrPath | None = None,
+    gnupghome: StrPath | None = None,
+    reporter: Reporter | None = None,
+) -> ExportResult:
+    """Write ``snapshots`` and the packages they need as one signed bundle ``output``
+    (``split``: volumes of at most this size, bytes or e.g. ``"700M"``, ``"4GiB"``)."""
+    from mirrorkit import bundle
+
+    if isinstance(snapshots, str):
+        snapshots = [snapshots]
+    if isinstance(channels, str):
+        channels = [channels]
+    size = bundle.parse_size(split) if isinstance(split, str) else split
+    return bundle.export(
+        open_store(store),
+        snapshots,
+        Path(output),
+        key=key,
+        gnupghome=gnupghome_arg(gnupghome),
+        channels=channels,
+        since=since,
+        split=size,
+        reporter=reporter_or_null(reporter),
+    )
+
+
+@boundary
+def bundle_show(file: StrPath, *, keyring: StrPath | None = None) -> BundleInfo:
+    """What a bundle holds, from its manifest alone; with ``keyring``, its signature checked."""
+    from mirrorkit import bundle
+
+    return bundle.show(Path(file), None if keyring is None else Path(keyring))
+
+
+@boundary
+def bundle_verify(
+    file: StrPath, *, keyring: StrPath, reporter: Reporter | None = None
+) -> VerifyReport:
+    """Check the signature, then every member's size and SHA256. Problems are reported in the
+    result (``.ok``, ``.problems``), not raised: the caller wants all of them."""
+    from mirrorkit import bundle
+
+    return bundle.verify(Path(file), Path(keyring), reporter_or_null(reporter))
+
+
+@boundary
+def bundle_import(
+    file: StrPath,
+    *,
+    keyring: StrPath,
+    store: StrPath | None = None,
+    reporter: Reporter | None = None,
+) -> ImportResult:
+    """Verify a bundle (signature first) and add its snapshots and channel pins to the store.
+    The store is created only once the signature checked out."""
+    from mirrorkit import bundle
+
+    # The import takes the lock (and so creates the store) only once the signature checked.
+    return bundle.import_bundle(
+        open_store(store), Path(file), Path(keyring), reporter_or_null(reporter)
+    )
+
+
+# --- gc and sync ---------------------------------------------------------------------------------
+
+
+@boundary
+def gc(*, dry_run: bool = False, store: StrPath | None = None) -> GcReport:
+    """Remove pool objects no mirror, snapshot or published suite references."""
+    from mirrorkit import garbage
+
+    r = garbage.collect(open_store(store), dry_run=dry_run)
+    return GcReport(dry_run, r.pool_files, r.meta_files, r.temp_files, r.bytes, tuple(r.removed))

@@ -1,0 +1,244 @@
+"""Mirrors and the main job: mirror add/update/list/show/rm, sync (network-bound: these
+have ``_async`` variants)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mirrorkit.api._support import (
+    StrPath,
+    boundary,
+    boundary_async,
+    gnupghome_arg,
+    keyring_path,
+    normalise_fingerprint,
+    open_store,
+    reporter_or_null,
+    run_sync,
+    split_list,
+    update_options,
+)
+from mirrorkit.errors import MirrorkitError, UsageError
+from mirrorkit.models import MirrorsAdded, MirrorSpec, Removed, UpdateResult
+from mirrorkit.progress import Reporter
+
+if TYPE_CHECKING:
+    from mirrorkit.mirror import Mirror, UpdateOptions
+    from mirrorkit.syncjob import SyncResult
+
+_log = logging.getLogger("mirrorkit.api")
+
+
+# --- mirrors -------------------------------------------------------------------------------------
+
+
+@boundary
+def mirror_add(
+    name: str | None = None,
+    url: str | None = None,
+    suite: str | None = None,
+    *,
+    components: Sequence[str] = (),
+    architectures: Sequence[str] = (),
+    keyring: StrPath | None = None,
+    fingerprints: Sequence[str] = (),
+    profile: StrPath | None = None,
+    filter: str | None = None,
+    with_deps: bool = False,
+    with_recommends: bool = False,
+    with_sources: bool = False,
+    with_udebs: bool = False,
+    store: StrPath | None = None,
+) -> MirrorsAdded:
+    """Start following an upstream suite, verified with ``keyring``; or, with ``profile``,
+    every upstream a profile names (replacing their specs, keeping their state)."""
+    from mirrorkit import mirror, query
+    from mirrorkit import profile as profiles
+
+    if (with_deps or with_recommends) and not filter:
+        raise UsageError("--with-deps and --with-recommends need --filter QUERY")
+    if filter:
+        query.parse(filter)  # a typo fails here, with a caret, not at update time
+    if with_sources or with_udebs:
+        raise MirrorkitError("mirroring sources and udebs is not implemented yet")
+    if profile is not None:
+        given = [name, url, suite, keyring, components, architectures, fingerprints, filter]
+        if any(given):
+            raise UsageError(
+                "mirror add --profile takes every upstream from the profile",
+                "leave out NAME URL SUITE and the other options, or leave out --profile.",
+            )
+        loaded = profiles.load_profile(Path(profile))
+        profiles.check_keyrings(loaded)
+        specs = loaded.upstreams
+    else:
+        if not (name and url and suite and keyring):
+            raise UsageError(
+                "mirror add needs NAME URL SUITE and --keyring (or --profile FILE)",
+                "e.g. mirrorkit mirror add bookworm http://deb.debian.org/debian bookworm "
+                "--keyring /usr/share/keyrings/debian-archive-keyring.gpg",
+            )
+        specs = (
+            MirrorSpec(
+                name=name,
+                url=url.rstrip("/"),
+                suite=suite,
+                components=tuple(split_list(components)),
+                architectures=tuple(split_list(architectures)),
+                keyring=keyring_path(keyring),
+                fingerprints=tuple(normalise_fingerprint(f) for f in fingerprints),
+                filter=filter or "",
+                with_deps=with_deps,
+                with_recommends=with_recommends,
+            ),
+        )
+    st = open_store(store)
+    with st.locked():
+        added = tuple(mirror.add(st, spec, replace=profile is not None) for spec in specs)
+    for m in added:
+        _log.info("added mirror %s: %s %s", m.spec.name, m.spec.url, m.spec.suite)
+    return MirrorsAdded(added)
+
+
+async def _mirror_update(
+    name: str, options: UpdateOptions, store: StrPath | None, reporter: Reporter | None
+) -> UpdateResult:
+    from mirrorkit import mirror
+
+    return await mirror.update_async(open_store(store), name, options, reporter_or_null(reporter))
+
+
+@boundary_async
+async def mirror_update_async(
+    name: str,
+    *,
+    jobs: int = 8,
+    max_tries: int = 5,
+    limit_rate: str | float | None = None,
+    allow_expired: bool = False,
+    allow_rollback: bool = False,
+    allow_releaseinfo_change: bool = False,
+    store: StrPath | None = None,
+    reporter: Reporter | None = None,
+) -> UpdateResult:
+    """:func:`mirror_update` as a coroutine: the downloads run on the caller's event loop."""
+    options = update_options(
+        jobs, max_tries, limit_rate, allow_expired, allow_rollback, allow_releaseinfo_change
+    )
+    return await _mirror_update(name, options, store, reporter)
+
+
+@boundary
+def mirror_update(
+    name: str,
+    *,
+    jobs: int = 8,
+    max_tries: int = 5,
+    limit_rate: str | float | None = None,
+    allow_expired: bool = False,
+    allow_rollback: bool = False,
+    allow_releaseinfo_change: bool = False,
+    store: StrPath | None = None,
+    reporter: Reporter | None = None,
+) -> UpdateResult:
+    """Fetch and verify the upstream's current state (``limit_rate``: bytes/s or ``"10M"``)."""
+    options = update_options(
+        jobs, max_tries, limit_rate, allow_expired, allow_rollback, allow_releaseinfo_change
+    )
+    return run_sync(lambda: _mirror_update(name, options, store, reporter))
+
+
+@boundary
+def mirror_list(*, store: StrPath | None = None) -> tuple[Mirror, ...]:
+    """Every mirror, by name."""
+    from mirrorkit import mirror
+
+    return tuple(mirror.list_all(open_store(store)))
+
+
+@boundary
+def mirror_show(name: str, *, store: StrPath | None = None) -> Mirror:
+    """A mirror's spec and last verified state."""
+    from mirrorkit import mirror
+
+    return mirror.load(open_store(store), name)
+
+
+@boundary
+def mirror_rm(name: str, *, store: StrPath | None = None) -> Removed:
+    """Forget a mirror (its snapshots stay; pool files stay until gc)."""
+    from mirrorkit import mirror
+
+    st = open_store(store)
+    with st.locked():
+        mirror.remove(st, name)
+    return Removed("mirror", name)
+
+
+async def _sync(
+    profile: StrPath,
+    options: UpdateOptions,
+    no_publish: bool,
+    store: StrPath | None,
+    gnupghome: StrPath | None,
+    reporter: Reporter | None,
+) -> SyncResult:
+    from mirrorkit import syncjob
+
+    return await syncjob.sync_async(
+        open_store(store),
+        Path(profile),
+        options=options,
+        no_publish=no_publish,
+        gnupghome=gnupghome_arg(gnupghome),
+        reporter=reporter_or_null(reporter),
+    )
+
+
+@boundary_async
+async def sync_async(
+    profile: StrPath,
+    *,
+    jobs: int = 8,
+    max_tries: int = 5,
+    limit_rate: str | float | None = None,
+    no_publish: bool = False,
+    allow_expired: bool = False,
+    allow_rollback: bool = False,
+    allow_releaseinfo_change: bool = False,
+    store: StrPath | None = None,
+    gnupghome: StrPath | None = None,
+    reporter: Reporter | None = None,
+) -> SyncResult:
+    """:func:`sync` as a coroutine: the downloads run on the caller's event loop, the rest
+    (snapshot, publish) on a worker thread."""
+    options = update_options(
+        jobs, max_tries, limit_rate, allow_expired, allow_rollback, allow_releaseinfo_change
+    )
+    return await _sync(profile, options, no_publish, store, gnupghome, reporter)
+
+
+@boundary
+def sync(
+    profile: StrPath,
+    *,
+    jobs: int = 8,
+    max_tries: int = 5,
+    limit_rate: str | float | None = None,
+    no_publish: bool = False,
+    allow_expired: bool = False,
+    allow_rollback: bool = False,
+    allow_releaseinfo_change: bool = False,
+    store: StrPath | None = None,
+    gnupghome: StrPath | None = None,
+    reporter: Reporter | None = None,
+) -> SyncResult:
+    """The main job: update the profile's mirrors, snapshot them into one snapshot (filtered
+    and merged as the profile says), publish it and move its channel."""
+    options = update_options(
+        jobs, max_tries, limit_rate, allow_expired, allow_rollback, allow_releaseinfo_change
+    )
+    return run_sync(lambda: _sync(profile, options, no_publish, store, gnupghome, reporter))

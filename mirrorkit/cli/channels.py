@@ -1,0 +1,102 @@
+"""channel set/list/history/rollback, and gc."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from mirrorkit import api
+from mirrorkit.cli.common import JSON, G, app, channel_app, emit_json, err, user_errors
+
+if TYPE_CHECKING:
+    from mirrorkit.channel import Channel
+
+
+def channel_json(c: Channel) -> dict[str, Any]:
+    return {"name": c.name, "snapshot": c.snapshot, "updated_at": c.updated_at}
+
+
+@channel_app.command("set")
+def channel_set(
+    name: str = typer.Argument(..., metavar="CHANNEL"),
+    snapshot_name: str = typer.Argument(..., metavar="SNAPSHOT"),
+    json_out: bool = JSON,
+) -> None:
+    """Point CHANNEL (e.g. prod) at SNAPSHOT; publish the channel to make it live."""
+    with user_errors():
+        ch = api.channel_set(name, snapshot_name, store=G.store)
+    if json_out:
+        emit_json(channel_json(ch))
+        return
+    typer.echo(f"channel {ch.name} -> {ch.snapshot}")
+
+
+@channel_app.command("list")
+def channel_list(json_out: bool = JSON) -> None:
+    """Channels and the snapshots they point at."""
+    with user_errors():
+        channels = api.channel_list(store=G.store)
+    if json_out:
+        emit_json([channel_json(c) for c in channels])
+        return
+    for c in channels:
+        typer.echo(f"{c.name}\t{c.snapshot}\t{c.updated_at}")
+
+
+@channel_app.command("history")
+def channel_history(
+    name: str = typer.Argument(..., metavar="CHANNEL"), json_out: bool = JSON
+) -> None:
+    """Who moved CHANNEL, when, and to what (oldest first)."""
+    with user_errors():
+        history = api.channel_history(name, store=G.store)
+    if json_out:
+        emit_json([{"action": e.action, "snapshot": e.snapshot, "at": e.at, "by": e.by,
+                    "digest": e.digest or None} for e in history])  # fmt: skip
+        return
+    for e in history:
+        typer.echo(f"{e.at}\t{e.action:<8}\t{e.snapshot}\t{e.by}")
+
+
+@channel_app.command("rollback")
+def channel_rollback(
+    name: str = typer.Argument(..., metavar="CHANNEL"), json_out: bool = JSON
+) -> None:
+    """Point CHANNEL back at the snapshot it had before; publish the channel to make it live."""
+    with user_errors():
+        ch = api.channel_rollback(name, store=G.store)
+    if json_out:
+        emit_json(channel_json(ch))
+        return
+    typer.echo(f"channel {ch.name} -> {ch.snapshot} (rolled back)")
+
+
+@app.command("gc")
+def gc_cmd(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
+    json_out: bool = JSON,
+) -> None:
+    """Remove pool objects no mirror, snapshot or published suite references."""
+    with user_errors():
+        result = api.gc(dry_run=dry_run, store=G.store)
+    if json_out:
+        emit_json(
+            {
+                "dry_run": result.dry_run,
+                "pool_files": result.pool_files,
+                "meta_files": result.meta_files,
+                "temp_files": result.temp_files,
+                "bytes": result.bytes,
+                "removed": list(result.removed),
+            }
+        )
+        return
+    if G.verbose:
+        for path in result.removed:
+            err(f"{'would remove' if dry_run else 'removed'} {path}")
+    verb = "would free" if dry_run else "freed"
+    typer.echo(
+        f"{verb} {result.bytes / 1e6:.1f} MB: {result.pool_files} pool files, "
+        f"{result.meta_files} metadata objects, {result.temp_files} temporary files"
+    )

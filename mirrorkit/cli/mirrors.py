@@ -1,0 +1,255 @@
+"""mirror add/update/list/show/rm, and sync (the main job)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from mirrorkit import api
+from mirrorkit.cli.common import (
+    JSON,
+    G,
+    TqdmReporter,
+    app,
+    emit_json,
+    info,
+    mirror_app,
+    user_errors,
+)
+from mirrorkit.cli.exports import print_published, published_json
+from mirrorkit.models import UpdateResult
+
+if TYPE_CHECKING:
+    from mirrorkit.mirror import Mirror
+
+
+def summary_line(result: UpdateResult) -> str:
+    s = result.summary
+    if not result.changed:
+        return (
+            f"{result.mirror}: unchanged ({result.packages} packages, "
+            f"Release of {result.release_date or 'no Date'}); fetched 0 files"
+        )
+    return (
+        f"{result.mirror}: {result.packages} packages; fetched {s.fetched} files, reused "
+        f"{s.reused}, {s.bytes / 1e6:.1f} MB in {s.seconds:.1f} s ({s.mb_per_s:.1f} MB/s)"
+    )
+
+
+def update_json(result: UpdateResult) -> dict[str, Any]:
+    s = result.summary
+    return {
+        "mirror": result.mirror,
+        "changed": result.changed,
+        "packages": result.packages,
+        "release_date": result.release_date,
+        "fetched": s.fetched,
+        "reused": s.reused,
+        "bytes": s.bytes,
+        "seconds": round(s.seconds, 3),
+    }
+
+
+def mirror_json(m: Mirror) -> dict[str, Any]:
+    return {
+        "spec": asdict(m.spec),
+        "created_at": m.created_at,
+        "state": None if m.state is None else {**asdict(m.state), "packages": m.state.packages},
+    }
+
+
+@mirror_app.command("add")
+def mirror_add(
+    name: str | None = typer.Argument(None, help="Mirror name."),
+    url: str | None = typer.Argument(None, help="Upstream URL, e.g. http://deb.debian.org/debian"),
+    suite: str | None = typer.Argument(None, help="Suite (codename); 'path/' for a flat repo."),
+    component: list[str] = typer.Option([], "-c", "--component", help="Component [main]."),
+    architecture: list[str] = typer.Option([], "-a", "--architecture", help="Arch [amd64]."),
+    keyring: Path | None = typer.Option(None, "--keyring", help="Keyring that signs upstream."),
+    fingerprint: list[str] = typer.Option(
+        [], "--fingerprint", help="Allowed signer fingerprint (repeatable)."
+    ),
+    profile: Path | None = typer.Option(None, "--profile", help="Add every upstream of a profile."),
+    filter_query: str | None = typer.Option(
+        None, "--filter", help="Keep only the packages this query matches (aptly syntax)."
+    ),
+    with_deps: bool = typer.Option(
+        False, "--with-deps", help="With the filter: add the dependency closure."
+    ),
+    with_recommends: bool = typer.Option(
+        False, "--with-recommends", help="With --with-deps: follow Recommends too."
+    ),
+    with_sources: bool = typer.Option(False, "--with-sources", help="(not yet)"),
+    with_udebs: bool = typer.Option(False, "--with-udebs", help="(not yet)"),
+    json_out: bool = JSON,
+) -> None:
+    """Start following an upstream suite (verified with KEYRING)."""
+    with user_errors():
+        added = api.mirror_add(
+            name,
+            url,
+            suite,
+            components=component,
+            architectures=architecture,
+            keyring=keyring,
+            fingerprints=fingerprint,
+            profile=profile,
+            filter=filter_query,
+            with_deps=with_deps,
+            with_recommends=with_recommends,
+            with_sources=with_sources,
+            with_udebs=with_udebs,
+            store=G.store,
+        )
+    if json_out:
+        emit_json({"added": [mirror_json(m) for m in added.mirrors]})
+        return
+    for m in added.mirrors:
+        typer.echo(f"added mirror {m.spec.name}: {m.spec.url} {m.spec.suite}")
+
+
+JOBS = typer.Option(8, "--jobs", "-j", help="Concurrent downloads.")
+MAX_TRIES = typer.Option(5, "--max-tries", help="Attempts per file before giving up.")
+LIMIT_RATE = typer.Option(None, "--limit-rate", help="Bandwidth cap, e.g. 10M (bytes/s).")
+ALLOW_EXPIRED = typer.Option(
+    False, "--allow-expired", help="Accept a Release past its Valid-Until (replay risk)."
+)
+ALLOW_ROLLBACK = typer.Option(
+    False, "--allow-rollback", help="Accept a Release older than the last accepted one."
+)
+ALLOW_RELEASEINFO_CHANGE = typer.Option(
+    False, "--allow-releaseinfo-change", help="Follow a suite whose Codename changed (as apt)."
+)
+
+
+@mirror_app.command("update")
+def mirror_update(
+    name: str,
+    jobs: int = JOBS,
+    max_tries: int = MAX_TRIES,
+    limit_rate: str | None = LIMIT_RATE,
+    allow_expired: bool = ALLOW_EXPIRED,
+    allow_rollback: bool = ALLOW_ROLLBACK,
+    allow_releaseinfo_change: bool = ALLOW_RELEASEINFO_CHANGE,
+    json_out: bool = JSON,
+) -> None:
+    """Fetch and verify the upstream's current state."""
+    with user_errors():
+        result = api.mirror_update(
+            name,
+            jobs=jobs,
+            max_tries=max_tries,
+            limit_rate=limit_rate,
+            allow_expired=allow_expired,
+            allow_rollback=allow_rollback,
+            allow_releaseinfo_change=allow_releaseinfo_change,
+            store=G.store,
+            reporter=TqdmReporter(),
+        )
+    if json_out:
+        emit_json(update_json(result))
+        return
+    typer.echo(summary_line(result))
+
+
+@mirror_app.command("list")
+def mirror_list(json_out: bool = JSON) -> None:
+    """List mirrors."""
+    with user_errors():
+        mirrors = api.mirror_list(store=G.store)
+    if json_out:
+        emit_json([mirror_json(m) for m in mirrors])
+        return
+    for m in mirrors:
+        when = (m.state.release_date or "no Date") if m.state else "never updated"
+        count = m.state.packages if m.state else 0
+        typer.echo(f"{m.spec.name}\t{m.spec.url} {m.spec.suite}\t{count} packages\t{when}")
+
+
+@mirror_app.command("show")
+def mirror_show(name: str, json_out: bool = JSON) -> None:
+    """Show a mirror's spec and last verified state."""
+    with user_errors():
+        m = api.mirror_show(name, store=G.store)
+    if json_out:
+        emit_json(mirror_json(m))
+        return
+    s = m.spec
+    typer.echo(f"Name: {s.name}\nURL: {s.url}\nSuite: {s.suite}")
+    typer.echo(f"Components: {' '.join(s.components)}\nArchitectures: {' '.join(s.architectures)}")
+    typer.echo(f"Keyring: {s.keyring}")
+    if s.fingerprints:
+        typer.echo(f"Fingerprints: {' '.join(s.fingerprints)}")
+    if s.filter:
+        deps = " --with-deps" if s.with_deps else ""
+        deps += " --with-recommends" if s.with_recommends else ""
+        typer.echo(f"Filter: {s.filter}{deps}")
+    if m.state is None:
+        typer.echo("State: never updated")
+        return
+    st = m.state
+    typer.echo(f"Release date: {st.release_date or '-'}\nValid until: {st.valid_until or '-'}")
+    typer.echo(f"Signer: {st.signer}\nInRelease SHA256: {st.inrelease_sha256}")
+    typer.echo(f"Fetched at: {st.fetched_at}\nPackages: {st.packages}")
+    for i in st.indexes:
+        typer.echo(f"  {i.component}/binary-{i.architecture}: {i.packages} packages")
+
+
+@mirror_app.command("rm")
+def mirror_rm(name: str, json_out: bool = JSON) -> None:
+    """Forget a mirror (its snapshots stay; pool files stay until gc)."""
+    with user_errors():
+        removed = api.mirror_rm(name, store=G.store)
+    if json_out:
+        emit_json(asdict(removed))
+        return
+    typer.echo(f"removed mirror {removed.name}")
+
+
+@app.command("sync")
+def sync_cmd(
+    profile: Path = typer.Argument(..., metavar="PROFILE.toml"),
+    jobs: int = JOBS,
+    max_tries: int = MAX_TRIES,
+    limit_rate: str | None = LIMIT_RATE,
+    no_publish: bool = typer.Option(False, "--no-publish", help="Update and snapshot only."),
+    allow_expired: bool = ALLOW_EXPIRED,
+    allow_rollback: bool = ALLOW_ROLLBACK,
+    allow_releaseinfo_change: bool = ALLOW_RELEASEINFO_CHANGE,
+    json_out: bool = JSON,
+) -> None:
+    """The main job: update the profile's mirrors, snapshot them, publish."""
+    with user_errors():
+        result = api.sync(
+            profile,
+            jobs=jobs,
+            max_tries=max_tries,
+            limit_rate=limit_rate,
+            no_publish=no_publish,
+            allow_expired=allow_expired,
+            allow_rollback=allow_rollback,
+            allow_releaseinfo_change=allow_releaseinfo_change,
+            store=G.store,
+            gnupghome=G.gnupghome,
+            reporter=TqdmReporter(),
+        )
+    if json_out:
+        from mirrorkit.cli.snapshots import snapshot_json
+
+        emit_json(
+            {
+                "profile": str(result.profile.path),
+                "updates": [update_json(u) for u in result.updates],
+                "snapshot": snapshot_json(result.snapshot),
+                "published": None if result.published is None else published_json(result.published),
+            }
+        )
+        return
+    for update in result.updates:
+        info(summary_line(update))
+    typer.echo(f"snapshot: {result.snapshot.name} ({result.snapshot.packages} packages)")
+    if result.published is not None:
+        print_published(result.published)
