@@ -115,7 +115,9 @@ def test_a_program_drives_mirrorkit_through_its_python_api(
     if mode != "plain":
         assert done["update_again"] is False and done["ticked"] is True
 
-    suite, key_file = done["published"]  # type: ignore[misc]
+    published = done["published"]
+    assert isinstance(published, list)
+    suite, key_file = str(published[0]), str(published[1])
     with FaultServer(tmp_path / f"out-{mode}") as srv:
         apt_client.add_source(srv.url, suite, ["main"], Path(key_file))
         upd = apt_client.update()
