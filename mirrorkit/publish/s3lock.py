@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from mirrorkit import __version__
+from mirrorkit._version import __version__
 from mirrorkit.errors import MirrorkitError, PublishError
 
 if TYPE_CHECKING:
