@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mirrorkit import api
-from mirrorkit.cli.common import JSON, G, app, channel_app, emit_json, err, user_errors
+from mirrorkit.cli.common import JSON, G, app, channel_app, emit_json, err, mb, plural, user_errors
 
 if TYPE_CHECKING:
     from mirrorkit.channel import Channel
@@ -17,13 +17,19 @@ def channel_json(c: Channel) -> dict[str, Any]:
     return {"name": c.name, "snapshot": c.snapshot, "updated_at": c.updated_at}
 
 
+CHANNEL = typer.Argument(..., metavar="CHANNEL", help="The channel, e.g. prod.")
+
+
 @channel_app.command("set")
 def channel_set(
-    name: str = typer.Argument(..., metavar="CHANNEL"),
-    snapshot_name: str = typer.Argument(..., metavar="SNAPSHOT"),
+    name: str = CHANNEL,
+    snapshot_name: str = typer.Argument(..., metavar="SNAPSHOT", help="The snapshot."),
     json_out: bool = JSON,
 ) -> None:
-    """Point CHANNEL (e.g. prod) at SNAPSHOT; publish the channel to make it live."""
+    """Point CHANNEL at SNAPSHOT.
+
+    A channel (prod, staging, ...) is a name clients keep; publish the channel to make the
+    move live."""
     with user_errors():
         ch = api.channel_set(name, snapshot_name, store=G.store)
     if json_out:
@@ -34,7 +40,7 @@ def channel_set(
 
 @channel_app.command("list")
 def channel_list(json_out: bool = JSON) -> None:
-    """Channels and the snapshots they point at."""
+    """List channels and the snapshots they point at."""
     with user_errors():
         channels = api.channel_list(store=G.store)
     if json_out:
@@ -45,10 +51,10 @@ def channel_list(json_out: bool = JSON) -> None:
 
 
 @channel_app.command("history")
-def channel_history(
-    name: str = typer.Argument(..., metavar="CHANNEL"), json_out: bool = JSON
-) -> None:
-    """Who moved CHANNEL, when, and to what (oldest first)."""
+def channel_history(name: str = CHANNEL, json_out: bool = JSON) -> None:
+    """Show who moved CHANNEL, when, and to what.
+
+    Oldest first."""
     with user_errors():
         history = api.channel_history(name, store=G.store)
     if json_out:
@@ -60,10 +66,10 @@ def channel_history(
 
 
 @channel_app.command("rollback")
-def channel_rollback(
-    name: str = typer.Argument(..., metavar="CHANNEL"), json_out: bool = JSON
-) -> None:
-    """Point CHANNEL back at the snapshot it had before; publish the channel to make it live."""
+def channel_rollback(name: str = CHANNEL, json_out: bool = JSON) -> None:
+    """Point CHANNEL back at the snapshot it had before.
+
+    Publish the channel to make the move live."""
     with user_errors():
         ch = api.channel_rollback(name, store=G.store)
     if json_out:
@@ -77,7 +83,10 @@ def gc_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
     json_out: bool = JSON,
 ) -> None:
-    """Remove pool objects no mirror, snapshot or published suite references."""
+    """Remove the files nothing references any more.
+
+    Pool and metadata objects no mirror, snapshot or published suite references, and
+    temporary files left behind."""
     with user_errors():
         result = api.gc(dry_run=dry_run, store=G.store)
     if json_out:
@@ -97,6 +106,7 @@ def gc_cmd(
             err(f"{'would remove' if dry_run else 'removed'} {path}")
     verb = "would free" if dry_run else "freed"
     typer.echo(
-        f"{verb} {result.bytes / 1e6:.1f} MB: {result.pool_files} pool files, "
-        f"{result.meta_files} metadata objects, {result.temp_files} temporary files"
+        f"{verb} {mb(result.bytes)}: {plural(result.pool_files, 'pool file')}, "
+        f"{plural(result.meta_files, 'metadata object')}, "
+        f"{plural(result.temp_files, 'temporary file')}"
     )

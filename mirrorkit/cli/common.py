@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from mirrorkit._version import __version__
 from mirrorkit.errors import MirrorkitError
@@ -65,6 +65,35 @@ def hoist_global_options(args: Sequence[str]) -> list[str]:
     return front + rest
 
 
+def _argument_metavar(self: TyperArgument, ctx: ClickContext, *, usage: bool = False) -> str:
+    """Positionals as man pages and click write them: ``NAME`` when required, ``[NAME]`` when
+    not (typer 0.28 writes ``{name}`` and ``[name]``, lower case, beside ``<str>`` options)."""
+    var = self.metavar or (self.name or "").upper()
+    if self.nargs != 1 and not var.endswith("..."):
+        var += "..."
+    if usage and not self.required and not var.startswith("["):
+        return f"[{var}]"
+    return var
+
+
+TyperArgument.make_metavar = _argument_metavar  # type: ignore[method-assign]
+
+
+class AlternativesCommand(TyperCommand):
+    """A command whose positionals are required unless an option replaces them all, e.g.
+    ``mirror add NAME URL SUITE --keyring FILE`` or ``mirror add --profile FILE``: the usage
+    line says so instead of showing the positionals as optional."""
+
+    usage = ""
+
+    def collect_usage_pieces(self, ctx: ClickContext) -> list[str]:
+        return [self.options_metavar or "[OPTIONS]", self.usage]
+
+
+def command_with_usage(usage: str) -> type[AlternativesCommand]:
+    return type("Command", (AlternativesCommand,), {"usage": usage})
+
+
 class MainGroup(TyperGroup):
     """The root command: global options are accepted after the subcommand too."""
 
@@ -76,18 +105,20 @@ app = typer.Typer(
     cls=MainGroup,
     help="Verified offline snapshot mirrors of Debian/Ubuntu APT archives.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion (bash, zsh, fish, PowerShell): README says how.
+    add_completion=True,
     pretty_exceptions_enable=False,
     # Plain help text: "[default: ...]" must print as written, not be eaten as rich markup.
     rich_markup_mode=None,
 )
-mirror_app = typer.Typer(help="Mirrors: follow an upstream suite.", no_args_is_help=True)
-snapshot_app = typer.Typer(help="Snapshots: immutable, dated package sets.", no_args_is_help=True)
-publish_app = typer.Typer(help="Publish a snapshot as a signed APT tree.", no_args_is_help=True)
-channel_app = typer.Typer(help="Channels: dev/staging/prod pointers.", no_args_is_help=True)
+mirror_app = typer.Typer(help="Follow upstream suites, verified.", no_args_is_help=True)
+snapshot_app = typer.Typer(help="Immutable, dated package sets.", no_args_is_help=True)
+publish_app = typer.Typer(help="Publish snapshots as signed APT trees.", no_args_is_help=True)
+channel_app = typer.Typer(
+    help="Pointers such as dev, staging and prod at snapshots.", no_args_is_help=True
+)
 bundle_app = typer.Typer(
-    help="Air-gap bundles: signed, verifiable, incremental, split into volumes.",
-    no_args_is_help=True,
+    help="Signed bundles that carry snapshots across an air gap.", no_args_is_help=True
 )
 app.add_typer(mirror_app, name="mirror")
 app.add_typer(snapshot_app, name="snapshot")
@@ -170,7 +201,7 @@ class TqdmReporter:
             total=total_bytes,
             unit="B",
             unit_scale=True,
-            unit_divisor=1024,
+            unit_divisor=1000,  # decimal MB, as every summary line counts them
             desc=label,
             file=sys.stderr,
             dynamic_ncols=True,
@@ -211,7 +242,13 @@ def emit_json(obj: Any) -> None:
 
 
 def mb(n: int) -> str:
+    """Bytes as every message writes them: decimal megabytes, one decimal."""
     return f"{n / 1e6:.1f} MB"
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 package``, ``2 packages`` (``nouns`` where adding an s is wrong)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def _version(value: bool) -> None:
@@ -223,12 +260,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     store: Path | None = typer.Option(
-        None, "--store", help="Store directory [default: $MIRRORKIT_HOME or XDG data dir]."
+        None,
+        "--store",
+        metavar="DIR",
+        help="Store directory [default: $MIRRORKIT_HOME or XDG data dir].",
     ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors and results."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="More detail on stderr."),
     gnupghome: str | None = typer.Option(
-        None, "--gnupghome", help="GnuPG home for signing [default: $GNUPGHOME]."
+        None, "--gnupghome", metavar="DIR", help="GnuPG home for signing [default: $GNUPGHOME]."
     ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."

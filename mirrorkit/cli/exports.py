@@ -19,6 +19,7 @@ from mirrorkit.cli.common import (
     field_line,
     info,
     mb,
+    plural,
     publish_app,
     user_errors,
 )
@@ -34,13 +35,13 @@ def print_published(pub: Published) -> None:
 
     r = pub.result
     if isinstance(r, PublishResult):
-        done = f"{r.linked} pool files linked, {r.reused} already there"
-        removed = f"{r.removed} pool files" if r.removed else ""
+        done = f"{plural(r.linked, 'pool file')} linked, {r.reused} already there"
+        removed = plural(r.removed, "pool file") if r.removed else ""
     else:
         if r.broken_lock is not None:
             info(f"removed the lock of {r.broken_lock.describe()} (--break-lock)")
-        done = f"{len(r.uploaded)} objects uploaded, {r.reused} already there"
-        removed = f"{len(r.removed)} objects" if r.removed else ""
+        done = f"{plural(len(r.uploaded), 'object')} uploaded, {r.reused} already there"
+        removed = plural(len(r.removed), "object") if r.removed else ""
     info(f"published {pub.snapshot} as suite {r.suite} in {pub.location} ({done})")
     if removed:
         info(f"removed {removed} no suite needs any more")
@@ -77,6 +78,14 @@ def _render_published(pub: Published, json_out: bool) -> None:
         print_published(pub)
 
 
+SOURCE = typer.Argument(
+    ..., metavar="SNAPSHOT_OR_CHANNEL", help="What to publish (a channel is followed)."
+)
+ORIGIN = typer.Option(None, "--origin", metavar="TEXT", help="Release Origin field.")
+LABEL = typer.Option(None, "--label", metavar="TEXT", help="Release Label field.")
+VALID_FOR = typer.Option(
+    None, "--valid-for", metavar="DURATION", help="Set Valid-Until this far ahead, e.g. 14d."
+)
 KEY = typer.Option(
     None,
     "--key",
@@ -87,18 +96,20 @@ KEY = typer.Option(
 
 @publish_app.command("fs")
 def publish_fs(
-    name: str = typer.Argument(..., metavar="SNAPSHOT_OR_CHANNEL"),
-    directory: Path = typer.Argument(..., metavar="DIR"),
-    suite: str | None = typer.Option(None, "--suite", help="Suite name [the snapshot's name]."),
-    key: str | None = KEY,
-    origin: str | None = typer.Option(None, "--origin", help="Release Origin field."),
-    label: str | None = typer.Option(None, "--label", help="Release Label field."),
-    valid_for: str | None = typer.Option(
-        None, "--valid-for", help="Set Valid-Until this far ahead, e.g. 14d."
+    name: str = SOURCE,
+    directory: Path = typer.Argument(..., metavar="DIR", help="Where the tree goes."),
+    suite: str | None = typer.Option(
+        None, "--suite", metavar="SUITE", help="Suite name [the snapshot's name]."
     ),
+    key: str | None = KEY,
+    origin: str | None = ORIGIN,
+    label: str | None = LABEL,
+    valid_for: str | None = VALID_FOR,
     json_out: bool = JSON,
 ) -> None:
-    """Publish a snapshot as a signed APT tree in DIR (suite switched atomically)."""
+    """Publish a snapshot as a signed APT tree in DIR.
+
+    The suite is switched atomically: clients see the old one or the whole new one."""
     with user_errors():
         pub = api.publish_fs(
             name,
@@ -116,36 +127,41 @@ def publish_fs(
 
 @publish_app.command("s3")
 def publish_s3(
-    name: str = typer.Argument(..., metavar="SNAPSHOT_OR_CHANNEL"),
-    url: str = typer.Argument(..., metavar="s3://BUCKET/PREFIX"),
+    name: str = SOURCE,
+    url: str = typer.Argument(..., metavar="s3://BUCKET/PREFIX", help="Where the tree goes."),
     # No square brackets in these helps: rich would take them for markup.
     suite: str | None = typer.Option(
-        None, "--suite", help="Suite name (default: the snapshot's or channel's name)."
+        None,
+        "--suite",
+        metavar="SUITE",
+        help="Suite name (default: the snapshot's or channel's name).",
     ),
     key: str | None = KEY,
     endpoint_url: str | None = typer.Option(
-        None, "--endpoint-url", help="S3-compatible server, e.g. http://minio:9000 (default: AWS)."
+        None,
+        "--endpoint-url",
+        metavar="URL",
+        help="S3-compatible server, e.g. http://minio:9000 (default: AWS).",
     ),
     region: str | None = typer.Option(
-        None, "--region", help="Region (default: from the AWS configuration)."
+        None, "--region", metavar="REGION", help="Region (default: from the AWS configuration)."
     ),
-    jobs: int = typer.Option(8, "--jobs", "-j", help="Concurrent uploads."),
+    jobs: int = typer.Option(8, "--jobs", "-j", metavar="N", help="Concurrent uploads."),
     prune: bool = typer.Option(
         False, "--prune", help="Then delete the pool objects mirrorkit placed that no suite lists."
     ),
     break_lock: bool = typer.Option(
         False, "--break-lock", help="Remove a stale lock a killed publish left behind."
     ),
-    origin: str | None = typer.Option(None, "--origin", help="Release Origin field."),
-    label: str | None = typer.Option(None, "--label", help="Release Label field."),
-    valid_for: str | None = typer.Option(
-        None, "--valid-for", help="Set Valid-Until this far ahead, e.g. 14d."
-    ),
+    origin: str | None = ORIGIN,
+    label: str | None = LABEL,
+    valid_for: str | None = VALID_FOR,
     json_out: bool = JSON,
 ) -> None:
-    """Publish a snapshot as a signed APT tree to S3 (InRelease last: never a half suite).
+    """Publish a snapshot as a signed APT tree to S3.
 
-    Credentials come from the standard AWS chain (environment, ~/.aws, instance role)."""
+    InRelease goes up last: a client never sees half a suite. Credentials come from the
+    standard AWS chain (environment, ~/.aws, instance role)."""
     with user_errors():
         pub = api.publish_s3(
             name,
@@ -169,9 +185,13 @@ def publish_s3(
 
 @app.command("serve")
 def serve_cmd(
-    directory: Path = typer.Argument(..., metavar="DIR"),
-    bind: str = typer.Option("127.0.0.1", "--bind", help="Address to listen on."),
-    port: int = typer.Option(8080, "--port", min=0, max=65535, help="Port (0: any free port)."),
+    directory: Path = typer.Argument(..., metavar="DIR", help="A published tree."),
+    bind: str = typer.Option(
+        "127.0.0.1", "--bind", metavar="ADDRESS", help="Address to listen on."
+    ),
+    port: int = typer.Option(
+        8080, "--port", min=0, max=65535, metavar="PORT", help="Port (0: any free port)."
+    ),
 ) -> None:
     """Serve a published tree over HTTP, for tests and small sites.
 
@@ -190,6 +210,9 @@ def serve_cmd(
         server.server_close()
 
 
+BUNDLE_FILE = typer.Argument(
+    ..., metavar="FILE", help="The bundle, or the first part or the index of a split one."
+)
 BUNDLE_KEYRING = typer.Option(
     ..., "--keyring", metavar="FILE", help="Public key(s) of who may sign bundles (.gpg/.asc)."
 )
@@ -197,7 +220,9 @@ BUNDLE_KEYRING = typer.Option(
 
 @bundle_app.command("export")
 def bundle_export(
-    snapshots: list[str] = typer.Argument(..., metavar="SNAPSHOT..."),
+    snapshots: list[str] = typer.Argument(
+        ..., metavar="SNAPSHOT...", help="Snapshots (or channels) to carry."
+    ),
     output: Path = typer.Option(
         ..., "-o", "--output", metavar="FILE", help="The bundle file to write."
     ),
@@ -209,7 +234,10 @@ def bundle_export(
         help="Pin this channel to its snapshot on the other side (repeatable).",
     ),
     since: str | None = typer.Option(
-        None, "--since", metavar="BASE", help="Incremental: only pool objects BASE lacks."
+        None,
+        "--since",
+        metavar="SNAPSHOT",
+        help="Incremental: only the pool objects SNAPSHOT (there already) lacks.",
     ),
     split: str | None = typer.Option(
         None,
@@ -220,7 +248,10 @@ def bundle_export(
     ),
     json_out: bool = JSON,
 ) -> None:
-    """Write snapshots and the packages they need as one signed, verifiable bundle."""
+    """Write snapshots and their packages as one signed bundle.
+
+    The other side checks it with 'bundle verify' or 'bundle import' before anything is
+    written."""
     with user_errors():
         result = api.bundle_export(
             snapshots,
@@ -253,8 +284,8 @@ def bundle_export(
     info(
         f"bundled {', '.join(s.name for s in m.snapshots)}"
         + (f" (since {m.since.name})" if m.since else "")
-        + f": {len(m.pool)} pool objects, {mb(m.total_bytes)} -> "
-        f"{mb(result.compressed_bytes)} in {result.seconds:.1f} s ({rate:.0f} MB/s), "
+        + f": {plural(len(m.pool), 'pool object')}, {mb(m.total_bytes)} -> "
+        f"{mb(result.compressed_bytes)} in {result.seconds:.1f} s ({rate:.1f} MB/s), "
         f"signed by {result.signer}"
     )
     for part in result.files:
@@ -265,13 +296,18 @@ def bundle_export(
 
 @bundle_app.command("show")
 def bundle_show(
-    file: Path = typer.Argument(..., metavar="FILE"),
+    file: Path = BUNDLE_FILE,
     keyring: Path | None = typer.Option(
-        None, "--keyring", help="Also check the manifest's signature against this keyring."
+        None,
+        "--keyring",
+        metavar="FILE",
+        help="Also check the manifest's signature against this keyring.",
     ),
     json_out: bool = JSON,
 ) -> None:
-    """What a bundle holds (snapshots, provenance, counts, sizes), from its manifest alone."""
+    """Show what a bundle holds, from its manifest alone.
+
+    Snapshots, provenance, channel pins, counts and sizes."""
     with user_errors():
         shown = api.bundle_show(file, keyring=keyring)
     if json_out:
@@ -290,14 +326,15 @@ def bundle_show(
     since = f"incremental, since {m.since.name} ({m.since.digest})" if m.since else "full"
     typer.echo(f"Kind: {since}")
     for s in m.snapshots:
-        typer.echo(f"Snapshot: {s.name} ({s.packages} packages, created {s.created_at})")
+        typer.echo(f"Snapshot: {s.name} ({plural(s.packages, 'package')}, created {s.created_at})")
         typer.echo(f"  digest: {s.digest}")
         for source in s.sources:
             typer.echo("  source:")
             for k, v in sorted(source.to_json().items()):
                 typer.echo(field_line("    ", k, v))
         for i in s.indexes:
-            typer.echo(f"  index: {i.component}/binary-{i.architecture} ({i.packages} packages)")
+            where = f"{i.component}/binary-{i.architecture}"
+            typer.echo(f"  index: {where} ({plural(i.packages, 'package')})")
     for c in m.channels:
         typer.echo(f"Channel: {c.name} -> {c.snapshot}")
     pool = m.pool
@@ -310,11 +347,13 @@ def bundle_show(
 
 @bundle_app.command("verify")
 def bundle_verify(
-    file: Path = typer.Argument(..., metavar="FILE"),
+    file: Path = BUNDLE_FILE,
     keyring: Path = BUNDLE_KEYRING,
     json_out: bool = JSON,
 ) -> None:
-    """Check the signature, then every member's size and SHA256; exit 1 on any problem."""
+    """Check a bundle's signature and every member's SHA256.
+
+    The signature first, then each member's size and SHA256; exit 1 on any problem."""
     with user_errors():
         report = api.bundle_verify(file, keyring=keyring, reporter=TqdmReporter())
     if json_out:
@@ -325,12 +364,13 @@ def bundle_verify(
         if report.ok:
             typer.echo(
                 f"{report.what}: OK: manifest signed by {', '.join(report.signers)}; "
-                f"{report.members} members verified against it"
+                f"{plural(report.members, 'member')} verified against it"
             )
         else:
             from mirrorkit.bundle import DAMAGED
 
-            err(f"{report.what}: {len(report.problems)} problem(s): do not import this bundle")
+            problems = plural(len(report.problems), "problem")
+            err(f"{report.what}: {problems}: do not import this bundle")
             # The signature's own hint names --keyring; member problems share DAMAGED's.
             hints = dict.fromkeys(p.hint for p in report.problems if p.hint) or {DAMAGED: 0}
             for hint in hints:
@@ -341,13 +381,14 @@ def bundle_verify(
 
 @bundle_app.command("import")
 def bundle_import(
-    file: Path = typer.Argument(..., metavar="FILE"),
+    file: Path = BUNDLE_FILE,
     keyring: Path = BUNDLE_KEYRING,
     json_out: bool = JSON,
 ) -> None:
-    """Verify a bundle (signature first) and add its snapshots and channel pins to the store.
+    """Verify a bundle, then add its snapshots to the store.
 
-    FILE is the bundle, or the first part or the index of a split one."""
+    The signature is checked first, every member as it streams in; its channel pins are
+    applied last. FILE is the bundle, or the first part or the index of a split one."""
     with user_errors():
         result = api.bundle_import(file, keyring=keyring, store=G.store, reporter=TqdmReporter())
     if json_out:
@@ -386,7 +427,7 @@ def bundle_import(
         else:
             err(f"channel {move.name} not moved to {move.new}: {move.reason}")
     info(
-        f"signed by {', '.join(result.signers)}; {result.pool_added} pool objects added, "
-        f"{result.pool_present} were here already; {mb(result.bytes)} read in "
+        f"signed by {', '.join(result.signers)}; {plural(result.pool_added, 'pool object')} "
+        f"added, {result.pool_present} were here already; {mb(result.bytes)} read in "
         f"{result.seconds:.1f} s"
     )

@@ -14,9 +14,12 @@ from mirrorkit.cli.common import (
     G,
     TqdmReporter,
     app,
+    command_with_usage,
     emit_json,
     info,
+    mb,
     mirror_app,
+    plural,
     user_errors,
 )
 from mirrorkit.cli.exports import print_published, published_json
@@ -30,12 +33,13 @@ def summary_line(result: UpdateResult) -> str:
     s = result.summary
     if not result.changed:
         return (
-            f"{result.mirror}: unchanged ({result.packages} packages, "
+            f"{result.mirror}: unchanged ({plural(result.packages, 'package')}, "
             f"Release of {result.release_date or 'no Date'}); fetched 0 files"
         )
     return (
-        f"{result.mirror}: {result.packages} packages; fetched {s.fetched} files, reused "
-        f"{s.reused}, {s.bytes / 1e6:.1f} MB in {s.seconds:.1f} s ({s.mb_per_s:.1f} MB/s)"
+        f"{result.mirror}: {plural(result.packages, 'package')}; fetched "
+        f"{plural(s.fetched, 'file')}, reused {s.reused}, {mb(s.bytes)} in {s.seconds:.1f} s "
+        f"({s.mb_per_s:.1f} MB/s)"
     )
 
 
@@ -61,20 +65,45 @@ def mirror_json(m: Mirror) -> dict[str, Any]:
     }
 
 
-@mirror_app.command("add")
+@mirror_app.command(
+    "add", cls=command_with_usage("(NAME URL SUITE --keyring FILE | --profile FILE)")
+)
 def mirror_add(
-    name: str | None = typer.Argument(None, help="Mirror name."),
-    url: str | None = typer.Argument(None, help="Upstream URL, e.g. http://deb.debian.org/debian"),
-    suite: str | None = typer.Argument(None, help="Suite (codename); 'path/' for a flat repo."),
-    component: list[str] = typer.Option([], "-c", "--component", help="Component [main]."),
-    architecture: list[str] = typer.Option([], "-a", "--architecture", help="Arch [amd64]."),
-    keyring: Path | None = typer.Option(None, "--keyring", help="Keyring that signs upstream."),
-    fingerprint: list[str] = typer.Option(
-        [], "--fingerprint", help="Allowed signer fingerprint (repeatable)."
+    name: str | None = typer.Argument(None, metavar="NAME", help="Mirror name."),
+    url: str | None = typer.Argument(
+        None, metavar="URL", help="Upstream URL, e.g. http://deb.debian.org/debian"
     ),
-    profile: Path | None = typer.Option(None, "--profile", help="Add every upstream of a profile."),
+    suite: str | None = typer.Argument(
+        None, metavar="SUITE", help="Suite (codename); 'path/' for a flat repository."
+    ),
+    component: list[str] = typer.Option(
+        [],
+        "-c",
+        "--component",
+        metavar="COMPONENT",
+        help="Component; repeat it or give a list: -c main,contrib [main].",
+    ),
+    architecture: list[str] = typer.Option(
+        [],
+        "-a",
+        "--architecture",
+        metavar="ARCH",
+        help="Architecture; repeat it or give a list: -a amd64,arm64 [amd64].",
+    ),
+    keyring: Path | None = typer.Option(
+        None, "--keyring", metavar="FILE", help="Keyring that signs the upstream's Release."
+    ),
+    fingerprint: list[str] = typer.Option(
+        [], "--fingerprint", metavar="FINGERPRINT", help="Allowed signer (repeatable)."
+    ),
+    profile: Path | None = typer.Option(
+        None, "--profile", metavar="FILE", help="Add every upstream of a profile."
+    ),
     filter_query: str | None = typer.Option(
-        None, "--filter", help="Keep only the packages this query matches (aptly syntax)."
+        None,
+        "--filter",
+        metavar="QUERY",
+        help="Keep only the packages this query matches (aptly syntax).",
     ),
     with_deps: bool = typer.Option(
         False, "--with-deps", help="With the filter: add the dependency closure."
@@ -82,8 +111,8 @@ def mirror_add(
     with_recommends: bool = typer.Option(
         False, "--with-recommends", help="With --with-deps: follow Recommends too."
     ),
-    with_sources: bool = typer.Option(False, "--with-sources", help="(not yet)"),
-    with_udebs: bool = typer.Option(False, "--with-udebs", help="(not yet)"),
+    with_sources: bool = typer.Option(False, "--with-sources", help="Not implemented yet."),
+    with_udebs: bool = typer.Option(False, "--with-udebs", help="Not implemented yet."),
     json_out: bool = JSON,
 ) -> None:
     """Start following an upstream suite (verified with KEYRING)."""
@@ -111,9 +140,11 @@ def mirror_add(
         typer.echo(f"added mirror {m.spec.name}: {m.spec.url} {m.spec.suite}")
 
 
-JOBS = typer.Option(8, "--jobs", "-j", help="Concurrent downloads.")
-MAX_TRIES = typer.Option(5, "--max-tries", help="Attempts per file before giving up.")
-LIMIT_RATE = typer.Option(None, "--limit-rate", help="Bandwidth cap, e.g. 10M (bytes/s).")
+JOBS = typer.Option(8, "--jobs", "-j", metavar="N", help="Concurrent downloads.")
+MAX_TRIES = typer.Option(5, "--max-tries", metavar="N", help="Attempts per file before giving up.")
+LIMIT_RATE = typer.Option(
+    None, "--limit-rate", metavar="RATE", help="Bandwidth cap, e.g. 10M (bytes/s)."
+)
 ALLOW_EXPIRED = typer.Option(
     False, "--allow-expired", help="Accept a Release past its Valid-Until (replay risk)."
 )
@@ -127,7 +158,7 @@ ALLOW_RELEASEINFO_CHANGE = typer.Option(
 
 @mirror_app.command("update")
 def mirror_update(
-    name: str,
+    name: str = typer.Argument(..., metavar="NAME", help="The mirror."),
     jobs: int = JOBS,
     max_tries: int = MAX_TRIES,
     limit_rate: str | None = LIMIT_RATE,
@@ -166,11 +197,15 @@ def mirror_list(json_out: bool = JSON) -> None:
     for m in mirrors:
         when = (m.state.release_date or "no Date") if m.state else "never updated"
         count = m.state.packages if m.state else 0
-        typer.echo(f"{m.spec.name}\t{m.spec.url} {m.spec.suite}\t{count} packages\t{when}")
+        typer.echo(
+            f"{m.spec.name}\t{m.spec.url} {m.spec.suite}\t{plural(count, 'package')}\t{when}"
+        )
 
 
 @mirror_app.command("show")
-def mirror_show(name: str, json_out: bool = JSON) -> None:
+def mirror_show(
+    name: str = typer.Argument(..., metavar="NAME", help="The mirror."), json_out: bool = JSON
+) -> None:
     """Show a mirror's spec and last verified state."""
     with user_errors():
         m = api.mirror_show(name, store=G.store)
@@ -195,12 +230,14 @@ def mirror_show(name: str, json_out: bool = JSON) -> None:
     typer.echo(f"Signer: {st.signer}\nInRelease SHA256: {st.inrelease_sha256}")
     typer.echo(f"Fetched at: {st.fetched_at}\nPackages: {st.packages}")
     for i in st.indexes:
-        typer.echo(f"  {i.component}/binary-{i.architecture}: {i.packages} packages")
+        typer.echo(f"  {i.component}/binary-{i.architecture}: {plural(i.packages, 'package')}")
 
 
 @mirror_app.command("rm")
-def mirror_rm(name: str, json_out: bool = JSON) -> None:
-    """Forget a mirror (its snapshots stay; pool files stay until gc)."""
+def mirror_rm(
+    name: str = typer.Argument(..., metavar="NAME", help="The mirror."), json_out: bool = JSON
+) -> None:
+    """Forget a mirror; its snapshots stay, and its files until gc."""
     with user_errors():
         removed = api.mirror_rm(name, store=G.store)
     if json_out:
@@ -211,7 +248,7 @@ def mirror_rm(name: str, json_out: bool = JSON) -> None:
 
 @app.command("sync")
 def sync_cmd(
-    profile: Path = typer.Argument(..., metavar="PROFILE.toml"),
+    profile: Path = typer.Argument(..., metavar="PROFILE", help="The profile (a .toml file)."),
     jobs: int = JOBS,
     max_tries: int = MAX_TRIES,
     limit_rate: str | None = LIMIT_RATE,
@@ -221,7 +258,10 @@ def sync_cmd(
     allow_releaseinfo_change: bool = ALLOW_RELEASEINFO_CHANGE,
     json_out: bool = JSON,
 ) -> None:
-    """The main job: update the profile's mirrors, snapshot them, publish."""
+    """Update, snapshot and publish what a profile names.
+
+    The main job: update the profile's mirrors, snapshot them into one snapshot (filtered and
+    merged as the profile says), publish it and move its channel."""
     with user_errors():
         result = api.sync(
             profile,
@@ -250,6 +290,6 @@ def sync_cmd(
         return
     for update in result.updates:
         info(summary_line(update))
-    typer.echo(f"snapshot: {result.snapshot.name} ({result.snapshot.packages} packages)")
+    typer.echo(f"snapshot: {result.snapshot.name} ({plural(result.snapshot.packages, 'package')})")
     if result.published is not None:
         print_published(result.published)

@@ -16,6 +16,7 @@ from mirrorkit.cli.common import (
     err,
     field_line,
     info,
+    plural,
     snapshot_app,
     user_errors,
 )
@@ -55,7 +56,7 @@ def snapshot_json(info: SnapshotInfo, problems: list[str] | None = None) -> dict
 
 def source_label(source: Provenance) -> str:
     if source.kind == "debs":
-        return f"{len(source.files or ())} .deb files"
+        return plural(len(source.files or ()), ".deb file")
     return source.mirror or source.snapshot or source.kind or "?"
 
 
@@ -67,16 +68,24 @@ def snapshot_create(
     more_debs: list[Path] = typer.Argument(
         None, metavar="[FILE_OR_DIR]...", help="More paths for --from-debs.", show_default=False
     ),
-    from_mirror: str | None = typer.Option(None, "--from-mirror", help="Mirror to freeze."),
-    from_debs: list[Path] = typer.Option(
-        [], "--from-debs", help="Your own .deb files or directories of them (repeatable)."
+    from_mirror: str | None = typer.Option(
+        None, "--from-mirror", metavar="MIRROR", help="Mirror to freeze."
     ),
-    component: str | None = typer.Option(None, "--component", help="Component [main]."),
+    from_debs: list[Path] = typer.Option(
+        [],
+        "--from-debs",
+        metavar="FILE_OR_DIR",
+        help="Your own .deb files or directories of them (repeatable).",
+    ),
+    component: str | None = typer.Option(
+        None, "--component", metavar="COMPONENT", help="Component [main]."
+    ),
     json_out: bool = JSON,
 ) -> None:
-    """Freeze a mirror's current state (or your own .deb files) into an immutable snapshot.
+    """Freeze a mirror, or your own .deb files, into a snapshot.
 
-    With --from-debs, paths may follow it: --from-debs a.deb b.deb dir/."""
+    The snapshot never changes. With --from-debs, paths may follow it: --from-debs a.deb b.deb
+    dir/."""
     with user_errors():
         if more_debs and from_mirror and not from_debs:
             raise UsageError(f"unexpected extra argument(s): {' '.join(map(str, more_debs))}")
@@ -90,12 +99,14 @@ def snapshot_create(
     if json_out:
         emit_json(snapshot_json(created))
         return
-    typer.echo(f"created snapshot {created.name} ({created.packages} packages)")
+    typer.echo(f"created snapshot {created.name} ({plural(created.packages, 'package')})")
 
 
 @snapshot_app.command("list")
 def snapshot_list(json_out: bool = JSON) -> None:
-    """List snapshots (exit 1 if a record cannot be read; the others are listed)."""
+    """List snapshots.
+
+    Exit 1 if a record cannot be read; the others are listed."""
     with user_errors():
         listed = api.snapshot_list(store=G.store)
     if json_out:
@@ -103,7 +114,8 @@ def snapshot_list(json_out: bool = JSON) -> None:
     else:
         for i in listed.snapshots:
             sources = ", ".join(source_label(s) for s in i.sources)
-            typer.echo(f"{i.name}\t{i.created_at}\t{i.packages} packages\tfrom {sources}")
+            count = plural(i.packages, "package")
+            typer.echo(f"{i.name}\t{i.created_at}\t{count}\tfrom {sources}")
     for exc in listed.damaged:
         err(f"error: {exc.message}")
         if exc.hint:
@@ -114,11 +126,13 @@ def snapshot_list(json_out: bool = JSON) -> None:
 
 @snapshot_app.command("show")
 def snapshot_show(
-    name: str,
+    name: str = typer.Argument(..., metavar="SNAPSHOT", help="The snapshot."),
     packages: bool = typer.Option(False, "--packages", help="List every package."),
     json_out: bool = JSON,
 ) -> None:
-    """Show a snapshot's provenance and check it is intact on disk (exit 1 if not)."""
+    """Show a snapshot's provenance and check that it is intact.
+
+    Exit 1 if it is modified or damaged on disk."""
     with user_errors():
         shown = api.snapshot_show(name, packages=packages, store=G.store)
     snap, problems = shown.snapshot, list(shown.problems)
@@ -136,7 +150,8 @@ def snapshot_show(
             for k, v in sorted(s.to_json().items()):
                 typer.echo(field_line("  ", k, v))
         for i in snap.indexes:
-            typer.echo(f"Index: {i.component}/binary-{i.architecture} ({i.packages} packages)")
+            where = f"{i.component}/binary-{i.architecture}"
+            typer.echo(f"Index: {where} ({plural(i.packages, 'package')})")
         typer.echo("Integrity: intact" if not problems else "Integrity: MODIFIED OR DAMAGED")
         for problem in problems:
             typer.echo(f"  {problem}")
@@ -151,11 +166,11 @@ def snapshot_show(
 
 @snapshot_app.command("rm")
 def snapshot_rm(
-    name: str,
+    name: str = typer.Argument(..., metavar="SNAPSHOT", help="The snapshot."),
     force: bool = typer.Option(False, "--force", help="Even if something needs it."),
     json_out: bool = JSON,
 ) -> None:
-    """Remove a snapshot (refused while a channel or snapshot needs it)."""
+    """Remove a snapshot that no channel or snapshot needs."""
     with user_errors():
         removed = api.snapshot_rm(name, force=force, store=G.store)
     if json_out:
@@ -166,13 +181,16 @@ def snapshot_rm(
 
 @snapshot_app.command("merge")
 def snapshot_merge(
-    dest: str,
-    sources: list[str],
+    dest: str = typer.Argument(..., metavar="DEST", help="The new snapshot."),
+    sources: list[str] = typer.Argument(..., metavar="SRC...", help="The snapshots to merge."),
     latest: bool = typer.Option(False, "--latest", help="Highest version wins."),
     all_versions: bool = typer.Option(False, "--all-versions", help="Keep every version."),
     json_out: bool = JSON,
 ) -> None:
-    """Merge snapshots into a new one (default: for each package the later SRC wins)."""
+    """Merge snapshots into a new snapshot DEST.
+
+    By default, for each package the later SRC wins; --latest: the highest version;
+    --all-versions: every version stays."""
     with user_errors():
         merged = api.snapshot_merge(
             dest, sources, latest=latest, all_versions=all_versions, store=G.store
@@ -181,15 +199,21 @@ def snapshot_merge(
         emit_json({**snapshot_json(merged.snapshot), "policy": merged.policy})
         return
     typer.echo(
-        f"created snapshot {merged.snapshot.name} ({merged.snapshot.packages} packages, "
-        f"policy {merged.policy})"
+        f"created snapshot {merged.snapshot.name} ({plural(merged.snapshot.packages, 'package')}"
+        f", policy {merged.policy})"
     )
 
 
 @snapshot_app.command("diff")
-def snapshot_diff(a: str, b: str, json_out: bool = JSON) -> None:
-    """Packages added, removed, upgraded, downgraded and changed (same version, other
-    contents) from snapshot A to B (exit 0 either way)."""
+def snapshot_diff(
+    a: str = typer.Argument(..., metavar="A", help="The older snapshot."),
+    b: str = typer.Argument(..., metavar="B", help="The newer snapshot."),
+    json_out: bool = JSON,
+) -> None:
+    """Show what changed from snapshot A to B.
+
+    Packages added, removed, upgraded, downgraded and changed (same version, other contents);
+    exit 0 either way."""
     from mirrorkit.snapshot import CHANGE_KINDS  # loaded by the diff anyway
 
     with user_errors():
@@ -223,9 +247,9 @@ WITH_RECOMMENDS = typer.Option(False, "--with-recommends", help="Follow Recommen
 
 @snapshot_app.command("filter")
 def snapshot_filter(
-    source: str,
-    dest: str,
-    query_text: str = typer.Argument(..., metavar="QUERY"),
+    source: str = typer.Argument(..., metavar="SOURCE", help="The snapshot to filter."),
+    dest: str = typer.Argument(..., metavar="DEST", help="The new snapshot."),
+    query_text: str = typer.Argument(..., metavar="QUERY", help="What to keep (aptly syntax)."),
     with_deps: bool = WITH_DEPS,
     with_recommends: bool = WITH_RECOMMENDS,
     with_essential: bool = typer.Option(
@@ -236,7 +260,9 @@ def snapshot_filter(
     ),
     json_out: bool = JSON,
 ) -> None:
-    """New snapshot DEST: the packages of SOURCE that QUERY matches (and what they need)."""
+    """Make snapshot DEST of what QUERY matches in SOURCE.
+
+    With --with-deps, and everything those packages need."""
     with user_errors():
         picked = api.snapshot_filter(
             source,
@@ -261,18 +287,21 @@ def snapshot_filter(
         err(f"warning: unmet: {unmet}")
     typer.echo(
         f"created snapshot {picked.snapshot.name}: {len(picked.matched)} matched, "
-        f"{len(picked.packages)} packages in all"
+        f"{plural(len(picked.packages), 'package')} in all"
     )
 
 
 @snapshot_app.command("search")
 def snapshot_search(
-    name: str, query_text: str = typer.Argument(..., metavar="QUERY"), json_out: bool = JSON
+    name: str = typer.Argument(..., metavar="SNAPSHOT", help="The snapshot."),
+    query_text: str = typer.Argument(..., metavar="QUERY", help="What to find (aptly syntax)."),
+    json_out: bool = JSON,
 ) -> None:
-    """Packages of snapshot NAME that QUERY matches, as name_version_arch (sorted).
+    """List the packages of SNAPSHOT that QUERY matches.
 
-    QUERY is aptly's language: 'nginx', 'nginx (>= 1.22)', 'Priority (required)',
-    '$Source (openssl)', 'Name (% lib*)', 'a | b', 'a, b', '!a', parentheses."""
+    One name_version_arch per line, sorted. QUERY is aptly's language: 'nginx',
+    'nginx (>= 1.22)', 'Priority (required)', '$Source (openssl)', 'Name (% lib*)', 'a | b',
+    'a, b', '!a', parentheses."""
     with user_errors():
         found = api.snapshot_search(name, query_text, store=G.store)
     if json_out:
@@ -284,11 +313,15 @@ def snapshot_search(
 
 @snapshot_app.command("verify")
 def snapshot_verify(
-    name: str,
-    with_: list[str] = typer.Option([], "--with", help="Also consider this snapshot's packages."),
+    name: str = typer.Argument(..., metavar="SNAPSHOT", help="The snapshot."),
+    with_: list[str] = typer.Option(
+        [], "--with", metavar="SNAPSHOT", help="Also consider this snapshot's packages."
+    ),
     json_out: bool = JSON,
 ) -> None:
-    """List unmet dependencies of NAME's packages; exit 1 if there are any."""
+    """List the unmet dependencies of SNAPSHOT's packages.
+
+    Exit 1 if there are any."""
     with user_errors():
         unmet = api.snapshot_verify(name, with_=with_, store=G.store).unmet
     if json_out:
@@ -298,21 +331,22 @@ def snapshot_verify(
     else:
         for u in unmet:
             typer.echo(str(u))
-        info(f"{name}: {len(unmet)} unmet dependencies" if unmet else f"{name}: all satisfied")
+        missing = plural(len(unmet), "unmet dependency", "unmet dependencies")
+        info(f"{name}: {missing}" if unmet else f"{name}: all satisfied")
     if unmet:
         raise typer.Exit(1)
 
 
 @snapshot_app.command("why")
 def snapshot_why(
-    name: str,
-    package: str,
+    name: str = typer.Argument(..., metavar="SNAPSHOT", help="The snapshot."),
+    package: str = typer.Argument(..., metavar="PACKAGE", help="A name or name_version_arch."),
     from_query: str | None = typer.Option(
-        None, "--from", help="Start from this query [the snapshot's own filter]."
+        None, "--from", metavar="QUERY", help="Start from this query [the snapshot's own filter]."
     ),
     json_out: bool = JSON,
 ) -> None:
-    """The dependency chain that pulled PACKAGE into snapshot NAME."""
+    """Show the dependency chain that pulled PACKAGE in."""
     with user_errors():
         chain = api.snapshot_why(name, package, from_=from_query, store=G.store)
     if json_out:

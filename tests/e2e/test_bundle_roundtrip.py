@@ -104,7 +104,7 @@ def test_bundle_carries_snapshots_across_the_gap_to_apt(
 
     text = _ok(airgapped, "bundle", "import", str(parts[0]), "--keyring", keyring)
     assert "imported snapshot v2" in text and "channel prod -> v2" in text
-    assert "1 pool objects added" in text  # only hello 1.1 crossed the gap
+    assert "1 pool object added" in text  # only hello 1.1 crossed the gap
     publish()
     assert apt.update().returncode == 0
     assert _candidate(apt, "hello") == "1.1"

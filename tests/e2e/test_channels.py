@@ -70,7 +70,7 @@ def test_promote_and_roll_back_prod(
     # Promote: prod follows staging; clients never change their sources.
     _ok(store, "channel", "set", "prod", "v2")
     text = publish("prod")
-    assert "removed 1 pool files no suite needs any more" in text  # hello 1.0
+    assert "removed 1 pool file no suite needs any more" in text  # hello 1.0
     assert prod.update().returncode == 0
     assert _candidate(prod, "hello") == "1.1"
     inst = prod.install_download_only("hello")

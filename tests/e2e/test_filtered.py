@@ -96,8 +96,8 @@ with_deps = true
     r = run_cli(store, "sync", str(profile))
     assert r.exit_code == 0, r.output
     # base downloads hello only: libgreet comes from security, whose fix wins.
-    assert "base: 1 packages; fetched 1 files" in r.stderr
-    assert "security: 1 packages; fetched 1 files" in r.stderr
+    assert "base: 1 package; fetched 1 file" in r.stderr
+    assert "security: 1 package; fetched 1 file" in r.stderr
     assert upstream.count("*libgreet*") == 0
     name = r.stdout.split()[1]
     refs = run_cli(store, "snapshot", "search", name, "Name").stdout.split()

@@ -83,7 +83,7 @@ key = "{publish_key.fingerprint}"
     r = _mirrorkit(store, "sync", str(profile), gnupghome=publish_key.gnupghome)
     assert r.returncode == 0, r.stderr
     assert "snapshot: test-" in r.stdout and "Suites: stable" in r.stdout
-    assert "base-security: 1 packages; fetched 1 files" in r.stderr
+    assert "base-security: 1 package; fetched 1 file" in r.stderr
 
     out = tmp_path / "published"
     key = next(out.glob("mirrorkit-archive-*.gpg"))
@@ -240,4 +240,4 @@ def test_a_mirror_name_reused_for_another_upstream_starts_afresh(
         profile.write_text(_upstream(url, test_key.public_keyring))
         r = run_cli(store, "sync", str(profile), "--no-publish")
         assert r.exit_code == 0, r.output
-    assert "1 packages" in r.stdout
+    assert "(1 package)" in r.stdout

@@ -595,7 +595,7 @@ def test_import_repairs_a_pool_object_a_crash_left_short(source: Source, tmp_pat
     path.chmod(0o644)
     path.write_bytes(path.read_bytes()[:10])
     r = _ok(_import(target, source.base, source.key.public_keyring))
-    assert "snapshot base was here already" in r.stdout and "1 pool objects added" in r.stderr
+    assert "snapshot base was here already" in r.stdout and "1 pool object added" in r.stderr
     assert _sha(path) == victim.sha256 and snapshot.check(s, snapshot.load(s, "base")) == []
 
 

@@ -285,7 +285,7 @@ def test_create_from_debs_refuses_two_builds_of_one_version(tmp_path: Path) -> N
     assert r.exit_code == 1 and "two different builds of tie_1.0_all" in r.stderr
     # The same file twice (a file and its directory) is one package.
     out = _ok(store, "snapshot", "create", "y", "--from-debs", str(one), str(one.parent))
-    assert "(1 packages)" in out
+    assert "(1 package)" in out
 
 
 def test_why_follows_the_closure_the_snapshot_was_made_with(tmp_path: Path) -> None:

@@ -258,7 +258,7 @@ def test_second_update_fetches_only_new_packages(
     upstream.clear_log()
     r = update(added)
     assert r.exit_code == 0, r.output
-    assert "up: 8 packages; fetched 1 files, reused 7" in r.stdout
+    assert "up: 8 packages; fetched 1 file, reused 7" in r.stdout
     assert [p for p, _ in deb_gets(upstream)] == ["/pool/main/b/bigpkg/bigpkg_1.0_amd64.deb"]
 
 
@@ -860,7 +860,7 @@ def test_failed_update_keeps_state_and_next_run_fetches_only_the_rest(
     upstream.clear_log()
     r = update(store)
     assert r.exit_code == 0, r.output
-    assert "fetched 1 files, reused 6" in r.stdout
+    assert "fetched 1 file, reused 6" in r.stdout
     assert [p for p, _ in deb_gets(upstream)] == ["/" + last]
     assert set(pool_files(store)) == set(deb_shas(archive).values())
     st = state(store)

@@ -506,7 +506,7 @@ def test_prune_removes_only_unreferenced_pool_objects_after_the_new_inrelease(
 
     r = _publish(store, publish_key, s3_env, "v2", prefix, "--prune")
     assert r.exit_code == 0, r.output
-    assert "removed 1 objects no suite needs any more" in r.stderr, r.stderr
+    assert "removed 1 object no suite needs any more" in r.stderr, r.stderr
     objects = _objects(s3_env, prefix)
     assert hello10 not in objects and hello11 in objects
     # mirrorkit did not put the stray object there (another tool, or a hand): it stays.
