@@ -99,7 +99,7 @@ class Store:
         data = records.load_object(raw, path, what, _FORMAT_HINT)
         found = records.version_of(data, path, what, _FORMAT_HINT)
         if found > STORE_FORMAT:
-            from mirrorkit import __version__  # at use: the package imports the store
+            from mirrorkit._version import __version__
 
             writer = data.get("mirrorkit_version")
             needed = writer if isinstance(writer, str) else FIRST_WRITTEN_BY.get(found)
@@ -146,7 +146,7 @@ class Store:
         except OSError as exc:
             raise storage_error(self.root, exc) from exc
         if not self.format_file.exists():
-            from mirrorkit import __version__  # at use: the package imports the store
+            from mirrorkit._version import __version__
 
             body = {"format": STORE_FORMAT, "mirrorkit_version": __version__}
             atomic_write(self.format_file, canonical_json(body) + b"\n", mode=0o644)

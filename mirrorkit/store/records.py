@@ -279,7 +279,7 @@ def decode_record(raw: bytes, kind: RecordKind, path: Path | str) -> dict[str, A
     missing = 1 if kind.unversioned_is_1 else None
     found = version_of(data, path, what, kind.hint, missing=missing)
     if found > kind.version:
-        from mirrorkit import __version__  # at use: the package imports the store
+        from mirrorkit._version import __version__
 
         writer = data.get("mirrorkit_version")
         by = f"mirrorkit {writer}" if isinstance(writer, str) else "a newer mirrorkit"
