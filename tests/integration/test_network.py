@@ -32,6 +32,7 @@ from mirrorkit.models import UpdateResult
 from mirrorkit.net.config import NetworkConfig
 from mirrorkit.store import Store
 from tests.helpers.archive import Archive
+from tests.helpers.gpgkeys import TestKey
 from tests.helpers.httpserver import FaultServer
 from tests.helpers.proxy import TinyProxy, free_port
 from tests.helpers.tls import ThrowawayCA, make_ca
@@ -393,7 +394,11 @@ def test_credentials_without_a_scheme_are_never_sent_over_http(
 
 
 def test_credentials_in_the_url_stay_out_of_records_output_and_errors(
-    tmp_path: Path, archive: Archive, ca: ThrowawayCA, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    archive: Archive,
+    ca: ThrowawayCA,
+    publish_key: TestKey,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     with FaultServer(archive.root, tls=ca.server_context(), auth=("mk", PASSWORD)) as srv:
         store = tmp_path / "store"
@@ -414,6 +419,18 @@ def test_credentials_in_the_url_stay_out_of_records_output_and_errors(
         auth = store / "auth.conf"
         assert _grep(store, PASSWORD) == [str(auth)]
         assert auth.stat().st_mode & 0o777 == 0o600
+        # Neither a published tree nor a bundle (its tar, decompressed) carries them.
+        tree, bundle = tmp_path / "published", tmp_path / "out.bundle"
+        for args in (
+            ("publish", "fs", "s1", str(tree)),
+            ("bundle", "export", "s1", "-o", str(bundle)),
+        ):
+            r = run_cli(store, *args, "--key", publish_key.fingerprint,
+                        gnupghome=publish_key.gnupghome)  # fmt: skip
+            assert r.exit_code == 0 and PASSWORD not in r.output, r.output
+        assert any(tree.rglob("InRelease")) and not _grep(tree, PASSWORD)
+        tar = subprocess.run(["zstd", "-dc", str(bundle)], capture_output=True, check=True).stdout
+        assert b"snapshot.json" in tar and PASSWORD.encode() not in tar
 
         # A URL that is wrong: the error shows it without the credentials.
         other = tmp_path / "other"
