@@ -13,7 +13,7 @@ import re
 import shutil
 import ssl
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +57,29 @@ class NetworkConfig:
             f"ca_bundle={self.ca_bundle!r}, auth_files={self.auth_files!r}, "
             f"trust_env={self.trust_env!r}, extra_auth_files={self.extra_auth_files!r})"
         )
+
+
+def network_config(
+    proxy: str | None = None,
+    ca_bundle: str | os.PathLike[str] | None = None,
+    auth_file: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+    *,
+    base: NetworkConfig | None = None,
+) -> NetworkConfig:
+    """The config for command-line options (``--proxy``, ``--ca-bundle``, ``--auth-file``, one
+    or several), each one given overriding ``base`` (a profile's ``[network]`` table)."""
+    base = base or NetworkConfig()
+    files: tuple[Path, ...] | None = base.auth_files
+    if auth_file is not None:
+        many = [auth_file] if isinstance(auth_file, str | os.PathLike) else list(auth_file)
+        files = tuple(Path(f) for f in many) or files
+    return NetworkConfig(
+        proxy=proxy if proxy is not None else base.proxy,
+        ca_bundle=Path(ca_bundle) if ca_bundle is not None else base.ca_bundle,
+        auth_files=files,
+        trust_env=base.trust_env,
+        extra_auth_files=base.extra_auth_files,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +212,8 @@ def _proxy_url(value: str, what: str) -> str:
     if scheme not in _PROXY_SCHEMES:
         raise NetworkConfigError(
             f"{what}: unsupported proxy {redact_url(url)!r} (scheme {scheme!r})",
-            "give an http:// or https:// proxy URL, e.g. http://proxy.example:3128.",
+            "give an http:// or https:// proxy URL, e.g. http://proxy.example:3128 (--proxy "
+            "URL overrides the environment; --proxy none connects directly).",
         )
     return url
 

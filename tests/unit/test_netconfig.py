@@ -13,7 +13,7 @@ import pytest
 
 from mirrorkit.errors import FetchError, MirrorkitError, NetworkConfigError
 from mirrorkit.net.auth import Credentials, parse
-from mirrorkit.net.config import NetworkConfig, bypassed, resolve
+from mirrorkit.net.config import NetworkConfig, bypassed, network_config, resolve
 from mirrorkit.net.redact import redact_url
 from mirrorkit.transport import connect_first
 
@@ -305,3 +305,11 @@ def test_every_address_refused_reports_them(tmp_path: Path) -> None:
     with pytest.raises(OSError) as info:
         asyncio.run(connect_first(addrs, delay=0.05))
     assert info.value.errno is not None
+
+
+def test_options_override_the_profile() -> None:
+    profile = NetworkConfig(proxy="http://p:1", ca_bundle=Path("/ca.pem"), auth_files=(Path("/a"),))
+    assert network_config(base=profile) == profile
+    got = network_config("none", "/other.pem", ["/b", "/c"], base=profile)
+    assert got == NetworkConfig("none", Path("/other.pem"), (Path("/b"), Path("/c")))
+    assert network_config(auth_file="/x").auth_files == (Path("/x"),)
