@@ -151,6 +151,27 @@ def test_proxy_credentials_from_the_proxy_url(
     assert not _grep(store, secret)
 
 
+def test_a_tunnel_through_a_proxy_that_wants_credentials(
+    tmp_path: Path,
+    archive: Archive,
+    tls_upstream: FaultServer,
+    ca: ThrowawayCA,
+    no_env_proxy: pytest.MonkeyPatch,
+) -> None:
+    with TinyProxy(tmp_path / "proxy", auth=("mk", "tunnel-Secret")) as proxy:
+        store = tmp_path / "store"
+        add(store, tls_upstream.url, archive)
+        with pytest.raises(ProxyError) as info:
+            update(store, NetworkConfig(proxy=proxy.url, ca_bundle=ca.cert))
+        assert (
+            "407" in info.value.message and info.value.hint and "USER:PASSWORD@" in info.value.hint
+        )
+        assert len(proxy.requests()) == 1 and tls_upstream.connections == 0
+        good = NetworkConfig(proxy=proxy.url_with("mk", "tunnel-Secret"), ca_bundle=ca.cert)
+        assert update(store, good).summary.fetched == len(archive.debs)
+        assert {m for m, _u in proxy.requests()} == {"CONNECT"}
+
+
 @pytest.mark.parametrize(
     "no_proxy", ["127.0.0.1", "127.0.0.0/8", ".example.org, 127.0.0.1", "localhost,*"]
 )
