@@ -7,15 +7,16 @@ does not know.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-from mirrorkit import __version__
+from mirrorkit import __version__, bundle, snapshot
 from mirrorkit.errors import StoreFormatError
-from mirrorkit.store import Store
+from mirrorkit.store import SNAPSHOT, Store
 from tests.helpers.archive import Archive
 from tests.helpers.gpgkeys import TestKey
 from tests.helpers.httpserver import FaultServer
@@ -252,3 +253,28 @@ def test_an_import_log_of_a_newer_version_stops_an_import_before_it_writes(
     assert r.exit_code == 1
     assert f"error: {log}: imported-bundles record format 99" in r.stderr, r.stderr
     assert listing(target) == before
+
+
+def test_a_bundle_carrying_a_snapshot_record_of_a_newer_version_is_refused(
+    tmp_path: Path,
+    debs_dir: dict[str, Path],
+    publish_key: TestKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As a newer mirrorkit would export it: the record's own digest holds and the signed
+    manifest vouches for it, yet this mirrorkit cannot know what its version means."""
+    with monkeypatch.context() as newer:
+        newer.setattr(snapshot, "SNAPSHOT", dataclasses.replace(SNAPSHOT, version=2))
+        newer.setattr(snapshot, "FORMAT", 2)
+        source = Store(tmp_path / "source")
+        snapshot.create_from_debs(source, "next", [debs_dir["tool"]])
+        bundle.export(source, ["next"], tmp_path / "next.bundle", key=publish_key.fingerprint,
+                      gnupghome=str(publish_key.gnupghome))  # fmt: skip
+    target = tmp_path / "target"
+    r = run_cli(target, "bundle", "import", str(tmp_path / "next.bundle"), "--keyring",
+                str(publish_key.public_keyring))  # fmt: skip
+    assert r.exit_code == 1
+    assert "snapshots/next/snapshot.json: snapshot record format 2, but this mirrorkit " \
+        f"({__version__}) reads snapshot records up to format 1" in r.stderr, r.stderr  # fmt: skip
+    assert not (target / "snapshots" / "next").exists()
+    assert not list((target / "pool").glob("*/*"))  # refused before anything was committed
