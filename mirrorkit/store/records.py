@@ -117,7 +117,8 @@ SNAPSHOT = RecordKind(
             "name": str,
             "created_at": str,
             "mirrorkit_version": str,
-            "sources": ListOf(Obj({}, free=True)),
+            # Provenance: a kind, and fields by kind; a reader keeps what it does not know.
+            "sources": ListOf(Obj({"kind": str}, free=True)),
             "indexes": ListOf(_INDEX),
             "digest": str,
         }

@@ -75,6 +75,7 @@ def test_unversioned_records_are_version_1_only_where_they_were_written_so() -> 
         ({**SNAP, "indexes": [{**INDEX, "packages": "3"}]},
          r"indexes\[0\]\.packages: expected an integer, got a string"),
         ({**SNAP, "sources": [1]}, r"sources\[0\]: expected an object, got a number"),
+        ({**SNAP, "sources": [{"files": []}]}, r"sources\[0\]\.kind: missing"),
         ({k: v for k, v in SNAP.items() if k != "digest"}, "digest: missing"),
     ],
 )  # fmt: skip
