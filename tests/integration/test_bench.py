@@ -29,7 +29,7 @@ def _bench(*args: str) -> subprocess.CompletedProcess[str]:
 def test_bench_lists_its_sections_and_refuses_unknown_ones() -> None:
     proc = _bench("--help")
     assert proc.returncode == 0, proc.stderr
-    assert "parse, download, resolve, bundle" in proc.stdout
+    assert "parse, download, proxy, resolve, bundle" in proc.stdout
     proc = _bench("nonsense")
     assert proc.returncode == 2
     assert "unknown section(s) nonsense" in proc.stderr
