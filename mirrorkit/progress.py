@@ -1,4 +1,8 @@
-"""How the core reports progress without knowing about terminals: cli.py draws it with tqdm."""
+"""How the core reports progress without knowing about terminals.
+
+The CLI draws it with tqdm (``mirrorkit.cli.common.TqdmReporter``); a program using the Python
+API passes its own object with these methods as ``reporter=``, or none (:class:`NullReporter`).
+Diagnostics do not come this way: they go to ``logging.getLogger("mirrorkit...")``."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -54,6 +55,8 @@ def hoist_global_options(args: Sequence[str]) -> list[str]:
             break
         name = arg.split("=", 1)[0]
         takes_value = _GLOBAL_OPTIONS.get(name)
+        if takes_value is None and re.fullmatch(r"-[qv]{2,}", arg):
+            takes_value = False  # -qv, -vq: flags given together
         if takes_value is None:
             rest.append(arg)
         elif takes_value and "=" not in arg and i + 1 < len(args):

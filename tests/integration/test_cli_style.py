@@ -47,6 +47,8 @@ def test_global_options_work_after_the_subcommand(tmp_path: Path) -> None:
     assert code == 0 and "own: all satisfied" in err
     code, out, err = _invoke("snapshot", "verify", "own", f"--store={store}", "-q")
     assert code == 0 and out == "" and err == ""
+    code, out, err = _invoke("snapshot", "verify", "own", "-qv", "--store", str(store))
+    assert code == 0 and out == "" and err == ""
     (tmp_path / "file").write_text("")
     code, _, err = _invoke("mirror", "list", "--store", str(tmp_path / "file"))
     assert code == 2 and "not a directory" in err
