@@ -20,13 +20,14 @@ import re
 import string
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from mirrorkit.errors import MirrorkitError, ProfileError
 from mirrorkit.models import MergePolicy, MirrorSpec
+from mirrorkit.net.config import NetworkConfig
 
 __all__ = [
     "FilterSpec",
@@ -46,7 +47,8 @@ _SUITE: Final = re.compile(r"[A-Za-z0-9._+~-]+(?:/[A-Za-z0-9._+~-]+)*/?")
 _FINGERPRINT: Final = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
-_TOP_KEYS: Final = ("upstream", "snapshot", "filter", "publish")
+_TOP_KEYS: Final = ("upstream", "snapshot", "filter", "publish", "network")
+_NETWORK_KEYS: Final = ("proxy", "ca_bundle", "auth_file")
 _UPSTREAM_KEYS: Final = (
     "name",
     "url",
@@ -125,6 +127,8 @@ class Profile:
     snapshot: SnapshotPolicy
     filter: FilterSpec | None
     publish: PublishSpec | None
+    # [network]: proxy, ca_bundle, auth_file; the command line's options win over it.
+    network: NetworkConfig = field(default_factory=NetworkConfig)
 
 
 def check_keyrings(profile: Profile) -> None:
@@ -306,6 +310,7 @@ class _Loader:
             snapshot=self.snapshot(data, name),
             filter=self.filter(data),
             publish=self.publish(data),
+            network=self.network(data),
         )
 
     def upstreams(self, data: Mapping[str, Any]) -> tuple[MirrorSpec, ...]:
@@ -493,6 +498,24 @@ class _Loader:
             with_deps=self.boolean(table, "with_deps", "filter.with_deps", True),
             with_recommends=self.boolean(table, "with_recommends", "filter.with_recommends", False),
             allow_missing=self.boolean(table, "allow_missing", "filter.allow_missing", False),
+        )
+
+    def network(self, data: Mapping[str, Any]) -> NetworkConfig:
+        table = self.table(data, "network", "network")
+        if table is None:
+            return NetworkConfig()
+        self.check_keys(table, _NETWORK_KEYS, "network.")
+        proxy = self.string(table, "proxy", "network.proxy")
+        ca_bundle = self.string(table, "ca_bundle", "network.ca_bundle")
+        files: tuple[Path, ...] | None = None
+        value = table.get("auth_file")
+        if isinstance(value, str):
+            files = (self.path(value),)
+        elif value is not None:
+            listed = self.string_list(table, "auth_file", "network.auth_file")
+            files = tuple(self.path(v) for v in listed or ())
+        return NetworkConfig(
+            proxy=proxy, ca_bundle=self.path(ca_bundle) if ca_bundle else None, auth_files=files
         )
 
     def publish(self, data: Mapping[str, Any]) -> PublishSpec | None:

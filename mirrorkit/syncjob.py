@@ -7,7 +7,7 @@ that name would replace it on the package.)
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,8 @@ from typing import Any
 from mirrorkit import gpg, mirror, publish, query, refs, snapshot
 from mirrorkit.errors import MirrorkitError, UsageError
 from mirrorkit.models import UpdateResult
+from mirrorkit.net.config import network_config
+from mirrorkit.net.redact import redact_url
 from mirrorkit.profile import Profile, check_keyrings, load_profile, snapshot_name
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.resolve import Selection
@@ -129,7 +131,16 @@ async def _update(
     for spec in profile.upstreams:
         mirror.add(store, spec, replace=True)
     for spec in profile.upstreams:
-        reporter.info(f"updating {spec.name} ({spec.url} {spec.suite})")
+        reporter.info(f"updating {spec.name} ({redact_url(spec.url)} {spec.suite})")
+    # The profile's [network] table, under what the command line gave.
+    options = options or mirror.UpdateOptions()
+    given = options.network
+    options = replace(
+        options,
+        network=network_config(
+            given.proxy, given.ca_bundle, given.auth_files, base=profile.network
+        ),
+    )
     names = [spec.name for spec in profile.upstreams]
     return await mirror.update_group_async(
         store, names, options, reporter, selection, profile.snapshot.merge

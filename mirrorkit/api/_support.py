@@ -136,8 +136,12 @@ def update_options(
     allow_expired: bool,
     allow_rollback: bool,
     allow_releaseinfo_change: bool,
+    proxy: str | None = None,
+    ca_bundle: StrPath | None = None,
+    auth_file: StrPath | Sequence[StrPath] | None = None,
 ) -> UpdateOptions:
     from mirrorkit import fetch, mirror
+    from mirrorkit.net.config import network_config
 
     if jobs < 1 or max_tries < 1:
         raise UsageError("--jobs and --max-tries must be at least 1")
@@ -152,6 +156,7 @@ def update_options(
         allow_rollback=allow_rollback,
         allow_releaseinfo_change=allow_releaseinfo_change,
         retry=fetch.RetryPolicy(max_tries=max_tries),
+        network=network_config(proxy, ca_bundle, auth_file),
     )
 
 

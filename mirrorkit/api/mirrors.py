@@ -121,12 +121,23 @@ async def mirror_update_async(
     allow_expired: bool = False,
     allow_rollback: bool = False,
     allow_releaseinfo_change: bool = False,
+    proxy: str | None = None,
+    ca_bundle: StrPath | None = None,
+    auth_file: StrPath | Sequence[StrPath] | None = None,
     store: StrPath | None = None,
     reporter: Reporter | None = None,
 ) -> UpdateResult:
     """:func:`mirror_update` as a coroutine: the downloads run on the caller's event loop."""
     options = update_options(
-        jobs, max_tries, limit_rate, allow_expired, allow_rollback, allow_releaseinfo_change
+        jobs,
+        max_tries,
+        limit_rate,
+        allow_expired,
+        allow_rollback,
+        allow_releaseinfo_change,
+        proxy,
+        ca_bundle,
+        auth_file,
     )
     return await _mirror_update(name, options, store, reporter)
 
@@ -141,12 +152,27 @@ def mirror_update(
     allow_expired: bool = False,
     allow_rollback: bool = False,
     allow_releaseinfo_change: bool = False,
+    proxy: str | None = None,
+    ca_bundle: StrPath | None = None,
+    auth_file: StrPath | Sequence[StrPath] | None = None,
     store: StrPath | None = None,
     reporter: Reporter | None = None,
 ) -> UpdateResult:
-    """Fetch and verify the upstream's current state (``limit_rate``: bytes/s or ``"10M"``)."""
+    """Fetch and verify the upstream's current state (``limit_rate``: bytes/s or ``"10M"``).
+
+    ``proxy`` (a URL, ``"apt"``, ``"none"``), ``ca_bundle`` and ``auth_file`` (one path or
+    several, apt's auth.conf format) as ``--proxy``, ``--ca-bundle``, ``--auth-file``; unset,
+    the environment's proxies and CA store and apt's auth files."""
     options = update_options(
-        jobs, max_tries, limit_rate, allow_expired, allow_rollback, allow_releaseinfo_change
+        jobs,
+        max_tries,
+        limit_rate,
+        allow_expired,
+        allow_rollback,
+        allow_releaseinfo_change,
+        proxy,
+        ca_bundle,
+        auth_file,
     )
     return run_sync(lambda: _mirror_update(name, options, store, reporter))
 
@@ -209,6 +235,9 @@ async def sync_async(
     allow_expired: bool = False,
     allow_rollback: bool = False,
     allow_releaseinfo_change: bool = False,
+    proxy: str | None = None,
+    ca_bundle: StrPath | None = None,
+    auth_file: StrPath | Sequence[StrPath] | None = None,
     store: StrPath | None = None,
     gnupghome: StrPath | None = None,
     reporter: Reporter | None = None,
@@ -216,7 +245,15 @@ async def sync_async(
     """:func:`sync` as a coroutine: the downloads run on the caller's event loop, the rest
     (snapshot, publish) on a worker thread."""
     options = update_options(
-        jobs, max_tries, limit_rate, allow_expired, allow_rollback, allow_releaseinfo_change
+        jobs,
+        max_tries,
+        limit_rate,
+        allow_expired,
+        allow_rollback,
+        allow_releaseinfo_change,
+        proxy,
+        ca_bundle,
+        auth_file,
     )
     return await _sync(profile, options, no_publish, store, gnupghome, reporter)
 
@@ -232,6 +269,9 @@ def sync(
     allow_expired: bool = False,
     allow_rollback: bool = False,
     allow_releaseinfo_change: bool = False,
+    proxy: str | None = None,
+    ca_bundle: StrPath | None = None,
+    auth_file: StrPath | Sequence[StrPath] | None = None,
     store: StrPath | None = None,
     gnupghome: StrPath | None = None,
     reporter: Reporter | None = None,
@@ -239,6 +279,14 @@ def sync(
     """The main job: update the profile's mirrors, snapshot them into one snapshot (filtered
     and merged as the profile says), publish it and move its channel."""
     options = update_options(
-        jobs, max_tries, limit_rate, allow_expired, allow_rollback, allow_releaseinfo_change
+        jobs,
+        max_tries,
+        limit_rate,
+        allow_expired,
+        allow_rollback,
+        allow_releaseinfo_change,
+        proxy,
+        ca_bundle,
+        auth_file,
     )
     return run_sync(lambda: _sync(profile, options, no_publish, store, gnupghome, reporter))

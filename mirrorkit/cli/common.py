@@ -32,6 +32,10 @@ class Globals:
     quiet: bool = False
     verbose: bool = False
     gnupghome: str | None = None
+    # The network (--proxy, --ca-bundle, --auth-file): None = not given (environment, profile).
+    proxy: str | None = None
+    ca_bundle: Path | None = None
+    auth_files: list[Path] | None = None
 
 
 G = Globals(store=Path())
@@ -39,7 +43,8 @@ G = Globals(store=Path())
 # Options of the main command that may also follow the subcommand ("publish fs SNAP DIR -q"):
 # name -> whether it takes a value.
 _GLOBAL_OPTIONS = {"--store": True, "--gnupghome": True, "-q": False, "--quiet": False,
-                   "-v": False, "--verbose": False}  # fmt: skip
+                   "-v": False, "--verbose": False, "--proxy": True, "--ca-bundle": True,
+                   "--auth-file": True}  # fmt: skip
 
 
 def hoist_global_options(args: Sequence[str]) -> list[str]:
@@ -273,12 +278,35 @@ def _main(
     gnupghome: str | None = typer.Option(
         None, "--gnupghome", metavar="DIR", help="GnuPG home for signing [default: $GNUPGHOME]."
     ),
+    proxy: str | None = typer.Option(
+        None,
+        "--proxy",
+        metavar="URL",
+        help="HTTP(S) proxy for every download (http://USER:PASS@HOST:PORT); 'apt' for apt's "
+        "Acquire::http(s)::Proxy, 'none' for none [default: $https_proxy, $http_proxy, "
+        "$all_proxy, $no_proxy].",
+    ),
+    ca_bundle: Path | None = typer.Option(
+        None,
+        "--ca-bundle",
+        metavar="FILE",
+        help="CA certificates (PEM) that verify TLS servers [default: $SSL_CERT_FILE, "
+        "$SSL_CERT_DIR, else the built-in store].",
+    ),
+    auth_file: list[Path] | None = typer.Option(
+        None,
+        "--auth-file",
+        metavar="FILE",
+        help="Credentials in apt's auth.conf format; repeatable [default: /etc/apt/auth.conf, "
+        "/etc/apt/auth.conf.d/*.conf, ~/.netrc].",
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
     ),
 ) -> None:
     G.store = store or default_store_path()
     G.quiet, G.verbose, G.gnupghome = quiet, verbose, gnupghome
+    G.proxy, G.ca_bundle, G.auth_files = proxy, ca_bundle, auth_file or None
     # -v shows what the core logs (logging.getLogger("mirrorkit.*")) on stderr.
     logger = logging.getLogger("mirrorkit")
     if verbose and not quiet:

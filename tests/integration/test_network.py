@@ -538,3 +538,82 @@ def test_server_errors_are_retried_then_typed(
         update(store, DIRECT, max_tries=3)
     assert info.value.status == 502 and upstream.count("*/InRelease") == 3
     assert isinstance(info.value, FetchError) and "--max-tries" in str(info.value.hint)
+
+
+# -- the command line and profiles -------------------------------------------------------------
+
+
+def test_cli_options_proxy_ca_bundle_auth_file(
+    tmp_path: Path, archive: Archive, ca: ThrowawayCA, no_env_proxy: pytest.MonkeyPatch
+) -> None:
+    with (
+        FaultServer(archive.root, tls=ca.server_context(), auth=("mk", PASSWORD)) as srv,
+        TinyProxy(tmp_path / "proxy") as proxy,
+    ):
+        store = tmp_path / "store"
+        add(store, srv.url, archive)
+        auth = tmp_path / "auth.conf"
+        auth.write_text(f"machine 127.0.0.1 login mk password {PASSWORD}\n")
+        r = run_cli(store, "mirror", "update", NAME, "--max-tries", "1")
+        assert r.exit_code == 1 and "TLS" in r.stderr and "--ca-bundle" in r.stderr
+        # Global options before the command or after it.
+        r = run_cli(store, "--ca-bundle", str(ca.cert), "mirror", "update", NAME, "--proxy",
+                    proxy.url, "--auth-file", str(tmp_path / "empty.conf"))  # fmt: skip
+        assert r.exit_code == 2 and "empty.conf: cannot read the auth file" in r.stderr
+        r = run_cli(store, "--ca-bundle", str(ca.cert), "mirror", "update", NAME, "--proxy",
+                    proxy.url, "--auth-file", str(auth))  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert PASSWORD not in r.output
+        assert proxy.requests() and {m for m, _u in proxy.requests()} == {"CONNECT"}
+        assert srv.count("*.deb") == len(archive.debs)
+
+
+def test_profile_network_table(
+    tmp_path: Path,
+    archive: Archive,
+    ca: ThrowawayCA,
+    proxy: TinyProxy,
+    no_env_proxy: pytest.MonkeyPatch,
+) -> None:
+    with FaultServer(archive.root, tls=ca.server_context(), auth=("mk", PASSWORD)) as srv:
+        profiles = tmp_path / "profiles"
+        profiles.mkdir()
+        (profiles / "ca.pem").write_bytes(ca.cert.read_bytes())
+        (profiles / "auth.conf").write_text(f"machine 127.0.0.1 login mk password {PASSWORD}\n")
+        profile = profiles / "net.toml"
+        profile.write_text(
+            f'[[upstream]]\nname = "base"\nurl = "{srv.url}"\nsuite = "stable"\n'
+            f'keyring = "{archive.key.public_keyring}"\n\n'
+            f'[network]\nproxy = "{proxy.url}"\nca_bundle = "ca.pem"\nauth_file = ["auth.conf"]\n'
+        )
+        store = tmp_path / "store"
+        r = run_cli(store, "sync", str(profile), "--no-publish")
+        assert r.exit_code == 0, r.output
+        assert srv.count("*.deb") == len(archive.debs)
+        tunnels = len(proxy.requests())
+        assert tunnels and {m for m, _u in proxy.requests()} == {"CONNECT"}
+        # The command line wins over the profile: no proxy this time.
+        srv.clear_log()
+        r = run_cli(store, "--proxy", "none", "sync", str(profile), "--no-publish")
+        assert r.exit_code == 0, r.output
+        assert len(proxy.requests()) == tunnels and srv.count("*/InRelease") == 1
+
+        profile.write_text(profile.read_text() + 'timeout = "5"\n')
+        r = run_cli(store, "sync", str(profile), "--no-publish")
+        assert r.exit_code == 1 and "network.timeout" in r.stderr
+
+
+def test_python_api_takes_the_network_options(
+    tmp_path: Path,
+    archive: Archive,
+    upstream: FaultServer,
+    proxy: TinyProxy,
+    no_env_proxy: pytest.MonkeyPatch,
+) -> None:
+    import mirrorkit
+
+    store = tmp_path / "store"
+    add(store, upstream.url, archive)
+    result = mirrorkit.mirror_update(NAME, proxy=proxy.url, auth_file=[], store=store)
+    assert result.summary.fetched == len(archive.debs)
+    assert sorted(u for _m, u in proxy.requests()) == sorted(gets(upstream))

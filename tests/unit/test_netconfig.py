@@ -313,3 +313,17 @@ def test_options_override_the_profile() -> None:
     got = network_config("none", "/other.pem", ["/b", "/c"], base=profile)
     assert got == NetworkConfig("none", Path("/other.pem"), (Path("/b"), Path("/c")))
     assert network_config(auth_file="/x").auth_files == (Path("/x"),)
+
+
+def test_profile_network_table_paths_are_relative_to_the_profile(tmp_path: Path) -> None:
+    from mirrorkit.profile import load_profile
+
+    profile = tmp_path / "p.toml"
+    profile.write_text(
+        '[[upstream]]\nname = "u"\nurl = "https://h/debian"\nsuite = "stable"\n'
+        'keyring = "k.gpg"\n[network]\nproxy = "apt"\nca_bundle = "ca.pem"\n'
+        'auth_file = "~/auth.conf"\n'
+    )
+    net = load_profile(profile).network
+    assert net.proxy == "apt" and net.ca_bundle == tmp_path / "ca.pem"
+    assert net.auth_files == (Path.home() / "auth.conf",)
