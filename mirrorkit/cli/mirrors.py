@@ -24,6 +24,7 @@ from mirrorkit.cli.common import (
 )
 from mirrorkit.cli.exports import print_published, published_json
 from mirrorkit.models import UpdateResult
+from mirrorkit.net.redact import redact_url
 
 if TYPE_CHECKING:
     from mirrorkit.mirror import Mirror
@@ -59,7 +60,8 @@ def update_json(result: UpdateResult) -> dict[str, Any]:
 
 def mirror_json(m: Mirror) -> dict[str, Any]:
     return {
-        "spec": asdict(m.spec),
+        # A record written before URL credentials moved to the store's auth file may hold some.
+        "spec": {**asdict(m.spec), "url": redact_url(m.spec.url)},
         "created_at": m.created_at,
         "state": None if m.state is None else {**asdict(m.state), "packages": m.state.packages},
     }
@@ -201,7 +203,8 @@ def mirror_list(json_out: bool = JSON) -> None:
         when = (m.state.release_date or "no Date") if m.state else "never updated"
         count = m.state.packages if m.state else 0
         typer.echo(
-            f"{m.spec.name}\t{m.spec.url} {m.spec.suite}\t{plural(count, 'package')}\t{when}"
+            f"{m.spec.name}\t{redact_url(m.spec.url)} {m.spec.suite}\t{plural(count, 'package')}"
+            f"\t{when}"
         )
 
 
@@ -216,7 +219,7 @@ def mirror_show(
         emit_json(mirror_json(m))
         return
     s = m.spec
-    typer.echo(f"Name: {s.name}\nURL: {s.url}\nSuite: {s.suite}")
+    typer.echo(f"Name: {s.name}\nURL: {redact_url(s.url)}\nSuite: {s.suite}")
     typer.echo(f"Components: {' '.join(s.components)}\nArchitectures: {' '.join(s.architectures)}")
     typer.echo(f"Keyring: {s.keyring}")
     if s.fingerprints:

@@ -617,3 +617,18 @@ def test_python_api_takes_the_network_options(
     result = mirrorkit.mirror_update(NAME, proxy=proxy.url, auth_file=[], store=store)
     assert result.summary.fetched == len(archive.debs)
     assert sorted(u for _m, u in proxy.requests()) == sorted(gets(upstream))
+
+
+def test_a_record_from_before_shows_no_credentials(tmp_path: Path, archive: Archive) -> None:
+    # Records written before URL credentials moved to the store's auth file still hold them:
+    # what mirror list and show print is redacted all the same.
+    store = tmp_path / "store"
+    add(store, "https://127.0.0.1:9/debian", archive)
+    record = store / "mirrors" / f"{NAME}.json"
+    record.write_text(
+        record.read_text().replace("https://127.0.0.1:9", f"https://mk:{PASSWORD}@127.0.0.1:9")
+    )
+    assert PASSWORD in record.read_text()
+    for args in (("mirror", "list"), ("mirror", "show", NAME), ("mirror", "show", NAME, "--json")):
+        r = run_cli(store, *args)
+        assert r.exit_code == 0 and PASSWORD not in r.output and "***@127.0.0.1:9" in r.output
