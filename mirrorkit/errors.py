@@ -101,6 +101,14 @@ class StorageError(MirrorkitError):
     """The disk refused a write (full, read-only, permissions)."""
 
 
+class InsufficientSpaceError(StorageError):
+    """An update would not fit on the store's filesystem (checked before downloading)."""
+
+
+class EmptyResultError(MirrorkitError):
+    """A filter or query matched nothing where an empty result is almost surely a mistake."""
+
+
 class BundleError(MirrorkitError):
     """A bundle is damaged, incomplete, hostile, or not what its signed manifest says."""
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mirrorkit import archive, gpg, merge, resolve
+from mirrorkit import archive, gpg, merge, resolve, space
 from mirrorkit.errors import (
     ConflictError,
     FetchError,
@@ -31,6 +31,7 @@ from mirrorkit.errors import (
     UsageError,
 )
 from mirrorkit.models import (
+    DownloadPlan,
     FetchSummary,
     FileRef,
     IndexRef,
@@ -89,6 +90,8 @@ class UpdateOptions:
     allow_releaseinfo_change: bool = False  # follow a suite to another Codename
     retry: RetryPolicy | None = None  # tests shorten the backoff
     network: NetworkConfig = field(default_factory=NetworkConfig)  # proxies, CA, auth files
+    dry_run: bool = False  # verify down to the indices, plan the downloads, then stop
+    space_check: bool = True  # refuse an update the store's filesystem cannot hold
 
 
 def _now() -> datetime:
@@ -688,7 +691,9 @@ async def _update_group(
                 await prepare(fetcher, store, m, options, reporter, digest) for m in mirrors
             ]
             if all(p.unchanged for p in prepared):
-                return [_unchanged(p.mirror) for p in prepared]
+                return [
+                    with_changes(_unchanged(p.mirror), dry_run=options.dry_run) for p in prepared
+                ]
             spare_from_gc()
             # The new indices are packed for the store from now on: beside the resolver, which
             # keeps one core busy (filtered bookworm: 0.14 s), and then the downloads.
@@ -702,13 +707,26 @@ async def _update_group(
                             p.indexes = stored_indexes(store, p.mirror.state.upstream)
                     keys = await asyncio.to_thread(_select, prepared, selection, policy, reporter)
                     keep = [_keep_only(p.indexes, keys) for p in prepared]
+                plans = [
+                    None
+                    if p.unchanged and selection is None
+                    else space.plan(store, download_plan(kept, dists_url(p.mirror.spec)))
+                    for p, kept in zip(prepared, keep, strict=True)
+                ]
+                if options.dry_run:
+                    planned = zip(prepared, keep, plans, strict=True)
+                    return [_planned(p, kept, plan) for p, kept, plan in planned]
+                if options.space_check:  # before the first download, for all of them at once
+                    what = ", ".join(m.spec.name for m in mirrors)
+                    space.check(store, [x for x in plans if x], what)
                 results = []
-                for p, kept in zip(prepared, keep, strict=True):
-                    if p.unchanged and selection is None:
+                for p, kept, plan in zip(prepared, keep, plans, strict=True):
+                    if plan is None:
                         results.append(_unchanged(p.mirror))
                     else:
                         task = packing.pop(id(p), None)
-                        results.append(await complete(fetcher, store, p, kept, digest, task))
+                        done = await complete(fetcher, store, p, kept, digest, task)
+                        results.append(with_changes(done, plan=plan))
                 return results
             finally:
                 for task in packing.values():  # any left: an error ended the update early
@@ -735,6 +753,15 @@ def _gc_spared() -> Iterator[Callable[[], None]]:
 def _unchanged(mirror: Mirror) -> UpdateResult:
     assert mirror.state is not None
     return UpdateResult(mirror.spec.name, False, mirror.state.packages, mirror.state.release_date)
+
+
+def _planned(p: Prepared, kept: list[LoadedIndex], plan: DownloadPlan | None) -> UpdateResult:
+    """A dry run's result: what the verified indices list, nothing downloaded or committed."""
+    if plan is None:
+        return with_changes(_unchanged(p.mirror), dry_run=True)
+    date = p.release.date.astimezone(UTC).isoformat() if p.release.date is not None else ""
+    packages = sum(len(i.packages) for i in kept)
+    return UpdateResult(p.mirror.spec.name, True, packages, date, plan=plan, dry_run=True)
 
 
 def _select(

@@ -187,12 +187,24 @@ class FetchSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class DownloadPlan:
+    """What an update downloads (or, dry run, would): files the pool lacks and their bytes
+    (less what partial downloads hold), and files the pool has already."""
+
+    files: int = 0
+    bytes: int = 0
+    reused: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class UpdateResult:
     mirror: str
     changed: bool
     packages: int
     release_date: str
     summary: FetchSummary = field(default_factory=FetchSummary)
+    plan: DownloadPlan = field(default_factory=DownloadPlan)  # planned before any download
+    dry_run: bool = False  # True: verified up to the indices, nothing downloaded or committed
 
 
 # --- results of the public API (mirrorkit.api) that no stage returns as such ------------------

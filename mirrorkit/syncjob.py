@@ -27,8 +27,9 @@ from mirrorkit.store import Store
 class SyncResult:
     profile: Profile
     updates: tuple[UpdateResult, ...]
-    snapshot: snapshot.SnapshotInfo
+    snapshot: snapshot.SnapshotInfo | None  # None: a dry run (``updates`` say what it would fetch)
     published: publish.Published | None
+    dry_run: bool = False
 
 
 def _check_supported(profile: Profile, no_publish: bool, gnupghome: str | None) -> None:
@@ -75,6 +76,8 @@ def sync(
     profile, selection = _load(profile_path, no_publish, gnupghome)
     with store.locked():
         updates = asyncio.run(_update(store, profile, selection, options, reporter))
+        if options is not None and options.dry_run:
+            return SyncResult(profile, tuple(updates), None, None, dry_run=True)
         info, published = _snapshot_and_publish(
             store, profile, selection, options, no_publish, gnupghome, reporter
         )
@@ -98,6 +101,8 @@ async def sync_async(
     profile, selection = await asyncio.to_thread(_load, profile_path, no_publish, gnupghome)
     with store.locked():
         updates = await _update(store, profile, selection, options, reporter)
+        if options is not None and options.dry_run:
+            return SyncResult(profile, tuple(updates), None, None, dry_run=True)
         info, published = await asyncio.to_thread(
             _snapshot_and_publish, store, profile, selection, options, no_publish, gnupghome,
             reporter,

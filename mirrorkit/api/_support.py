@@ -139,6 +139,9 @@ def update_options(
     proxy: str | None = None,
     ca_bundle: StrPath | None = None,
     auth_file: StrPath | Sequence[StrPath] | None = None,
+    *,
+    dry_run: bool = False,
+    no_space_check: bool = False,
 ) -> UpdateOptions:
     from mirrorkit import fetch, mirror
     from mirrorkit.net.config import network_config
@@ -157,6 +160,8 @@ def update_options(
         allow_releaseinfo_change=allow_releaseinfo_change,
         retry=fetch.RetryPolicy(max_tries=max_tries),
         network=network_config(proxy, ca_bundle, auth_file),
+        dry_run=dry_run,
+        space_check=not no_space_check,
     )
 
 

@@ -124,6 +124,8 @@ async def mirror_update_async(
     proxy: str | None = None,
     ca_bundle: StrPath | None = None,
     auth_file: StrPath | Sequence[StrPath] | None = None,
+    dry_run: bool = False,
+    no_space_check: bool = False,
     store: StrPath | None = None,
     reporter: Reporter | None = None,
 ) -> UpdateResult:
@@ -138,6 +140,8 @@ async def mirror_update_async(
         proxy,
         ca_bundle,
         auth_file,
+        dry_run=dry_run,
+        no_space_check=no_space_check,
     )
     return await _mirror_update(name, options, store, reporter)
 
@@ -155,10 +159,17 @@ def mirror_update(
     proxy: str | None = None,
     ca_bundle: StrPath | None = None,
     auth_file: StrPath | Sequence[StrPath] | None = None,
+    dry_run: bool = False,
+    no_space_check: bool = False,
     store: StrPath | None = None,
     reporter: Reporter | None = None,
 ) -> UpdateResult:
     """Fetch and verify the upstream's current state (``limit_rate``: bytes/s or ``"10M"``).
+
+    ``dry_run``: verify InRelease and the indices, return what would be downloaded
+    (``result.plan``) and change nothing. Unless ``no_space_check``, an update that would not
+    fit on the store's filesystem (with a margin: mirrorkit.space) raises
+    InsufficientSpaceError before downloading anything.
 
     ``proxy`` (a URL, ``"apt"``, ``"none"``), ``ca_bundle`` and ``auth_file`` (one path or
     several, apt's auth.conf format) as ``--proxy``, ``--ca-bundle``, ``--auth-file``; unset,
@@ -173,6 +184,8 @@ def mirror_update(
         proxy,
         ca_bundle,
         auth_file,
+        dry_run=dry_run,
+        no_space_check=no_space_check,
     )
     return run_sync(lambda: _mirror_update(name, options, store, reporter))
 
@@ -238,6 +251,8 @@ async def sync_async(
     proxy: str | None = None,
     ca_bundle: StrPath | None = None,
     auth_file: StrPath | Sequence[StrPath] | None = None,
+    dry_run: bool = False,
+    no_space_check: bool = False,
     store: StrPath | None = None,
     gnupghome: StrPath | None = None,
     reporter: Reporter | None = None,
@@ -254,6 +269,8 @@ async def sync_async(
         proxy,
         ca_bundle,
         auth_file,
+        dry_run=dry_run,
+        no_space_check=no_space_check,
     )
     return await _sync(profile, options, no_publish, store, gnupghome, reporter)
 
@@ -272,6 +289,8 @@ def sync(
     proxy: str | None = None,
     ca_bundle: StrPath | None = None,
     auth_file: StrPath | Sequence[StrPath] | None = None,
+    dry_run: bool = False,
+    no_space_check: bool = False,
     store: StrPath | None = None,
     gnupghome: StrPath | None = None,
     reporter: Reporter | None = None,
@@ -288,5 +307,7 @@ def sync(
         proxy,
         ca_bundle,
         auth_file,
+        dry_run=dry_run,
+        no_space_check=no_space_check,
     )
     return run_sync(lambda: _sync(profile, options, no_publish, store, gnupghome, reporter))

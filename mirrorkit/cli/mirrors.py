@@ -32,6 +32,13 @@ if TYPE_CHECKING:
 
 def summary_line(result: UpdateResult) -> str:
     s = result.summary
+    if result.dry_run and result.changed:
+        p = result.plan
+        return (
+            f"{result.mirror}: would download {plural(p.files, 'file')}, {mb(p.bytes)} "
+            f"({p.bytes} bytes); reuse {p.reused}; {plural(result.packages, 'package')} "
+            "(dry run: nothing downloaded)"
+        )
     if not result.changed:
         return (
             f"{result.mirror}: unchanged ({plural(result.packages, 'package')}, "
@@ -55,6 +62,8 @@ def update_json(result: UpdateResult) -> dict[str, Any]:
         "reused": s.reused,
         "bytes": s.bytes,
         "seconds": round(s.seconds, 3),
+        "dry_run": result.dry_run,
+        "plan": asdict(result.plan),  # planned before downloading: files, bytes, reused
     }
 
 
@@ -156,6 +165,16 @@ ALLOW_ROLLBACK = typer.Option(
 ALLOW_RELEASEINFO_CHANGE = typer.Option(
     False, "--allow-releaseinfo-change", help="Follow a suite whose Codename changed (as apt)."
 )
+DRY_RUN = typer.Option(
+    False,
+    "--dry-run",
+    help="Verify InRelease and the indices, print what would be downloaded, change nothing.",
+)
+NO_SPACE_CHECK = typer.Option(
+    False,
+    "--no-space-check",
+    help="Download even if the store's filesystem lacks the space (download + 5% + 64 MiB).",
+)
 
 
 @mirror_app.command("update")
@@ -167,6 +186,8 @@ def mirror_update(
     allow_expired: bool = ALLOW_EXPIRED,
     allow_rollback: bool = ALLOW_ROLLBACK,
     allow_releaseinfo_change: bool = ALLOW_RELEASEINFO_CHANGE,
+    dry_run: bool = DRY_RUN,
+    no_space_check: bool = NO_SPACE_CHECK,
     json_out: bool = JSON,
 ) -> None:
     """Fetch and verify the upstream's current state."""
@@ -179,6 +200,8 @@ def mirror_update(
             allow_expired=allow_expired,
             allow_rollback=allow_rollback,
             allow_releaseinfo_change=allow_releaseinfo_change,
+            dry_run=dry_run,
+            no_space_check=no_space_check,
             proxy=G.proxy,
             ca_bundle=G.ca_bundle,
             auth_file=G.auth_files,
@@ -262,6 +285,8 @@ def sync_cmd(
     allow_expired: bool = ALLOW_EXPIRED,
     allow_rollback: bool = ALLOW_ROLLBACK,
     allow_releaseinfo_change: bool = ALLOW_RELEASEINFO_CHANGE,
+    dry_run: bool = DRY_RUN,
+    no_space_check: bool = NO_SPACE_CHECK,
     json_out: bool = JSON,
 ) -> None:
     """Update, snapshot and publish what a profile names.
@@ -278,6 +303,8 @@ def sync_cmd(
             allow_expired=allow_expired,
             allow_rollback=allow_rollback,
             allow_releaseinfo_change=allow_releaseinfo_change,
+            dry_run=dry_run,
+            no_space_check=no_space_check,
             proxy=G.proxy,
             ca_bundle=G.ca_bundle,
             auth_file=G.auth_files,
@@ -292,10 +319,18 @@ def sync_cmd(
             {
                 "profile": str(result.profile.path),
                 "updates": [update_json(u) for u in result.updates],
-                "snapshot": snapshot_json(result.snapshot),
+                "dry_run": result.dry_run,
+                "snapshot": None if result.snapshot is None else snapshot_json(result.snapshot),
                 "published": None if result.published is None else published_json(result.published),
             }
         )
+        return
+    if result.snapshot is None:  # a dry run: the plan is the result, on stdout
+        for update in result.updates:
+            typer.echo(summary_line(update))
+        total = sum(u.plan.bytes for u in result.updates)
+        files = sum(u.plan.files for u in result.updates)
+        typer.echo(f"total: would download {plural(files, 'file')}, {mb(total)} ({total} bytes)")
         return
     for update in result.updates:
         info(summary_line(update))

@@ -1,0 +1,154 @@
+"""Operating safely on full archives (issue 13): know before you fetch (--dry-run), refuse an
+update the disk cannot hold, no new snapshot of an unchanged upstream, an empty result is a
+mistake, partial downloads are garbage, permissions that fit the file.
+
+Real parts only: a signed archive on a loopback FaultServer, the real CLI, a real tmpfs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mirrorkit import space
+from tests.helpers.archive import Archive, build_archive
+from tests.helpers.debs import build_deb
+from tests.helpers.httpserver import FaultServer
+from tests.mk import run_cli
+
+NAME = "up"
+
+
+def _add(store: Path, srv: FaultServer, archive: Archive, *extra: str) -> None:
+    r = run_cli(store, "mirror", "add", NAME, srv.url, "stable", "--keyring",
+                str(archive.key.public_keyring), *extra)  # fmt: skip
+    assert r.exit_code == 0, r.output
+
+
+def _deb_gets(srv: FaultServer) -> list[str]:
+    return [p for m, p, _ in srv.requests if m == "GET" and p.endswith(".deb")]
+
+
+def _record(store: Path) -> bytes:
+    return (store / "mirrors" / f"{NAME}.json").read_bytes()
+
+
+def _pool(store: Path) -> list[Path]:
+    return [p for p in (store / "pool").rglob("*") if p.is_file()]
+
+
+# -- 1. know before you fetch ------------------------------------------------------------------
+
+
+def test_update_dry_run_verifies_plans_and_downloads_nothing(
+    tmp_path: Path, upstream: FaultServer, archive: Archive
+) -> None:
+    store = tmp_path / "store"
+    _add(store, upstream, archive)
+    before = _record(store)
+    sizes = sum(p.stat().st_size for p in archive.debs.values())
+
+    r = run_cli(store, "mirror", "update", NAME, "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith(f"{NAME}: would download 7 files, "), r.stdout
+    assert f"({sizes} bytes)" in r.stdout and "dry run" in r.stdout
+    # Verified as usual: InRelease and the index were fetched; not one pool file.
+    assert upstream.count("*/InRelease") == 1 and upstream.count("*/binary-amd64/*") >= 1
+    assert _deb_gets(upstream) == []
+    assert _record(store) == before and _pool(store) == []
+
+    r = run_cli(store, "mirror", "update", NAME, "--dry-run", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["dry_run"] is True and out["fetched"] == 0
+    assert out["plan"] == {"files": 7, "bytes": sizes, "reused": 0}
+    assert _deb_gets(upstream) == [] and _record(store) == before
+
+    # A real update afterwards fetches what the plan said; a dry run then plans nothing.
+    r = run_cli(store, "mirror", "update", NAME, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["plan"] == {"files": 7, "bytes": sizes, "reused": 0}
+    assert len(_deb_gets(upstream)) == 7
+    r = run_cli(store, "mirror", "update", NAME, "--dry-run")
+    assert r.exit_code == 0 and "unchanged" in r.stdout, r.output
+
+
+def test_sync_dry_run_prints_the_plan_per_mirror_and_makes_no_snapshot(
+    tmp_path: Path, upstream: FaultServer, archive: Archive
+) -> None:
+    store = tmp_path / "store"
+    profile = tmp_path / "p.toml"
+    profile.write_text(
+        f'[[upstream]]\nname = "{NAME}"\nurl = "{upstream.url}"\nsuite = "stable"\n'
+        f'keyring = "{archive.key.public_keyring}"\n\n[filter]\nquery = "hello"\n'
+        "with_deps = true\n"
+    )
+    r = run_cli(store, "sync", str(profile), "--dry-run")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    hello = archive.debs["pool/main/h/hello/hello_1.0_amd64.deb"].stat().st_size
+    lib = archive.debs["pool/main/l/libgreet/libgreet_1.0_amd64.deb"].stat().st_size
+    assert lines[0].startswith(f"{NAME}: would download 2 files, "), r.stdout
+    assert lines[-1].endswith(f"({hello + lib} bytes)") and lines[-1].startswith("total: ")
+    assert _deb_gets(upstream) == []
+    assert not (store / "snapshots").exists() or not any((store / "snapshots").iterdir())
+    record = _record(store)
+    assert json.loads(record)["state"] is None  # never updated: the dry run committed nothing
+
+    r = run_cli(store, "sync", str(profile), "--dry-run", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["dry_run"] is True and out["snapshot"] is None
+    assert [(u["mirror"], u["plan"]["files"], u["plan"]["bytes"]) for u in out["updates"]] == [
+        (NAME, 2, hello + lib)
+    ]
+    assert _deb_gets(upstream) == [] and _record(store) == record
+
+
+# -- 2. free space -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MB tmpfs, mounted for the test and unmounted after it."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2M", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_update_refuses_before_downloading_when_the_store_filesystem_is_too_small(
+    tmp_path: Path, small_fs: Path, archive: Archive, debs_dir: dict[str, Path]
+) -> None:
+    big = [build_deb(tmp_path / "big", f"big{i}", "1.0", "amd64", payload_size=1_200_000)
+           for i in range(3)]  # fmt: skip
+    bigger = build_archive(tmp_path / "bigger", archive.key, {"main": [*debs_dir.values(), *big]})
+    download = sum(p.stat().st_size for p in bigger.debs.values())
+    assert download > 3_000_000  # more than the 2 MB filesystem holds
+    store = small_fs / "store"
+    with FaultServer(bigger.root) as srv:
+        _add(store, srv, bigger)
+        before = _record(store)
+        r = run_cli(store, "mirror", "update", NAME)
+        assert r.exit_code == 1, r.output
+        err = r.stderr
+        assert f"needs {space._size(space.needed(download))}" in err, err
+        assert f"({download} bytes to download + 5% + 64 MiB margin)" in err
+        assert "free; nothing was downloaded" in err and str(small_fs) in err
+        assert "--no-space-check" in err
+        assert _deb_gets(srv) == [] and _record(store) == before and _pool(store) == []
+
+        # The hint's way out: --no-space-check downloads (and here runs out of room for real).
+        r = run_cli(store, "mirror", "update", NAME, "--no-space-check")
+        assert "--no-space-check" not in r.stderr
+        assert _deb_gets(srv) != []
+        assert _record(store) == before  # the disk filled up: nothing was committed
