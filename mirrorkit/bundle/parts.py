@@ -7,6 +7,7 @@
   read.
 * ``JoinedReader`` reads parts back as one stream, checking each part's size and SHA256 as its
   end passes, so no joined copy is ever written to disk.
+* ``parse_size`` reads a part size as people write it (``--split 4G``, ``700MiB``).
 """
 
 from __future__ import annotations
