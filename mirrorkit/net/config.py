@@ -24,7 +24,6 @@ from mirrorkit.net.redact import redact_url
 PROXY_FROM_APT = "apt"
 PROXY_NONE = frozenset({"none", "direct", "off"})
 _PROXY_SCHEMES = frozenset({"http", "https"})
-_DEFAULT_PORT = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +291,3 @@ def bypassed(host: str, no_proxy: tuple[str, ...]) -> bool:
         if host == entry or host.endswith("." + entry):
             return True
     return False
-
-
-def default_port(scheme: str) -> int:
-    return _DEFAULT_PORT.get(scheme, 0)
