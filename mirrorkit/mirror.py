@@ -356,13 +356,17 @@ def _check_release(
             "apt, too, stops here: pass --allow-releaseinfo-change to follow it (a new major "
             "release), or point the mirror at the codename you want.",
         )
-    if (
-        previous is not None
-        and previous.release_date
-        and release.date is not None
-        and not options.allow_rollback
-    ):
+    if previous is not None and previous.release_date and not options.allow_rollback:
         last = datetime.fromisoformat(previous.release_date)
+        if release.date is None:
+            # apt refuses this too: a Release without a Date after one with a Date is an
+            # attacker's cheapest rollback (strip the field, replay an old signed payload).
+            raise ReleaseError(
+                f"{where}: Release has no Date, but the last accepted one was dated "
+                f"{last.isoformat()}: refusing a possible rollback",
+                "the upstream may be a stale or broken mirror; pass --allow-rollback to "
+                "accept it anyway.",
+            )
         if release.date < last:
             raise ReleaseError(
                 f"{where}: Release Date {release.date.isoformat()} is older than the last "
@@ -641,11 +645,10 @@ async def complete(
     state = MirrorState(
         inrelease_sha256=hashlib.sha256(prepared.raw).hexdigest(),
         signer=prepared.verified.signer,
-        # Without a Date, the last Date accepted stays the floor for the rollback check: the
-        # time of this fetch would refuse a genuine Release dated before it.
-        release_date=release.date.astimezone(UTC).isoformat()
-        if release.date is not None
-        else (mirror.state.release_date if mirror.state is not None else ""),
+        # Without a Date there is no floor ("", not the time of this fetch, which would refuse
+        # a genuine Release dated before it). An undated Release after a dated one got here
+        # only through --allow-rollback, which lowers the floor as for an older Date.
+        release_date=release.date.astimezone(UTC).isoformat() if release.date is not None else "",
         valid_until=release.valid_until.isoformat() if release.valid_until else None,
         fetched_at=_now().isoformat(),
         spec_digest=_spec_digest(spec),

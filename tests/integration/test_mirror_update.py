@@ -430,12 +430,43 @@ def test_release_without_a_date_keeps_the_last_date_as_the_rollback_floor(
     assert st is not None and st["release_date"]
     age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(str(st["release_date"]))
     assert dt.timedelta(days=2.9) < age < dt.timedelta(days=3.1)
-    # ...and after another undated one, an older Date than the last one still is.
-    srv.root = undated.root
-    assert update(store).exit_code == 0
+    # ...and an older Date than the last one still is, also after an undated one was refused.
     older = build_archive(tmp_path / "older", test_key, debs, date=days_from_now(-9))
     srv.root = older.root
     assert_refused(update(store), "older than the last accepted")
+    srv.root = undated.root
+    assert_refused(update(store), "has no Date")
+    srv.root = older.root
+    assert_refused(update(store), "older than the last accepted")
+
+
+def test_a_release_without_a_date_after_a_dated_one_is_refused_unless_allowed(
+    tmp_path: Path, store: Path, test_key: TestKey, debs_dir: dict[str, Path],
+    make_server: Callable[[Path], FaultServer],
+) -> None:  # fmt: skip
+    """Stripping the Date (and re-signing: a compromised key or a careless upstream) must not
+    move a mirror back: apt refuses it like an older Date, and so does mirrorkit."""
+    debs = {"main": list(debs_dir.values())}
+    dated = build_archive(tmp_path / "dated", test_key, debs, date=days_from_now(-1))
+    undated = build_archive(tmp_path / "undated", test_key, debs, date=days_from_now(-5))
+    edit_release(undated, lambda t: re.sub(r"\nDate: [^\n]*", "", t))
+    assert "Date:" not in (undated.root / "dists/stable/InRelease").read_text()
+    srv = make_server(dated.root)
+    add(store, srv.url, "stable", test_key.public_keyring)
+    assert update(store).exit_code == 0
+    accepted = state(store)
+    before = store_digest(store)
+
+    srv.root = undated.root
+    for _ in range(2):  # refused every time, not only once
+        assert_refused(update(store), f"{srv.url}/dists/stable", "has no Date")
+    assert store_digest(store) == before
+    assert state(store) == accepted
+
+    r = update(store, "--allow-rollback")
+    assert r.exit_code == 0, r.output
+    st = state(store)
+    assert st is not None and st["release_date"] == ""  # the floor went down with it
 
 
 def test_a_suite_that_changes_codename_is_not_followed_silently(
