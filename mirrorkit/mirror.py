@@ -259,15 +259,19 @@ async def update_async(
     reporter: Reporter | None = None,
 ) -> UpdateResult:
     """:func:`update` as a coroutine, for a caller that runs its own event loop."""
-    mirror = load(store, name)
-    selection = None
-    if mirror.spec.filter:
-        selection = Selection(
-            mirror.spec.filter,
-            with_deps=mirror.spec.with_deps,
-            with_recommends=mirror.spec.with_recommends,
-        )
-    return (await update_group_async(store, [name], options, reporter, selection))[0]
+    load(store, name)  # fail fast, before the lock creates a store
+    with store.locked():
+        # Read after the lock: a 'mirror rm' or 'mirror add --profile' that ran between an
+        # earlier read and the lock would be undone by the state this update writes.
+        mirror = load(store, name)
+        selection = None
+        if mirror.spec.filter:
+            selection = Selection(
+                mirror.spec.filter,
+                with_deps=mirror.spec.with_deps,
+                with_recommends=mirror.spec.with_recommends,
+            )
+        return (await update_group_async(store, [name], options, reporter, selection))[0]
 
 
 def update_group(
@@ -295,8 +299,9 @@ async def update_group_async(
     """:func:`update_group` as a coroutine, for a caller that runs its own event loop."""
     options = options or UpdateOptions()
     reporter = reporter or NullReporter()
-    mirrors = [load(store, n) for n in names]
-    return await _update_group(store, mirrors, options, reporter, selection, policy)
+    for n in names:
+        load(store, n)  # fail fast, before the lock creates a store
+    return await _update_group(store, names, options, reporter, selection, policy)
 
 
 async def _fetch_release(fetcher: Fetcher, spec: MirrorSpec) -> tuple[bytes, gpg.Verified]:
@@ -668,21 +673,21 @@ async def complete(
 
 async def _update_group(
     store: Store,
-    mirrors: Sequence[Mirror],
+    names: Sequence[str],
     options: UpdateOptions,
     reporter: Reporter,
     selection: Selection | None,
     policy: str,
 ) -> list[UpdateResult]:
-    digest = (
-        selection.digest() + policy + ",".join(m.spec.name for m in mirrors) if selection else ""
-    )
+    digest = selection.digest() + policy + ",".join(names) if selection else ""
     # httpx is imported only by what downloads: snapshots, publish and bundles do not need it.
     from mirrorkit.fetch import Fetcher, RetryPolicy
 
     retry = options.retry or RetryPolicy(max_tries=options.max_tries)
     network = with_changes(options.network, extra_auth_files=(store_auth_file(store),))
     with store.locked(), _gc_spared() as spare_from_gc:
+        # The records this update rewrites are read only now, under the lock (see update_async).
+        mirrors = [load(store, n) for n in names]
         async with Fetcher(
             jobs=options.jobs,
             retry=retry,
