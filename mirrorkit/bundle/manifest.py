@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from mirrorkit.bundle.container import show_name
 from mirrorkit.errors import BundleError, UsageError
@@ -346,3 +346,24 @@ def _check_member_set(manifest: Manifest, j: JsonShape) -> None:
     sums = next(m for m in manifest.members if m.path == SUMS)
     if hashlib.sha256(render_sums(manifest.members)).hexdigest() != sums.sha256:
         raise j.fail(f"{SUMS} does not match the member list")
+    _check_member_order(manifest, j)
+
+
+# The fixed order of the members after the signed head (docs/bundle-format.md): a reader can
+# then check the sums before any data, and every snapshot's record before what it names.
+_ORDER: Final = (SUMS, SUMS_SIGNATURE, "snapshots/", "meta/", "channels/", "pool/")
+
+
+def _rank(path: str) -> int:
+    return next(i for i, kind in enumerate(_ORDER) if path == kind or path.startswith(kind))
+
+
+def _check_member_order(manifest: Manifest, j: JsonShape) -> None:
+    previous: Member | None = None
+    for m in manifest.members:
+        if previous is not None and _rank(m.path) < _rank(previous.path):
+            raise j.fail(
+                f"member {show_name(m.path)} is listed after {show_name(previous.path)}: the "
+                f"member order is fixed ({', '.join(_ORDER)})"
+            )
+        previous = m

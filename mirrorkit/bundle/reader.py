@@ -172,17 +172,29 @@ class Reading:
         """Stream every member after the signature through ``sink``, checking each against
         the manifest. Returns how many members verified."""
         expected = {m.path: m for m in manifest.members}
+        # The member order is fixed (docs/bundle-format.md): each member must come after the
+        # ones the signed manifest lists before it. One left out is reported as missing.
+        position = {m.path: i for i, m in enumerate(manifest.members)}
+        last: str | None = None
         seen = {MANIFEST, SIGNATURE}
         good = 0
         while (member := self.next()) is not None:
             try:
                 entry = self._check(member, expected, seen)
+                if last is not None and position[entry.path] < position[last]:
+                    raise BundleError(
+                        f"{self.what}: {show_name(entry.path)}: refused: out of order (the signed "
+                        f"manifest lists it before {show_name(last)}, which came first; the "
+                        "member order is fixed)",
+                        HOSTILE,
+                    )
             except BundleError as exc:
                 problems.add(exc)
                 if member.name in expected:
                     seen.add(member.name)  # refused, not missing: one problem, not two
                 continue  # next() skips its data
             seen.add(entry.path)
+            last = entry.path
             target = sink.open(entry)
             hasher = hashlib.sha256()
             try:

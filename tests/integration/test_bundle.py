@@ -346,6 +346,16 @@ def _tamper(case: str, good: Path, out: Path) -> tuple[Path, str]:
     if case == "member removed":
         entries = [e for e in entries if e.name != pool.name]
         return write_entries(out, entries), f"missing from the bundle: {pool.name}"
+    if case == "members swapped":
+        # Every byte still signed and listed; only the stream order differs from the manifest's.
+        i = next(n for n, e in enumerate(entries) if e.name.startswith("snapshots/"))
+        j = next(n for n, e in enumerate(entries) if e.name.startswith("meta/"))
+        entries[i], entries[j] = entries[j], entries[i]
+        return write_entries(out, entries), f"{entries[j].name}: refused: out of order"
+    if case == "pool objects swapped":
+        i, j = [n for n, e in enumerate(entries) if e.name.startswith("pool/")][:2]
+        entries[i], entries[j] = entries[j], entries[i]
+        return write_entries(out, entries), f"{entries[j].name}: refused: out of order"
     if case == "truncated file":
         out.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
         return out, "truncated"
@@ -364,8 +374,8 @@ def _tamper(case: str, good: Path, out: Path) -> tuple[Path, str]:
 
 TAMPERING = [
     "manifest byte", "signature byte", "pool object byte", "member added", "member removed",
-    "truncated file", "final checksum cut off", "bytes appended",
-    "byte flipped in the compressed file",
+    "members swapped", "pool objects swapped", "truncated file", "final checksum cut off",
+    "bytes appended", "byte flipped in the compressed file",
 ]  # fmt: skip
 
 
@@ -735,6 +745,14 @@ def _edit_manifest(case: str, m: dict[str, Any]) -> str:
     if case == "sums disagree":
         members.append({"path": "pool/" + "e" * 64, "size": 1, "sha256": "e" * 64})
         return "SHA256SUMS does not match the member list"
+    if case == "order":
+        # A pool object listed before the indices, SHA256SUMS made to agree: only the order is
+        # wrong, and the first member out of its place is named.
+        members.insert(2, members.pop(members.index(pool)))
+        sums = "".join(f"{x['sha256']}  {x['path']}\n" for x in members[1:] if x["path"] !=
+                       "SHA256SUMS.asc")  # fmt: skip
+        members[0]["sha256"] = hashlib.sha256(sums.encode()).hexdigest()
+        return f"member {members[3]['path']} is listed after {pool['path']}: the member order"
     if case == "pin to a stranger":
         m["channels"][0]["snapshot"] = "elsewhere"
         return "elsewhere is neither bundled nor the base"
@@ -746,7 +764,7 @@ def _edit_manifest(case: str, m: dict[str, Any]) -> str:
 
 MANIFEST_CASES = [
     "version", "traversal", "misnamed object", "no sums", "index not carried", "sums disagree",
-    "pin to a stranger", "bad snapshot name",
+    "order", "pin to a stranger", "bad snapshot name",
 ]  # fmt: skip
 
 
