@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gnupg
 
-from mirrorkit.errors import SignatureError, UsageError
+from mirrorkit.errors import SignatureError, StorageError, UsageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +38,13 @@ def normalize_fingerprint(fpr: str) -> str:
 @contextmanager
 def _private_home() -> Iterator[str]:
     # A short path under the system temp dir: gpg-agent sockets have a ~108 byte path limit.
-    home = tempfile.mkdtemp(prefix="mk-gpg-")
+    try:
+        home = tempfile.mkdtemp(prefix="mk-gpg-")
+    except OSError as exc:  # a full or read-only /tmp: say so, not a traceback
+        raise StorageError(
+            f"{tempfile.gettempdir()}: cannot create a directory for gpg ({exc.strerror or exc})",
+            "free space there (or set TMPDIR to a writable directory) and run the command again.",
+        ) from exc
     try:
         os.chmod(home, 0o700)
         yield home

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 import tarfile
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -47,6 +47,8 @@ from mirrorkit.store import (
     encode_record,
     fsync_dir,
     read_record,
+    storage_error,
+    temp_dir,
 )
 
 FORMAT = SNAPSHOT.version
@@ -149,7 +151,7 @@ def _commit(store: Store, info: SnapshotInfo, data: bytes) -> None:
             "pick another name, or remove it first with 'mirrorkit snapshot rm'.",
         )
     store.init()
-    staging = Path(tempfile.mkdtemp(dir=store.tmp, prefix=f"snapshot-{info.name}-"))
+    staging = temp_dir(store.tmp, f"snapshot-{info.name}-", final)
     try:
         path = staging / "snapshot.json"
         with path.open("wb") as fh:
@@ -279,9 +281,16 @@ def remove(store: Store, name: str) -> None:
     with store.locked():
         load(store, name)
         final = _dir(store, name)
-        trash = Path(tempfile.mkdtemp(dir=store.tmp, prefix="rm-"))
-        # Rename first so the snapshot disappears atomically, then delete at leisure.
-        os.rename(final, trash / name)
+        # Rename first so the snapshot disappears atomically, then delete at leisure. A rename
+        # needs no new inode or block, so removing works on a full disk (where it is the
+        # user's way out); gc clears a trash directory a killed rm left.
+        trash = store.tmp / f"rm-{name}-{secrets.token_hex(8)}"
+        try:
+            store.tmp.mkdir(parents=True, exist_ok=True)
+            os.rename(final, trash)
+            fsync_dir(store.snapshots)
+        except OSError as exc:
+            raise storage_error(final, exc) from exc
         shutil.rmtree(trash, ignore_errors=True)
 
 

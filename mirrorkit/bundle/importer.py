@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ from mirrorkit.errors import (
     StoreFormatError,
 )
 from mirrorkit.progress import NullReporter, Reporter
-from mirrorkit.store import Store, storage_error, syncfs
+from mirrorkit.store import Store, storage_error, syncfs, temp_dir
 
 _MAX_CHANNEL = 64 << 10
 _SNAPSHOT = re.compile(r"^snapshots/([^/]+)/snapshot\.json$")
@@ -309,7 +308,7 @@ def import_bundle(
             # the lock, so none of these is in use.
             for stale in store.tmp.glob("bundle-import-*"):
                 shutil.rmtree(stale, ignore_errors=True)
-            root = Path(tempfile.mkdtemp(dir=store.tmp, prefix="bundle-import-"))
+            root = temp_dir(store.tmp, "bundle-import-", store.root)
             staging: _Staging | None = None
             try:
                 staging = _Staging(store, root, present)

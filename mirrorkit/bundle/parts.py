@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import BinaryIO
 from mirrorkit.bundle.container import CHUNK
 from mirrorkit.bundle.manifest import VERSION, JsonShape
 from mirrorkit.errors import BundleError, NotFoundError, StorageError, UsageError
-from mirrorkit.store import fsync_dir, storage_error, write_json
+from mirrorkit.store import fsync_dir, storage_error, temp_file, write_json
 
 INDEX_FORMAT = "mirrorkit-bundle-index"
 _MAX_INDEX = 1 << 20
@@ -93,10 +92,8 @@ class PartsWriter:
                 f"--split {self.split} would need more than {self.MAX_PARTS} parts",
                 "pick a larger part size.",
             )
-        fd, name = tempfile.mkstemp(
-            dir=self.directory, prefix=f".{self.output.name}.", suffix=".partial"
-        )
-        self._temps.append(Path(name))
+        fd, name = temp_file(self.directory, f".{self.output.name}.", self.output, ".partial")
+        self._temps.append(name)
         self._fh = os.fdopen(fd, "wb", buffering=0)
         self._written = 0
         self._hash = hashlib.sha256()

@@ -13,6 +13,8 @@ from mirrorkit.store.files import (
     read_json,
     storage_error,
     syncfs,
+    temp_dir,
+    temp_file,
     write_json,
 )
 from mirrorkit.store.layout import STORE_FORMAT, Store
@@ -53,6 +55,8 @@ __all__ = [
     "read_record",
     "storage_error",
     "syncfs",
+    "temp_dir",
+    "temp_file",
     "write_json",
     "write_record",
 ]

@@ -48,6 +48,27 @@ def storage_error(path: Path | str, exc: OSError) -> StorageError:
     return StorageError(f"{path}: cannot write ({exc.strerror or exc})", hint)
 
 
+def temp_dir(parent: Path, prefix: str, what: Path | str) -> Path:
+    """A new private directory under ``parent`` for work on ``what``; a full disk or a
+    read-only store is a StorageError naming ``what`` (what the user asked to write), never a
+    bare OSError from ``tempfile``."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    except OSError as exc:
+        raise storage_error(what, exc) from exc
+
+
+def temp_file(parent: Path, prefix: str, what: Path | str, suffix: str = "") -> tuple[int, Path]:
+    """:func:`temp_dir` for a file: (open descriptor, path)."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=parent, prefix=prefix, suffix=suffix)
+    except OSError as exc:
+        raise storage_error(what, exc) from exc
+    return fd, Path(name)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -69,9 +90,7 @@ def atomic_write(
     ``durable=False`` skips the fsyncs, for a caller that makes the whole store durable with
     one ``syncfs`` before anything refers to the file. ``mode``: the store's own files are
     private; what a web server or apt's sandbox user must read needs 0o644."""
-    directory = tmp_dir or path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    fd, tmp = temp_file(tmp_dir or path.parent, ".tmp-", path)
     try:
         with os.fdopen(fd, "wb") as fh:
             if mode != 0o600:  # mkstemp's

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import zstandard
 
 from mirrorkit.errors import IntegrityError, StorageError
-from mirrorkit.store.files import atomic_write, storage_error
+from mirrorkit.store.files import atomic_write, storage_error, temp_file
 
 
 class Pool:
@@ -51,8 +50,7 @@ class Pool:
     def put_file(self, source: Path, sha256: str) -> None:
         """Copy ``source`` into the pool, checking the copy against ``sha256`` before it is
         visible (the source could change under us)."""
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.tmp, prefix="put-")
+        fd, tmp = temp_file(self.tmp, "put-", self.path(sha256))
         hasher = hashlib.sha256()
         try:
             with os.fdopen(fd, "wb") as out, source.open("rb") as src:
