@@ -1,7 +1,8 @@
 """The command line: parse, call ONE function of :mod:`mirrorkit.api`, render the result (text,
 or JSON with ``--json``). The only importer of typer and tqdm.
 
-Exit codes: 0 success, 1 the operation failed, 2 usage error, 130 interrupted (143 on SIGTERM).
+Exit codes: 0 success, 1 the operation failed, 2 usage error, 130 interrupted (143 on SIGTERM,
+129 on SIGHUP; see ``signals``).
 Results go to stdout (``--json`` where it lists, reports or changes something); progress and
 logs go to stderr.
 
@@ -12,7 +13,6 @@ Modules: ``common`` (the apps, global options, errors to exit codes, tqdm, rende
 
 from __future__ import annotations
 
-import signal
 import sys
 
 # httpx's __init__ tries to import its own command-line client (httpx._main), which imports
@@ -22,12 +22,23 @@ import sys
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 # The command modules register their commands on the apps when imported.
-from mirrorkit.cli import channels, exports, mirrors, snapshots  # noqa: E402,F401
-from mirrorkit.cli.common import TqdmReporter, app, on_sigterm, user_errors  # noqa: E402
+from mirrorkit.cli import (  # noqa: E402,F401
+    channels,
+    exports,
+    mirrors,
+    signals,
+    snapshots,
+)
+from mirrorkit.cli.common import TqdmReporter, app, user_errors  # noqa: E402
 
 __all__ = ["TqdmReporter", "app", "main", "user_errors"]
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, on_sigterm)
-    app()
+    signals.install()
+    try:
+        app()  # always ends with SystemExit (click's standalone mode)
+    except SystemExit:
+        if signals.received() is not None:  # e.g. during parsing or rendering
+            raise SystemExit(signals.report()) from None
+        raise

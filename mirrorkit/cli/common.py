@@ -7,7 +7,6 @@ import json
 import logging
 import re
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from mirrorkit._version import __version__
+from mirrorkit.cli import signals
 from mirrorkit.errors import MirrorkitError
 from mirrorkit.store import default_store_path
 
@@ -153,15 +153,16 @@ def fail(exc: MirrorkitError) -> NoReturn:
     raise typer.Exit(exc.exit_code)
 
 
-TERMINATED = threading.Event()
-
-
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the core's errors into a message, a hint and an exit code."""
+    """Run one operation: a signal interrupts it (see :mod:`mirrorkit.cli.signals`), and the
+    core's errors become a message, a hint and an exit code."""
     try:
-        yield
+        with signals.interruptible():
+            yield
     except MirrorkitError as exc:
+        if signals.received() is not None:  # what the signal caused: report the signal
+            raise typer.Exit(signals.report()) from None
         if (
             G.verbose
             and exc.__cause__ is not None
@@ -169,18 +170,10 @@ def user_errors() -> Iterator[None]:
         ):  # an unexpected error: the traceback is what a bug report needs
             logging.getLogger("mirrorkit").error("caused by", exc_info=exc.__cause__)
         fail(exc)
-    except KeyboardInterrupt:
-        how = "terminated (SIGTERM)" if TERMINATED.is_set() else "interrupted"
-        err(f"error: {how}; nothing was committed.")
-        err("hint: run the same command again (a mirror update resumes its downloads).")
-        raise typer.Exit(143 if TERMINATED.is_set() else 130) from None
-
-
-def on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM (systemd, kill, a CI timeout) unwinds like Ctrl-C: temp files and staging
-    directories are removed on the way out, which the default action (exit at once) skips."""
-    TERMINATED.set()
-    raise KeyboardInterrupt
+    except BaseException as exc:
+        if signals.is_interruption(exc):
+            raise typer.Exit(signals.report()) from None
+        raise
 
 
 class TqdmReporter:

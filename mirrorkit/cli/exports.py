@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mirrorkit import api
+from mirrorkit.cli import signals
 from mirrorkit.cli.common import (
     JSON,
     G,
@@ -203,9 +204,10 @@ def serve_cmd(
         server = serve.make_server(directory, bind, port, log=None if G.quiet else err)
     typer.echo(f"serving {directory} at {server.url} (Ctrl-C to stop)")
     try:
-        server.serve_forever()
+        with signals.interruptible():
+            server.serve_forever()
     except KeyboardInterrupt:
-        pass
+        signals.handled()  # Ctrl-C (or SIGTERM from a service manager) is how a server stops
     finally:
         server.server_close()
 
