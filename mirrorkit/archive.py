@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 import zstandard
 from debian.debian_support import version_compare
@@ -177,22 +177,31 @@ def content_type(path: str) -> str:
     return _CONTENT_TYPES.get(posixpath.splitext(name)[1], "application/octet-stream")
 
 
-def decompress(data: bytes, compression: str, what: str) -> bytes:
-    try:
-        if compression == "xz":
-            return lzma.decompress(data)
-        if compression == "gz":
-            # wbits=47 auto-detects the gzip header; zlib is several times faster than gzip.open.
-            return zlib.decompress(data, 47)
-        if compression == "bz2":
-            return bz2.decompress(data)
-        if compression == "zst":
-            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-        if compression == "":
-            return data
-    except (lzma.LZMAError, zlib.error, OSError, EOFError, zstandard.ZstdError) as exc:
-        raise FormatError(f"{what}: corrupt {compression} data ({exc})") from exc
-    raise FormatError(f"{what}: unsupported compression {compression!r}")
+MAX_INDEX_SIZE: Final = 256 << 20
+"""The most an index may decompress to: about five times Debian's largest Packages index
+(bookworm main amd64: 48 MiB; Ubuntu's universe is smaller). The hash in a signed Release
+proves who made a file, not that it is sane: a compromised or careless upstream can sign an
+index of a few MB that decompresses to gigabytes. Decompression streams in bounded pieces and
+stops at this size with a FormatError; the update then stores nothing."""
+
+_OUT_STEP: Final = 4 << 20  # the most one decompressor call may return
+
+
+def _too_large(what: str, limit: int) -> FormatError:
+    return FormatError(
+        f"{what}: decompresses to more than {limit >> 20} MiB, the limit for an index: refused",
+        "no real archive has an index that large; the upstream is broken or hostile. Nothing "
+        "was stored.",
+    )
+
+
+def decompress(data: bytes, compression: str, what: str, limit: int = MAX_INDEX_SIZE) -> bytes:
+    """The whole decompressed text, at most ``limit`` bytes (see :data:`MAX_INDEX_SIZE`)."""
+    if compression == "":
+        if len(data) > limit:
+            raise _too_large(what, limit)
+        return data
+    return b"".join(iter_decompressed(data, compression, what, limit))
 
 
 def usable_cpus() -> int:
@@ -237,6 +246,7 @@ class XzBlock:
     offset: int
     size: int
     trailer: bytes
+    uncompressed: int  # what the file's index says the block decodes to
 
     def stream(self, data: bytes) -> bytes:
         return data[:12] + data[self.offset : self.offset + self.size] + self.trailer
@@ -285,7 +295,7 @@ def xz_blocks(data: bytes) -> list[XzBlock] | None:
         one_index = body + zlib.crc32(body).to_bytes(4, "little")
         tail = (len(one_index) // 4 - 1).to_bytes(4, "little") + flags
         one_footer = zlib.crc32(tail).to_bytes(4, "little") + tail + b"YZ"
-        blocks.append(XzBlock(offset, size, one_index + one_footer))
+        blocks.append(XzBlock(offset, size, one_index + one_footer, uncompressed))
         offset += size
     if offset != index_at:  # blocks and index must tile the file exactly
         return None
@@ -315,9 +325,22 @@ def _iter_xz_blocks(data: bytes, blocks: list[XzBlock], what: str) -> Iterator[b
         end = block.offset + block.size
         body = [view[i : min(i + step, end)] for i in range(block.offset, end, step)]
         pieces: list[bytes | memoryview] = [view[:12], *body, block.trailer]
+        produced = 0
         for piece in pieces:
-            if output := engine.decompress(piece):
-                out.put(output)
+            while not engine.eof:
+                # Bounded calls: liblzma checks a block against its index record only at the
+                # block's end, and a hostile block could decode to gigabytes before that.
+                if output := engine.decompress(piece, _OUT_STEP):
+                    produced += len(output)
+                    if produced > block.uncompressed:
+                        raise FormatError(
+                            f"{what}: corrupt xz data (block {n + 1} decodes to more than the "
+                            f"{block.uncompressed} bytes the index says)"
+                        )
+                    out.put(output)
+                piece = b""
+                if engine.needs_input:
+                    break
         if not engine.eof or engine.unused_data:
             raise FormatError(f"{what}: truncated xz data (block {n + 1})")
 
@@ -354,38 +377,75 @@ def _iter_xz_blocks(data: bytes, blocks: list[XzBlock], what: str) -> Iterator[b
             yield piece
 
 
-def iter_decompressed(data: bytes, compression: str, what: str) -> Iterator[bytes]:
-    """Decompress in pieces, so that parsing can start before decompression ends."""
+def iter_decompressed(
+    data: bytes, compression: str, what: str, limit: int = MAX_INDEX_SIZE
+) -> Iterator[bytes]:
+    """Decompress in pieces, so that parsing can start before decompression ends; every piece
+    is bounded, and past ``limit`` bytes in all a FormatError ends it (see MAX_INDEX_SIZE)."""
+    total = 0
+    for piece in _iter_pieces(data, compression, what, limit):
+        total += len(piece)
+        if total > limit:
+            raise _too_large(what, limit)
+        yield piece
+
+
+def _iter_pieces(data: bytes, compression: str, what: str, limit: int) -> Iterator[bytes]:
+    """The pieces of :func:`iter_decompressed`, each at most a few MB; the caller counts."""
     # Input pieces of 1 MB: fewer, bigger calls trade the GIL with the parser less often
     # (see _iter_xz_blocks; one-block xz, bookworm: 0.57 s with 256 kB pieces, 0.55 s).
     step = 1 << 20
     if compression == "xz" and usable_cpus() > 1 and (blocks := xz_blocks(data)):
+        # The xz index lists each block's size, and liblzma holds every block to it: a file
+        # whose index promises more than the limit is refused before anything is decoded.
+        if sum(b.uncompressed for b in blocks) > limit:
+            raise _too_large(what, limit)
         yield from _iter_xz_blocks(data, blocks, what)
         return
     try:
-        if compression in ("xz", "gz", "bz2"):
-            engine: Any = (
-                lzma.LZMADecompressor()
-                if compression == "xz"
-                else zlib.decompressobj(47)
-                if compression == "gz"
-                else bz2.BZ2Decompressor()
-            )
+        if compression in ("xz", "bz2"):
+            engine: Any = lzma.LZMADecompressor() if compression == "xz" else bz2.BZ2Decompressor()
             for start in range(0, len(data), step):
-                if out := engine.decompress(data[start : start + step]):
-                    yield out
-            if compression == "gz":
-                if tail := engine.flush():
-                    yield tail
-                if not engine.eof:
-                    raise FormatError(f"{what}: truncated gz data")
-            elif not engine.eof:
+                chunk = data[start : start + step]
+                while not engine.eof:
+                    if out := engine.decompress(chunk, _OUT_STEP):
+                        yield out
+                    chunk = b""
+                    if engine.needs_input:
+                        break
+                if engine.eof:
+                    break
+            if not engine.eof:
                 raise FormatError(f"{what}: truncated {compression} data")
             return
-        if compression in ("zst", ""):
-            yield decompress(data, compression, what)
+        if compression == "gz":
+            # wbits=47 auto-detects the gzip header; zlib is several times faster than gzip.open.
+            gz = zlib.decompressobj(47)
+            for start in range(0, len(data), step):
+                chunk = data[start : start + step]
+                while True:
+                    out = gz.decompress(chunk, _OUT_STEP)
+                    if out:
+                        yield out
+                    chunk = gz.unconsumed_tail
+                    if not chunk and len(out) < _OUT_STEP:
+                        break
+                if gz.eof:
+                    break
+            if tail := gz.flush(_OUT_STEP):
+                yield tail
+            if not gz.eof:
+                raise FormatError(f"{what}: truncated gz data")
             return
-    except (lzma.LZMAError, zlib.error, OSError, EOFError) as exc:
+        if compression == "zst":
+            reader = zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=True)
+            while out := reader.read(_OUT_STEP):
+                yield out
+            return
+        if compression == "":
+            yield data
+            return
+    except (lzma.LZMAError, zlib.error, OSError, EOFError, zstandard.ZstdError) as exc:
         raise FormatError(f"{what}: corrupt {compression} data ({exc})") from exc
     raise FormatError(f"{what}: unsupported compression {compression!r}")
 
@@ -416,20 +476,24 @@ def parse_compressed(
     worker.start()
     parts: list[bytes] = []
     packages: list[Package] = []
-    tail = b""
+    pending: list[bytes] = []  # the pieces since the last stanza boundary
     try:
         with _short_switch_interval(), _gc_paused():
             while (item := pieces.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
                 parts.append(item)
-                buf = tail + item
-                cut = buf.rfind(b"\n\n")
-                if cut < 0:
-                    tail = buf
+                # Joined only at a boundary: joining every piece onto a growing tail made an
+                # index without blank lines quadratic (256 MiB: 10 s, twice the memory).
+                spans = bool(pending) and pending[-1].endswith(b"\n") and item[:1] == b"\n"
+                if item.rfind(b"\n\n") < 0 and not spans:
+                    pending.append(item)
                     continue
+                buf = b"".join([*pending, item])
+                cut = buf.rfind(b"\n\n")
                 packages += _parse_packages(buf[:cut], component, what, len(packages) + 1)
-                tail = buf[cut + 2 :]
+                pending = [buf[cut + 2 :]]
+            tail = b"".join(pending)
             packages += _parse_packages(tail, component, what, len(packages) + 1)
     finally:
         # Unblock and finish the producer even when parsing failed half-way.
