@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -423,3 +425,36 @@ def test_the_executor_writes_pool_record_indices_then_the_signed_files_last(
     assert max(by_hash) < min(indices)
     assert written[-3:] == ["dists/s/Release", "dists/s/Release.gpg", "dists/s/InRelease"]
     assert max(indices) < len(written) - 3
+
+
+def test_a_tree_another_process_publishes_into_is_refused_and_left_alone(
+    tmp_path: Path, publish_key: TestKey
+) -> None:
+    store = tmp_path / "store"
+    build_deb(tmp_path / "debs", "hello", "1.0", "amd64")
+    r = run_cli(store, "snapshot", "create", "s", "--from-debs", str(tmp_path / "debs"))
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "out"
+    _publish(store, "s", out, publish_key, "--suite", "prod")
+    before = _tree_digest(out)
+    # Another process holds the tree's lock (as a publish from another store would).
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys\n"
+         f"fd = os.open({str(out / '.mirrorkit/lock')!r}, os.O_RDWR)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "print('held', flush=True)\n"
+         "sys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        r = run_cli(store, "publish", "fs", "s", str(out), "--suite", "dev", "--key",
+                    publish_key.fingerprint, gnupghome=publish_key.gnupghome)  # fmt: skip
+        assert r.exit_code == 1, r.output
+        assert f"{out}: another mirrorkit is publishing into this tree" in r.stderr
+        assert not (out / "dists/dev").exists() and _tree_digest(out) == before
+    finally:
+        holder.communicate("", timeout=10)
+    _publish(store, "s", out, publish_key, "--suite", "dev")  # the lock is free again
+    assert (out / "dists/dev/InRelease").is_file()
