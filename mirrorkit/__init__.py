@@ -9,38 +9,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from mirrorkit._version import __version__
-from mirrorkit.api import (
-    bundle_export,
-    bundle_import,
-    bundle_show,
-    bundle_verify,
-    channel_history,
-    channel_list,
-    channel_rollback,
-    channel_set,
-    gc,
-    mirror_add,
-    mirror_list,
-    mirror_rm,
-    mirror_show,
-    mirror_update,
-    mirror_update_async,
-    publish_fs,
-    publish_s3,
-    publish_s3_async,
-    snapshot_create,
-    snapshot_diff,
-    snapshot_filter,
-    snapshot_list,
-    snapshot_merge,
-    snapshot_rm,
-    snapshot_search,
-    snapshot_show,
-    snapshot_verify,
-    snapshot_why,
-    sync,
-    sync_async,
-)
 from mirrorkit.errors import (
     AuthError,
     BundleError,
@@ -69,6 +37,39 @@ from mirrorkit.errors import (
     UsageError,
 )
 from mirrorkit.progress import NullReporter, Reporter
+
+_API_NAMES = (
+    "bundle_export",
+    "bundle_import",
+    "bundle_show",
+    "bundle_verify",
+    "channel_history",
+    "channel_list",
+    "channel_rollback",
+    "channel_set",
+    "gc",
+    "mirror_add",
+    "mirror_list",
+    "mirror_rm",
+    "mirror_show",
+    "mirror_update",
+    "mirror_update_async",
+    "publish_fs",
+    "publish_s3",
+    "publish_s3_async",
+    "snapshot_create",
+    "snapshot_diff",
+    "snapshot_filter",
+    "snapshot_list",
+    "snapshot_merge",
+    "snapshot_rm",
+    "snapshot_search",
+    "snapshot_show",
+    "snapshot_verify",
+    "snapshot_why",
+    "sync",
+    "sync_async",
+)
 
 __all__ = [
     "AuthError",
@@ -134,12 +135,49 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from mirrorkit.api import (
+        bundle_export,
+        bundle_import,
+        bundle_show,
+        bundle_verify,
+        channel_history,
+        channel_list,
+        channel_rollback,
+        channel_set,
+        gc,
+        mirror_add,
+        mirror_list,
+        mirror_rm,
+        mirror_show,
+        mirror_update,
+        mirror_update_async,
+        publish_fs,
+        publish_s3,
+        publish_s3_async,
+        snapshot_create,
+        snapshot_diff,
+        snapshot_filter,
+        snapshot_list,
+        snapshot_merge,
+        snapshot_rm,
+        snapshot_search,
+        snapshot_show,
+        snapshot_verify,
+        snapshot_why,
+        sync,
+        sync_async,
+    )
     from mirrorkit.query import QueryError
     from mirrorkit.resolve import UnmetDependenciesError
 
-# Errors defined beside the stage that raises them: loaded when first asked for, so that
-# ``import mirrorkit`` (and every CLI start-up) does not load the query parser and resolver.
-_LAZY = {"QueryError": "mirrorkit.query", "UnmetDependenciesError": "mirrorkit.resolve"}
+# Loaded when first used: the API functions (so that importing any stage, as a benchmark's
+# worker or a test does, runs this file without loading the API and the store behind it), and
+# the errors defined beside the stage that raises them (the query parser, the resolver).
+_LAZY = {
+    **dict.fromkeys(_API_NAMES, "mirrorkit.api"),
+    "QueryError": "mirrorkit.query",
+    "UnmetDependenciesError": "mirrorkit.resolve",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -149,3 +187,7 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

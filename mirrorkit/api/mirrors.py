@@ -3,7 +3,6 @@ have ``_async`` variants)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +13,7 @@ from mirrorkit.api._support import (
     boundary_async,
     gnupghome_arg,
     keyring_path,
+    log,
     normalise_fingerprint,
     open_store,
     reporter_or_null,
@@ -28,8 +28,6 @@ from mirrorkit.progress import Reporter
 if TYPE_CHECKING:
     from mirrorkit.mirror import Mirror, UpdateOptions
     from mirrorkit.syncjob import SyncResult
-
-_log = logging.getLogger("mirrorkit.api")
 
 
 # --- mirrors -------------------------------------------------------------------------------------
@@ -99,7 +97,7 @@ def mirror_add(
     with st.locked():
         added = tuple(mirror.add(st, spec, replace=profile is not None) for spec in specs)
     for m in added:
-        _log.info("added mirror %s: %s %s", m.spec.name, m.spec.url, m.spec.suite)
+        log().info("added mirror %s: %s %s", m.spec.name, m.spec.url, m.spec.suite)
     return MirrorsAdded(added)
 
 

@@ -4,7 +4,6 @@ tqdm reporter, and small renderers (JSON, units, plurals)."""
 from __future__ import annotations
 
 import json
-import logging
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -168,6 +167,8 @@ def user_errors() -> Iterator[None]:
             and exc.__cause__ is not None
             and not isinstance(exc.__cause__, MirrorkitError | OSError)
         ):  # an unexpected error: the traceback is what a bug report needs
+            import logging
+
             logging.getLogger("mirrorkit").error("caused by", exc_info=exc.__cause__)
         fail(exc)
     except BaseException as exc:
@@ -300,22 +301,35 @@ def _main(
     G.store = store or default_store_path()
     G.quiet, G.verbose, G.gnupghome = quiet, verbose, gnupghome
     G.proxy, G.ca_bundle, G.auth_files = proxy, ca_bundle, auth_file or None
-    # -v shows what the core logs (logging.getLogger("mirrorkit.*")) on stderr.
-    logger = logging.getLogger("mirrorkit")
+    # -v shows what the core logs (logging.getLogger("mirrorkit.*")) on stderr. logging is
+    # imported only then (or when something else loaded it): 5 ms of every start-up.
     if verbose and not quiet:
+        _show_logs(True)
+    elif "logging" in sys.modules:
+        _show_logs(False)
+
+
+_LOG_HANDLER: Any = None
+
+
+def _show_logs(on: bool) -> None:
+    import logging
+
+    global _LOG_HANDLER
+
+    class EchoHandler(logging.Handler):
+        """Log records on stderr as it is when the record is made (the test runner swaps it)."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            err(f"{record.levelname.lower()}: {record.name}: {record.getMessage()}")
+
+    if _LOG_HANDLER is None:
+        _LOG_HANDLER = EchoHandler()
+    logger = logging.getLogger("mirrorkit")
+    if on:
         logger.setLevel(logging.DEBUG)
         if _LOG_HANDLER not in logger.handlers:
             logger.addHandler(_LOG_HANDLER)
     else:
         logger.setLevel(logging.NOTSET)
         logger.removeHandler(_LOG_HANDLER)
-
-
-class _EchoHandler(logging.Handler):
-    """Log records on stderr as it is when the record is made (the test runner swaps it)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        err(f"{record.levelname.lower()}: {record.name}: {record.getMessage()}")
-
-
-_LOG_HANDLER = _EchoHandler()

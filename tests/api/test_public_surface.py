@@ -57,6 +57,14 @@ def test_every_name_in_all_exists_and_every_error_is_exported() -> None:
     assert issubclass(mirrorkit.UnmetDependenciesError, mirrorkit.MirrorkitError)
 
 
+def test_the_lazy_names_are_the_api_functions() -> None:
+    from mirrorkit import api
+
+    lazy = {n for n, m in mirrorkit._LAZY.items() if m == "mirrorkit.api"}
+    assert lazy == set(api.__all__) - {"normalise_fingerprint", "parse_rate"}
+    assert lazy <= set(mirrorkit.__all__) and set(mirrorkit.__all__) <= set(dir(mirrorkit))
+
+
 def test_gc_and_sync_stay_functions_once_every_stage_is_loaded() -> None:
     """A submodule named like an API function would replace it on the package when loaded."""
     import mirrorkit.cli
@@ -81,6 +89,11 @@ def test_importing_mirrorkit_loads_no_stage() -> None:
               "mirrorkit.resolve", "mirrorkit.fetch", "mirrorkit.garbage", "mirrorkit.syncjob",
               "mirrorkit.channel", "mirrorkit.archive", "mirrorkit.gpg"}  # fmt: skip
     assert not stages & set(out), out
+    # A stage's import runs the package's __init__, which must not drag the API in.
+    code = "import sys, mirrorkit.errors; print('mirrorkit.api' in sys.modules)"
+    alone = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, check=True).stdout.split()  # fmt: skip
+    assert alone == ["False"]
     code = "import sys, mirrorkit.cli; print('asyncio' in sys.modules, 'httpx' in sys.modules)"
     out2 = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, check=True).stdout.split()  # fmt: skip
