@@ -79,7 +79,7 @@ class ExportResult:
 
 def _snapshot_record(store: Store, info: snapshot.SnapshotInfo) -> bytes:
     """The snapshot's file, checked against its recorded digest (we are about to sign it)."""
-    path = store.snapshots / info.name / "snapshot.json"
+    path = store.snapshot_record(info.name)
     try:
         raw = path.read_bytes()
         body = json.loads(raw)
