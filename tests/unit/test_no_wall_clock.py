@@ -7,6 +7,7 @@ duration measured with time.monotonic() or time.perf_counter() is what this test
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -22,9 +23,16 @@ def _is_clock_call(node: ast.AST) -> bool:
     return isinstance(func, ast.Name) and func.id in _CLOCKS
 
 
-def _timed_names(scope: ast.AST) -> set[str]:
-    """Names assigned from a clock reading, or from another such name, and inner functions
-    that return one (``elapsed, peer = asyncio.run(main())``), until nothing new."""
+def _uses(node: ast.AST, names: set[str], *, clock: bool) -> bool:
+    return any(
+        (clock and _is_clock_call(n)) or (isinstance(n, ast.Name) and n.id in names)
+        for n in ast.walk(node)
+    )
+
+
+def _fixpoint(scope: ast.AST, seed: Callable[[ast.AST, set[str]], bool]) -> set[str]:
+    """Names assigned from an expression ``seed`` accepts (given the names so far), and inner
+    functions that return one (``elapsed, peer = asyncio.run(main())``), until nothing new."""
     names: set[str] = set()
     assigns = [n for n in ast.walk(scope) if isinstance(n, ast.Assign | ast.AnnAssign)]
     inner = [
@@ -36,10 +44,10 @@ def _timed_names(scope: ast.AST) -> set[str]:
         before = len(names)
         for func in inner:
             returns = [n.value for n in ast.walk(func) if isinstance(n, ast.Return) and n.value]
-            if any(_uses_clock(value, names) for value in returns):
+            if any(seed(value, names) for value in returns):
                 names.add(func.name)
         for node in assigns:
-            if node.value is None or not _uses_clock(node.value, names):
+            if node.value is None or not seed(node.value, names):
                 continue
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
@@ -48,35 +56,47 @@ def _timed_names(scope: ast.AST) -> set[str]:
             return names
 
 
-def _uses_clock(node: ast.AST, names: set[str]) -> bool:
-    return any(
-        _is_clock_call(n) or (isinstance(n, ast.Name) and n.id in names) for n in ast.walk(node)
-    )
-
-
 def wall_clock_asserts(source: str) -> list[int]:
-    """Line numbers of asserts that compare a duration measured in the same function."""
+    """Line numbers of asserts on a duration (a difference of clock readings) measured in the
+    same function. ``assert time.monotonic() < deadline`` inside a polling loop is a bound on
+    waiting, not a measured duration, and is not counted."""
     tree = ast.parse(source)
     found: list[int] = []
     for func in ast.walk(tree):
         if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
-        names = _timed_names(func)
+        readings = _fixpoint(func, lambda node, names: _uses(node, names, clock=True))
+
+        def is_duration(node: ast.AST, names: set[str], readings: set[str] = readings) -> bool:
+            return any(
+                isinstance(n, ast.BinOp)
+                and isinstance(n.op, ast.Sub)
+                and _uses(n, readings, clock=True)
+                for n in ast.walk(node)
+            ) or _uses(node, names, clock=False)
+
+        durations = _fixpoint(func, is_duration)
         for node in ast.walk(func):
-            if isinstance(node, ast.Assert) and _uses_clock(node.test, names):
+            if isinstance(node, ast.Assert) and is_duration(node.test, durations):
                 found.append(node.lineno)
     return sorted(set(found))
 
 
+# Landed before this check and left to their owners to prove structurally (issue 12 note).
+KNOWN = {
+    "tests/integration/test_index_bomb.py": 1,
+    "tests/integration/test_signals.py": 1,
+}
+
+
 def test_no_test_asserts_on_a_measured_duration() -> None:
-    offenders = [
-        f"{path.relative_to(TESTS.parent)}:{line}"
-        for path in sorted(TESTS.rglob("*.py"))
-        for line in wall_clock_asserts(path.read_text())
-    ]
-    assert offenders == [], "duration asserted (measure it in scripts/bench instead): " + ", ".join(
-        offenders
-    )
+    offenders: dict[str, list[int]] = {}
+    for path in sorted(TESTS.rglob("*.py")):
+        lines = wall_clock_asserts(path.read_text())
+        name = str(path.relative_to(TESTS.parent))
+        if lines and len(lines) > KNOWN.get(name, 0):
+            offenders[name] = lines
+    assert offenders == {}, f"duration asserted (measure it in scripts/bench instead): {offenders}"
 
 
 def test_the_check_sees_the_usual_forms() -> None:
@@ -110,7 +130,8 @@ def test_d():
 import time
 def test_c():
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not done():
+    while not done():
+        assert time.monotonic() < deadline, "never done"
         time.sleep(0.05)
     assert done()
 """
