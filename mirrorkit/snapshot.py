@@ -340,17 +340,46 @@ def create_from_mirrors(
     mirror this is a plain snapshot of it."""
     with store.locked():
         mirrors = [mirror.load(store, m) for m in mirror_names]
-        sources = [mirror.provenance(m) for m in mirrors]
-        if selection is not None:
-            sources = [replace(s, **selection_record(selection)) for s in sources]
+        sources = _mirror_sources(mirrors, policy, selection)
         states = [m.state for m in mirrors if m.state is not None]
         if len(states) == 1:
             indexes: Sequence[IndexRef] = states[0].indexes
         else:
             indexes = merge_indexes(store, [s.indexes for s in states], policy)
-            merged_with = MergePolicy.parse(policy).value
-            sources = [replace(s, policy=merged_with) for s in sources]
         return _write(store, name, sources, indexes)
+
+
+def _mirror_sources(
+    mirrors: Sequence[mirror.Mirror],
+    policy: MergePolicy | str,
+    selection: resolve.Selection | None,
+) -> list[Provenance]:
+    sources = [mirror.provenance(m) for m in mirrors]
+    if selection is not None:
+        sources = [replace(s, **selection_record(selection)) for s in sources]
+    if len(sources) > 1:
+        merged_with = MergePolicy.parse(policy).value
+        sources = [replace(s, policy=merged_with) for s in sources]
+    return sources
+
+
+def made_from_mirrors(
+    store: Store,
+    mirror_names: Sequence[str],
+    policy: MergePolicy | str = "later",
+    selection: resolve.Selection | None = None,
+) -> SnapshotInfo | None:
+    """The newest snapshot :func:`create_from_mirrors` made of exactly these mirrors' current
+    committed states, merged and filtered the same way, if one still exists: its provenance
+    (each upstream's verified InRelease SHA256, signer, Release date and fetch time, and the
+    filter and merge policy) equals what a new snapshot would record. ``sync`` uses it to make
+    no new snapshot of an unchanged upstream."""
+    mirrors = [mirror.load(store, m) for m in mirror_names]
+    if any(m.state is None for m in mirrors):
+        return None
+    wanted = tuple(_mirror_sources(mirrors, policy, selection))
+    found = [info for info in list_all(store, damaged=[]) if info.sources == wanted]
+    return max(found, key=lambda info: (info.created_at, info.name), default=None)
 
 
 def universe(store: Store, infos: Sequence[SnapshotInfo]) -> resolve.Universe:

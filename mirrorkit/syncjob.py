@@ -30,6 +30,7 @@ class SyncResult:
     snapshot: snapshot.SnapshotInfo | None  # None: a dry run (``updates`` say what it would fetch)
     published: publish.Published | None
     dry_run: bool = False
+    unchanged: bool = False  # no upstream changed: ``snapshot`` is the one an earlier sync made
 
 
 def _check_supported(profile: Profile, no_publish: bool, gnupghome: str | None) -> None:
@@ -69,6 +70,7 @@ def sync(
     *,
     options: mirror.UpdateOptions | None = None,
     no_publish: bool = False,
+    force_snapshot: bool = False,
     gnupghome: str | None = None,
     reporter: Reporter | None = None,
 ) -> SyncResult:
@@ -78,10 +80,11 @@ def sync(
         updates = asyncio.run(_update(store, profile, selection, options, reporter))
         if options is not None and options.dry_run:
             return SyncResult(profile, tuple(updates), None, None, dry_run=True)
-        info, published = _snapshot_and_publish(
-            store, profile, selection, options, no_publish, gnupghome, reporter
-        )
-    return SyncResult(profile, tuple(updates), info, published)
+        info, published, unchanged = _snapshot_and_publish(
+            store, profile, selection, options, no_publish, gnupghome, reporter,
+            None if force_snapshot else updates,
+        )  # fmt: skip
+    return SyncResult(profile, tuple(updates), info, published, unchanged=unchanged)
 
 
 async def sync_async(
@@ -90,6 +93,7 @@ async def sync_async(
     *,
     options: mirror.UpdateOptions | None = None,
     no_publish: bool = False,
+    force_snapshot: bool = False,
     gnupghome: str | None = None,
     reporter: Reporter | None = None,
 ) -> SyncResult:
@@ -103,11 +107,11 @@ async def sync_async(
         updates = await _update(store, profile, selection, options, reporter)
         if options is not None and options.dry_run:
             return SyncResult(profile, tuple(updates), None, None, dry_run=True)
-        info, published = await asyncio.to_thread(
+        info, published, unchanged = await asyncio.to_thread(
             _snapshot_and_publish, store, profile, selection, options, no_publish, gnupghome,
-            reporter,
+            reporter, None if force_snapshot else updates,
         )  # fmt: skip
-    return SyncResult(profile, tuple(updates), info, published)
+    return SyncResult(profile, tuple(updates), info, published, unchanged=unchanged)
 
 
 def _load(
@@ -160,18 +164,25 @@ def _snapshot_and_publish(
     no_publish: bool,
     gnupghome: str | None,
     reporter: Reporter,
-) -> tuple[snapshot.SnapshotInfo, publish.Published | None]:
-    """The profile's snapshot of the updated mirrors, published and its channel moved."""
+    updates: list[UpdateResult] | None = None,
+) -> tuple[snapshot.SnapshotInfo, publish.Published | None, bool]:
+    """The profile's snapshot of the updated mirrors, published and its channel moved; and
+    whether it is an earlier one (``updates`` given, none changed: see :func:`_unchanged`)."""
     names = [spec.name for spec in profile.upstreams]
     with store.locked():
-        stem = snapshot_name(profile.snapshot, profile.name, datetime.now(UTC).date())
-        info = snapshot.create_from_mirrors(
-            store,
-            refs.unique_snapshot_name(store, stem),
-            names,
-            profile.snapshot.merge,
-            selection,
-        )
+        info = _unchanged(store, profile, selection, updates)
+        unchanged = info is not None
+        if info is None:
+            stem = snapshot_name(profile.snapshot, profile.name, datetime.now(UTC).date())
+            info = snapshot.create_from_mirrors(
+                store,
+                refs.unique_snapshot_name(store, stem),
+                names,
+                profile.snapshot.merge,
+                selection,
+            )
+        elif _served(store, profile, info.name):
+            return info, None, True
         published = None
         pub = profile.publish
         suite = None if pub is None else pub.suite or pub.channel or profile.name
@@ -201,6 +212,7 @@ def _snapshot_and_publish(
                     )
         except MirrorkitError as exc:
             assert pub is not None
+            earlier = " (by an earlier sync: no upstream changed)" if unchanged else ""
             where = pub.fs or pub.s3
             moved = f" channel {pub.channel} was not moved;" if pub.channel else ""
             if exc.hint and "--break-lock" in exc.hint:
@@ -208,11 +220,61 @@ def _snapshot_and_publish(
                     "--break-lock", "'mirrorkit publish s3 ... --break-lock'"
                 )
             exc.hint = (
-                f"{exc.hint or 'fix the cause.'} Snapshot {info.name} was created, not published "
-                f"to {where};{moved} run this sync again, or 'mirrorkit publish' it."
+                f"{exc.hint or 'fix the cause.'} Snapshot {info.name}{earlier} was created, "
+                f"not published to {where};{moved} run this sync again, or 'mirrorkit publish' it."
             )
             raise
         # Only now: a channel never points at a snapshot its suite does not serve.
-        if pub is not None and pub.channel is not None:
+        if pub is not None and pub.channel is not None and not _points(store, pub.channel, info):
             refs.set_channel(store, pub.channel, info.name)
-    return info, published
+    return info, published, unchanged
+
+
+def _unchanged(
+    store: Store,
+    profile: Profile,
+    selection: Selection | None,
+    updates: list[UpdateResult] | None,
+) -> snapshot.SnapshotInfo | None:
+    """The snapshot an earlier sync of this profile made, when no upstream changed since.
+
+    No update changed its mirror (each verified InRelease is the one committed before, under
+    the same spec and filter), and a snapshot exists whose provenance is exactly what a new one
+    would record: the same mirrors in order, each with the same InRelease SHA256, signer,
+    Release date and fetch time, and the same filter and merge policy. The newest such snapshot
+    is the one; if it was removed, a new one is made."""
+    if updates is None or any(u.changed for u in updates):
+        return None
+    names = [spec.name for spec in profile.upstreams]
+    return snapshot.made_from_mirrors(store, names, profile.snapshot.merge, selection)
+
+
+def _served(store: Store, profile: Profile, name: str) -> bool:
+    """Whether the profile's publish target serves snapshot ``name`` already (so an unchanged
+    sync has nothing to publish). A suite with ``valid_for`` is re-signed every time: its
+    Release expires. A channel left elsewhere is moved (after publishing, as always)."""
+    from mirrorkit.publish.records import serves
+
+    pub = profile.publish
+    if pub is None:
+        return True
+    if pub.valid_for or (pub.channel is not None and not _points(store, pub.channel, name)):
+        return False
+    suite = pub.suite or pub.channel or profile.name
+    if pub.fs is not None:
+        return serves(store, Path(pub.fs), suite, name)
+    if pub.s3 is not None:
+        from mirrorkit.publish import s3
+
+        target = s3.S3Target.parse(pub.s3, endpoint_url=pub.endpoint_url)
+        return serves(store, target.url, suite, name, endpoint_url=target.endpoint_url)
+    return True
+
+
+def _points(store: Store, channel_name: str, target: snapshot.SnapshotInfo | str) -> bool:
+    from mirrorkit import channel
+
+    name = target if isinstance(target, str) else target.name
+    return (
+        channel.exists(store, channel_name) and channel.load(store, channel_name).snapshot == name
+    )

@@ -219,6 +219,7 @@ async def _sync(
     profile: StrPath,
     options: UpdateOptions,
     no_publish: bool,
+    force_snapshot: bool,
     store: StrPath | None,
     gnupghome: StrPath | None,
     reporter: Reporter | None,
@@ -230,6 +231,7 @@ async def _sync(
         Path(profile),
         options=options,
         no_publish=no_publish,
+        force_snapshot=force_snapshot,
         gnupghome=gnupghome_arg(gnupghome),
         reporter=reporter_or_null(reporter),
     )
@@ -243,6 +245,7 @@ async def sync_async(
     max_tries: int = 5,
     limit_rate: str | float | None = None,
     no_publish: bool = False,
+    force_snapshot: bool = False,
     allow_expired: bool = False,
     allow_rollback: bool = False,
     allow_releaseinfo_change: bool = False,
@@ -270,7 +273,7 @@ async def sync_async(
         dry_run=dry_run,
         no_space_check=no_space_check,
     )
-    return await _sync(profile, options, no_publish, store, gnupghome, reporter)
+    return await _sync(profile, options, no_publish, force_snapshot, store, gnupghome, reporter)
 
 
 @boundary
@@ -281,6 +284,7 @@ def sync(
     max_tries: int = 5,
     limit_rate: str | float | None = None,
     no_publish: bool = False,
+    force_snapshot: bool = False,
     allow_expired: bool = False,
     allow_rollback: bool = False,
     allow_releaseinfo_change: bool = False,
@@ -294,7 +298,13 @@ def sync(
     reporter: Reporter | None = None,
 ) -> SyncResult:
     """The main job: update the profile's mirrors, snapshot them into one snapshot (filtered
-    and merged as the profile says), publish it and move its channel."""
+    and merged as the profile says), publish it and move its channel.
+
+    When no upstream changed since the snapshot an earlier sync made (the same verified
+    InRelease files, filter and merge policy: its provenance says so), no new snapshot is made
+    and ``result.unchanged`` is set; that snapshot is published only where it is not yet
+    (or the profile sets ``valid_for``). ``force_snapshot`` makes a new one anyway.
+    ``dry_run``: verify and plan only (``result.updates[i].plan``; ``result.snapshot`` None)."""
     options = update_options(
         jobs,
         max_tries,
@@ -308,4 +318,6 @@ def sync(
         dry_run=dry_run,
         no_space_check=no_space_check,
     )
-    return run_sync(lambda: _sync(profile, options, no_publish, store, gnupghome, reporter))
+    return run_sync(
+        lambda: _sync(profile, options, no_publish, force_snapshot, store, gnupghome, reporter)
+    )

@@ -282,6 +282,9 @@ def sync_cmd(
     max_tries: int = MAX_TRIES,
     limit_rate: str | None = LIMIT_RATE,
     no_publish: bool = typer.Option(False, "--no-publish", help="Update and snapshot only."),
+    force_snapshot: bool = typer.Option(
+        False, "--force-snapshot", help="Make a new snapshot even if no upstream changed."
+    ),
     allow_expired: bool = ALLOW_EXPIRED,
     allow_rollback: bool = ALLOW_ROLLBACK,
     allow_releaseinfo_change: bool = ALLOW_RELEASEINFO_CHANGE,
@@ -300,6 +303,7 @@ def sync_cmd(
             max_tries=max_tries,
             limit_rate=limit_rate,
             no_publish=no_publish,
+            force_snapshot=force_snapshot,
             allow_expired=allow_expired,
             allow_rollback=allow_rollback,
             allow_releaseinfo_change=allow_releaseinfo_change,
@@ -320,6 +324,7 @@ def sync_cmd(
                 "profile": str(result.profile.path),
                 "updates": [update_json(u) for u in result.updates],
                 "dry_run": result.dry_run,
+                "unchanged": result.unchanged,
                 "snapshot": None if result.snapshot is None else snapshot_json(result.snapshot),
                 "published": None if result.published is None else published_json(result.published),
             }
@@ -334,6 +339,11 @@ def sync_cmd(
         return
     for update in result.updates:
         info(summary_line(update))
-    typer.echo(f"snapshot: {result.snapshot.name} ({plural(result.snapshot.packages, 'package')})")
+    if result.unchanged:
+        typer.echo(f"unchanged: {result.snapshot.name}")
+    else:
+        typer.echo(
+            f"snapshot: {result.snapshot.name} ({plural(result.snapshot.packages, 'package')})"
+        )
     if result.published is not None:
         print_published(result.published)

@@ -58,3 +58,19 @@ def published_trees(store: Store) -> list[Path]:
     credentials, and a bucket holds its own copies of the pool objects, so removing them from
     the local pool cannot break it. Their records stay (what was published where)."""
     return [Path(r["dir"]) for r in published_records(store) if "dir" in r]
+
+
+def serves(
+    store: Store,
+    target: Path | str,
+    suite: str,
+    snapshot_name: str,
+    *,
+    endpoint_url: str | None = None,
+) -> bool:
+    """Whether this store's last publish of ``suite`` to ``target`` was ``snapshot_name``."""
+    path = _record_path(store, _record_identity(target, endpoint_url))
+    if not path.exists():
+        return False
+    suites = read_record(path, PUBLISHED).get("suites", {})
+    return isinstance(suites, dict) and suites.get(suite) == snapshot_name

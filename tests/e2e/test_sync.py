@@ -94,8 +94,18 @@ key = "{publish_key.fingerprint}"
     assert inst.returncode == 0, inst.stdout
     assert apt_client.downloaded() == ["hello_1.0+deb1_amd64.deb", "libgreet_1.0_amd64.deb"]
 
-    # A second sync of unchanged upstreams downloads nothing and makes a new dated snapshot.
+    # A second sync of unchanged upstreams downloads nothing and makes no new snapshot (issue
+    # 13; it made a new dated one before): it names the one the first sync made.
+    name = r.stdout.split()[1]
+    published = sorted(p.stat().st_mtime_ns for p in out.rglob("*Release"))
     r2 = _mirrorkit(store, "sync", str(profile), gnupghome=publish_key.gnupghome)
+    assert r2.returncode == 0, r2.stderr
+    assert r2.stderr.count("unchanged") == 2
+    assert r2.stdout == f"unchanged: {name}\n"
+    assert sorted(p.stat().st_mtime_ns for p in out.rglob("*Release")) == published
+    # --force-snapshot: a new dated snapshot all the same, as every sync made before.
+    r2 = _mirrorkit(store, "sync", str(profile), "--force-snapshot",
+                    gnupghome=publish_key.gnupghome)  # fmt: skip
     assert r2.returncode == 0, r2.stderr
     assert r2.stderr.count("unchanged") == 2
     assert "-2 (" in r2.stdout

@@ -16,6 +16,7 @@ import pytest
 from mirrorkit import space
 from tests.helpers.archive import Archive, build_archive
 from tests.helpers.debs import build_deb
+from tests.helpers.gpgkeys import TestKey
 from tests.helpers.httpserver import FaultServer
 from tests.mk import run_cli
 
@@ -152,3 +153,67 @@ def test_update_refuses_before_downloading_when_the_store_filesystem_is_too_smal
         assert "--no-space-check" not in r.stderr
         assert _deb_gets(srv) != []
         assert _record(store) == before  # the disk filled up: nothing was committed
+
+
+# -- 3. unchanged upstream, no new snapshot ------------------------------------------------------
+
+
+def _snapshots(store: Path) -> list[str]:
+    r = run_cli(store, "snapshot", "list", "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    items = data["snapshots"] if isinstance(data, dict) else data
+    return sorted(s["name"] for s in items)
+
+
+def test_sync_of_unchanged_upstreams_makes_no_snapshot_and_does_not_republish(
+    tmp_path: Path, upstream: FaultServer, archive: Archive, publish_key: TestKey,
+    debs_dir: dict[str, Path],
+) -> None:  # fmt: skip
+    store, out = tmp_path / "store", tmp_path / "out"
+    profile = tmp_path / "p.toml"
+    profile.write_text(
+        f'[[upstream]]\nname = "{NAME}"\nurl = "{upstream.url}"\nsuite = "stable"\n'
+        f'keyring = "{archive.key.public_keyring}"\n\n[snapshot]\nname = "web-{{date}}"\n\n'
+        f'[filter]\nquery = "hello"\nwith_deps = true\n\n'
+        f'[publish]\nfs = "{out}"\nkey = "{publish_key.fingerprint}"\nchannel = "dev"\n'
+    )
+
+    def sync(*extra: str) -> str:
+        r = run_cli(store, "sync", str(profile), *extra, gnupghome=publish_key.gnupghome)
+        assert r.exit_code == 0, r.output
+        return r.stdout
+
+    first = sync().split()[1]
+    release = out / "dists" / "dev" / "InRelease"
+    signed = release.read_bytes()
+    history = run_cli(store, "channel", "history", "dev").stdout
+
+    assert sync() == f"unchanged: {first}\n"
+    assert _snapshots(store) == [first]
+    assert release.read_bytes() == signed  # not published again (a new signature would differ)
+    assert run_cli(store, "channel", "history", "dev").stdout == history
+    got = json.loads(sync("--json"))
+    assert got["unchanged"] is True and got["snapshot"]["name"] == first
+    assert got["published"] is None and _snapshots(store) == [first]
+
+    # --force-snapshot: a new one all the same, published and the channel moved.
+    forced = sync("--force-snapshot").split()[1]
+    assert forced != first and _snapshots(store) == sorted([first, forced])
+    assert release.read_bytes() != signed
+
+    # The upstream changes (a new InRelease): a new snapshot, whatever the filter keeps.
+    extra = build_deb(tmp_path / "debs", "extra", "1.0", "amd64")
+    rebuilt = build_archive(archive.root, archive.key, {"main": [*debs_dir.values(), extra]})
+    assert rebuilt.root == archive.root
+    third = sync().split()[1]
+    assert third not in (first, forced) and len(_snapshots(store)) == 3
+
+    # A snapshot that is gone is not "the last one": removed, the next sync makes a new one.
+    assert sync() == f"unchanged: {third}\n"
+    r = run_cli(store, "snapshot", "rm", third, "--force")
+    if r.exit_code != 0:  # the channel still needs it: point it back first
+        run_cli(store, "channel", "set", "dev", forced)
+        r = run_cli(store, "snapshot", "rm", third)
+    assert r.exit_code == 0, r.output
+    assert sync().split()[0] == "snapshot:"
