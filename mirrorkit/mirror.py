@@ -98,8 +98,13 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def _spec_json(spec: MirrorSpec) -> dict[str, Any]:
+    # allow_empty only when set: records (and spec digests) written before it stay the same.
+    return {k: v for k, v in asdict(spec).items() if k != "allow_empty" or v}
+
+
 def _spec_digest(spec: MirrorSpec) -> str:
-    return hashlib.sha256(repr(asdict(spec)).encode()).hexdigest()
+    return hashlib.sha256(repr(_spec_json(spec)).encode()).hexdigest()
 
 
 def _record_path(store: Store, name: str) -> Path:
@@ -107,7 +112,7 @@ def _record_path(store: Store, name: str) -> Path:
 
 
 def _to_json(mirror: Mirror) -> dict[str, Any]:
-    spec = asdict(mirror.spec)
+    spec = _spec_json(mirror.spec)
     state = None
     if mirror.state is not None:
         state = asdict(mirror.state)
@@ -127,6 +132,7 @@ def _from_json(data: dict[str, Any]) -> Mirror:
         filter=s.get("filter", ""),
         with_deps=s.get("with_deps", False),
         with_recommends=s.get("with_recommends", False),
+        allow_empty=s.get("allow_empty", False),
     )
     state = None
     if (st := data.get("state")) is not None:
@@ -270,6 +276,7 @@ async def update_async(
                 mirror.spec.filter,
                 with_deps=mirror.spec.with_deps,
                 with_recommends=mirror.spec.with_recommends,
+                allow_empty=mirror.spec.allow_empty,
             )
         return (await update_group_async(store, [name], options, reporter, selection))[0]
 

@@ -61,6 +61,7 @@ class MirrorSpec:
     filter: str = ""  # a package query; empty: the whole suite
     with_deps: bool = False
     with_recommends: bool = False
+    allow_empty: bool = False  # a filter that matches nothing is not an error
 
     @property
     def flat(self) -> bool:

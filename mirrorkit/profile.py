@@ -59,7 +59,7 @@ _UPSTREAM_KEYS: Final = (
     "fingerprints",
 )
 _SNAPSHOT_KEYS: Final = ("name", "merge")
-_FILTER_KEYS: Final = ("query", "with_deps", "with_recommends", "allow_missing")
+_FILTER_KEYS: Final = ("query", "with_deps", "with_recommends", "allow_missing", "allow_empty")
 _PUBLISH_KEYS: Final = (
     "fs",
     "s3",
@@ -98,6 +98,7 @@ class FilterSpec:
     with_deps: bool = True
     with_recommends: bool = False
     allow_missing: bool = False  # snapshot even if dependencies are unmet (they are listed)
+    allow_empty: bool = False  # a query that matches nothing is not an error
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,6 +499,7 @@ class _Loader:
             with_deps=self.boolean(table, "with_deps", "filter.with_deps", True),
             with_recommends=self.boolean(table, "with_recommends", "filter.with_recommends", False),
             allow_missing=self.boolean(table, "allow_missing", "filter.allow_missing", False),
+            allow_empty=self.boolean(table, "allow_empty", "filter.allow_empty", False),
         )
 
     def network(self, data: Mapping[str, Any]) -> NetworkConfig:

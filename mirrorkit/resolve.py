@@ -25,6 +25,7 @@ Merging several sources is mirrorkit.merge's (one rule for mirrors, snapshots an
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -34,7 +35,7 @@ from typing import Any
 
 from mirrorkit import query as q
 from mirrorkit.archive import compare_versions, stanza_fields
-from mirrorkit.errors import MirrorkitError
+from mirrorkit.errors import EmptyResultError, MirrorkitError
 from mirrorkit.models import Package
 
 _PRIORITY = {"required": 1, "important": 2, "standard": 3, "optional": 4, "extra": 5}
@@ -681,6 +682,9 @@ class Selection:
     with_recommends: bool = False
     with_essential: bool = False
     allow_missing: bool = False
+    # Not in the repr, so not in the digest: it decides whether nothing is an error, not what
+    # is chosen (a mirror's committed selection stays valid).
+    allow_empty: bool = field(default=False, repr=False)
 
     def digest(self) -> str:
         return hashlib.sha256(repr(self).encode()).hexdigest()
@@ -737,6 +741,13 @@ def apply(universe: Universe, selection: Selection) -> Selected:
     """The packages ``selection`` keeps from ``universe``; raises on unmet dependencies unless
     ``allow_missing``."""
     matched = search(universe, selection.query)
+    if not matched and not selection.allow_empty:
+        raise empty_result(
+            selection.query,
+            universe,
+            "--allow-empty (snapshot filter, mirror add), or allow_empty = true in a profile's "
+            "[filter]",
+        )
     if not selection.with_deps:
         return Selected(matched, matched, None)
     seeds = list(matched)
@@ -748,3 +759,25 @@ def apply(universe: Universe, selection: Selection) -> Selected:
     # A seed that another version's seed displaced is still wanted (e.g. two matched versions).
     keep = {id(p) for p in closure.packages} | {id(p) for p in matched}
     return Selected([p for p in universe.packages if id(p) in keep], matched, closure)
+
+
+def empty_result(text: str, universe: Universe, override: str | None) -> EmptyResultError:
+    """The error for query ``text`` matching nothing: it names the query and suggests the
+    package names closest to the names it mentions (a typo is the usual cause)."""
+    names = sorted(universe.by_name)
+    wanted = _names_in(q.parse(text)) or [text]
+    close = list(dict.fromkeys(c for w in wanted for c in difflib.get_close_matches(w, names, n=5)))
+    hint = f"did you mean: {', '.join(close)}?" if close else "no package name is close to it."
+    if override:
+        hint += f" To accept an empty result: {override}."
+    return EmptyResultError(f"query {text!r} matches no package (of {len(names)} names)", hint)
+
+
+def _names_in(query: q.Query) -> list[str]:
+    """The package names a query asks for (``nginx``, ``nginx_1.0_amd64``, ``a | b``, ``a, b``;
+    not what ``!a`` excludes)."""
+    if isinstance(query, q.Dependency | q.PackageRef):
+        return [query.name]
+    if isinstance(query, q.Or | q.And):
+        return _names_in(query.left) + _names_in(query.right)
+    return []

@@ -126,6 +126,7 @@ def _load(
             with_deps=profile.filter.with_deps,
             with_recommends=profile.filter.with_recommends,
             allow_missing=profile.filter.allow_missing,
+            allow_empty=profile.filter.allow_empty,
         )
     return profile, selection
 

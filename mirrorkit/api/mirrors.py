@@ -49,13 +49,19 @@ def mirror_add(
     with_recommends: bool = False,
     with_sources: bool = False,
     with_udebs: bool = False,
+    allow_empty: bool = False,
     store: StrPath | None = None,
 ) -> MirrorsAdded:
     """Start following an upstream suite, verified with ``keyring``; or, with ``profile``,
-    every upstream a profile names (replacing their specs, keeping their state)."""
+    every upstream a profile names (replacing their specs, keeping their state).
+
+    A ``filter`` that matches nothing fails the update (before it commits) with
+    EmptyResultError unless ``allow_empty``."""
     from mirrorkit import mirror, query
     from mirrorkit import profile as profiles
 
+    if allow_empty and not filter:
+        raise UsageError("--allow-empty needs --filter QUERY")
     if (with_deps or with_recommends) and not filter:
         raise UsageError("--with-deps and --with-recommends need --filter QUERY")
     if filter:
@@ -91,6 +97,7 @@ def mirror_add(
                 filter=filter or "",
                 with_deps=with_deps,
                 with_recommends=with_recommends,
+                allow_empty=allow_empty,
             ),
         )
     st = open_store(store)

@@ -111,7 +111,7 @@ def snapshot_rm(name: str, *, force: bool = False, store: StrPath | None = None)
 @boundary
 def snapshot_search(name: str, query: str, *, store: StrPath | None = None) -> tuple[Package, ...]:
     """The packages of snapshot ``name`` that ``query`` (aptly's language) matches, sorted by
-    ``name_version_arch``."""
+    ``name_version_arch``; empty if none does (the CLI then exits 1, as grep)."""
     from mirrorkit import snapshot
 
     return tuple(snapshot.search(open_store(store), name, query))
@@ -148,15 +148,19 @@ def snapshot_filter(
     with_recommends: bool = False,
     with_essential: bool = False,
     allow_missing: bool = False,
+    allow_empty: bool = False,
     store: StrPath | None = None,
 ) -> FilterResult:
     """A new snapshot ``dest``: the packages of ``source`` that ``query`` matches (with
-    ``with_deps``, and everything they need)."""
+    ``with_deps``, and everything they need). A query that matches nothing raises
+    EmptyResultError (naming close package names) unless ``allow_empty``."""
     from mirrorkit import refs, resolve, snapshot
 
     if with_recommends and not with_deps:
         raise UsageError("--with-recommends needs --with-deps (it widens the closure)")
-    selection = resolve.Selection(query, with_deps, with_recommends, with_essential, allow_missing)
+    selection = resolve.Selection(
+        query, with_deps, with_recommends, with_essential, allow_missing, allow_empty
+    )
     st = open_store(store)
     with refs.creating_snapshot(st, dest):
         info, picked = snapshot.filter_snapshot(st, source, dest, selection)

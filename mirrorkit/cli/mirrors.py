@@ -122,6 +122,9 @@ def mirror_add(
     with_recommends: bool = typer.Option(
         False, "--with-recommends", help="With --with-deps: follow Recommends too."
     ),
+    allow_empty: bool = typer.Option(
+        False, "--allow-empty", help="With the filter: matching nothing is not an error."
+    ),
     with_sources: bool = typer.Option(False, "--with-sources", help="Not implemented yet."),
     with_udebs: bool = typer.Option(False, "--with-udebs", help="Not implemented yet."),
     json_out: bool = JSON,
@@ -142,6 +145,7 @@ def mirror_add(
             with_recommends=with_recommends,
             with_sources=with_sources,
             with_udebs=with_udebs,
+            allow_empty=allow_empty,
             store=G.store,
         )
     if json_out:

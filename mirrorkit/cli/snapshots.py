@@ -258,6 +258,9 @@ def snapshot_filter(
     allow_missing: bool = typer.Option(
         False, "--allow-missing", help="Create it even if dependencies are unmet (listed)."
     ),
+    allow_empty: bool = typer.Option(
+        False, "--allow-empty", help="Create it even if QUERY matches nothing."
+    ),
     json_out: bool = JSON,
 ) -> None:
     """Make snapshot DEST of what QUERY matches in SOURCE.
@@ -272,6 +275,7 @@ def snapshot_filter(
             with_recommends=with_recommends,
             with_essential=with_essential,
             allow_missing=allow_missing,
+            allow_empty=allow_empty,
             store=G.store,
         )
     if json_out:
@@ -301,14 +305,16 @@ def snapshot_search(
 
     One name_version_arch per line, sorted. QUERY is aptly's language: 'nginx',
     'nginx (>= 1.22)', 'Priority (required)', '$Source (openssl)', 'Name (% lib*)', 'a | b',
-    'a, b', '!a', parentheses."""
+    'a, b', '!a', parentheses. Exit 1 if nothing matches (as grep)."""
     with user_errors():
         found = api.snapshot_search(name, query_text, store=G.store)
     if json_out:
         emit_json([package_json(p) for p in found])
-        return
-    for ref in dict.fromkeys(p.ref for p in found):
-        typer.echo(ref)
+    else:
+        for ref in dict.fromkeys(p.ref for p in found):
+            typer.echo(ref)
+    if not found:
+        raise typer.Exit(1)
 
 
 @snapshot_app.command("verify")

@@ -87,7 +87,7 @@ MIRROR = RecordKind(
                     "keyring": str,
                     "fingerprints": ListOf(str),
                 },
-                {"filter": str, "with_deps": bool, "with_recommends": bool},
+                {"filter": str, "with_deps": bool, "with_recommends": bool, "allow_empty": bool},
             ),
             "created_at": str,
             "state": Maybe(

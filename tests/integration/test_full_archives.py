@@ -217,3 +217,63 @@ def test_sync_of_unchanged_upstreams_makes_no_snapshot_and_does_not_republish(
         r = run_cli(store, "snapshot", "rm", third)
     assert r.exit_code == 0, r.output
     assert sync().split()[0] == "snapshot:"
+
+
+# -- 4. an empty result is a mistake -----------------------------------------------------------
+
+
+def test_a_filter_or_search_that_matches_nothing_fails_and_names_close_packages(
+    tmp_path: Path, upstream: FaultServer, archive: Archive
+) -> None:
+    store = tmp_path / "store"
+    # mirror add --filter: checked at update time, before the update commits or downloads.
+    _add(store, upstream, archive, "--filter", "helo | libgret", "--with-deps")
+    before = _record(store)
+    r = run_cli(store, "mirror", "update", NAME)
+    assert r.exit_code == 1, r.output
+    assert "query 'helo | libgret' matches no package" in r.stderr
+    assert "did you mean: hello, libgreet" in r.stderr and "--allow-empty" in r.stderr
+    assert _record(store) == before and _deb_gets(upstream) == []
+
+    r = run_cli(store, "mirror", "add", "empty", upstream.url, "stable", "--keyring",
+                str(archive.key.public_keyring), "--filter", "helo", "--allow-empty")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = run_cli(store, "mirror", "update", "empty", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["packages"] == 0
+    assert run_cli(store, "mirror", "add", "x", upstream.url, "stable", "--keyring",
+                   str(archive.key.public_keyring), "--allow-empty").exit_code == 2  # fmt: skip
+
+    # snapshot filter: exit 1, no snapshot; --allow-empty makes the empty one.
+    full = tmp_path / "full"
+    _add(full, upstream, archive)
+    assert run_cli(full, "mirror", "update", NAME).exit_code == 0
+    assert run_cli(full, "snapshot", "create", "s", "--from-mirror", NAME).exit_code == 0
+    r = run_cli(full, "snapshot", "filter", "s", "f", "tol")
+    assert r.exit_code == 1 and "query 'tol' matches no package" in r.stderr, r.output
+    assert "did you mean: tool" in r.stderr
+    assert run_cli(full, "snapshot", "show", "f").exit_code == 1
+    r = run_cli(full, "snapshot", "filter", "s", "f", "tol", "--allow-empty", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["matched"] == []
+
+    # snapshot search: no match exits 1 like grep (and prints nothing but [] with --json).
+    r = run_cli(full, "snapshot", "search", "s", "nothing-like-it")
+    assert (r.exit_code, r.stdout) == (1, "")
+    r = run_cli(full, "snapshot", "search", "s", "nothing-like-it", "--json")
+    assert (r.exit_code, json.loads(r.stdout)) == (1, [])
+    r = run_cli(full, "snapshot", "search", "s", "hello")
+    assert (r.exit_code, r.stdout) == (0, "hello_1.0_amd64\n")
+
+    # sync: the profile's filter is checked the same way; allow_empty = true accepts it.
+    profile = tmp_path / "p.toml"
+    profile.write_text(
+        f'[[upstream]]\nname = "{NAME}"\nurl = "{upstream.url}"\nsuite = "stable"\n'
+        f'keyring = "{archive.key.public_keyring}"\n\n[filter]\nquery = "tool-x"\n'
+    )
+    r = run_cli(tmp_path / "synced", "sync", str(profile))
+    assert r.exit_code == 1 and "query 'tool-x' matches no package" in r.stderr, r.output
+    assert "did you mean: tool" in r.stderr
+    profile.write_text(profile.read_text() + "allow_empty = true\n")
+    r = run_cli(tmp_path / "synced", "sync", str(profile))
+    assert r.exit_code == 0 and "(0 packages)" in r.stdout, r.output
