@@ -5,6 +5,12 @@ suite published from this store) is refs.gc_roots' to say. ``gc`` holds the stor
 never runs beside another command, and removes objects one by one: interrupted, it leaves a
 store in which everything still referenced is present.
 
+Partial downloads (``tmp/partial``) are garbage too: an update resumes them only while it runs
+or when it runs again, and under gc's lock no update runs, so every partial file left is of an
+abandoned update (an interrupted one that nobody re-ran). A 100 GB mirror abandoned at 80% would
+otherwise hold 80 GB forever. Removing them costs a re-run of that update its resume, nothing
+else.
+
 (Not ``gc.py``: ``mirrorkit.gc`` is the public API function, and importing a submodule of
 that name would replace it on the package.)
 """
@@ -25,6 +31,7 @@ class GcResult:
     pool_files: int = 0
     meta_files: int = 0
     temp_files: int = 0
+    partial_files: int = 0  # partial downloads of abandoned updates (with their validators)
     bytes: int = 0
     removed: list[str] = field(default_factory=list)
 
@@ -48,8 +55,7 @@ def collect(store: Store, *, dry_run: bool = False) -> GcResult:
             if path.name.removesuffix(".zst") not in roots.meta:
                 remove(path, "meta_files")
         # Under the lock no command is running: what is left in tmp/ is debris of an
-        # interrupted one. Partial downloads stay (the next update resumes them) unless the
-        # pool has their file already.
+        # interrupted one, partial downloads included (see the module docstring).
         for path in sorted(store.tmp.iterdir()) if store.tmp.is_dir() else []:
             if path == store.partial:
                 continue
@@ -60,9 +66,8 @@ def collect(store: Store, *, dry_run: bool = False) -> GcResult:
             else:
                 remove(path, "temp_files")
         for path in sorted(store.partial.glob("*")) if store.partial.is_dir() else []:
-            sha = path.name.split(".", 1)[0]
-            if store.pool.has(sha):
-                remove(path, "temp_files")
+            if path.is_file():  # a download (named by its SHA256) or its .validator
+                remove(path, "temp_files" if "." in path.name else "partial_files")
         if not dry_run:
             for d in (store.pool.root, store.meta.root):
                 for sub in d.glob("*"):

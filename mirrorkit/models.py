@@ -308,3 +308,4 @@ class GcReport:
     temp_files: int
     bytes: int
     removed: tuple[str, ...] = ()
+    partial_files: int = 0  # partial downloads of abandoned updates

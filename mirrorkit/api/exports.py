@@ -222,8 +222,18 @@ def bundle_import(
 
 @boundary
 def gc(*, dry_run: bool = False, store: StrPath | None = None) -> GcReport:
-    """Remove pool objects no mirror, snapshot or published suite references."""
+    """Remove pool objects no mirror, snapshot or published suite references, temporary
+    files, and partial downloads of abandoned updates (gc excludes every other command, so
+    no running update owns them)."""
     from mirrorkit import garbage
 
     r = garbage.collect(open_store(store), dry_run=dry_run)
-    return GcReport(dry_run, r.pool_files, r.meta_files, r.temp_files, r.bytes, tuple(r.removed))
+    return GcReport(
+        dry_run,
+        r.pool_files,
+        r.meta_files,
+        r.temp_files,
+        r.bytes,
+        tuple(r.removed),
+        partial_files=r.partial_files,
+    )

@@ -85,8 +85,8 @@ def gc_cmd(
 ) -> None:
     """Remove the files nothing references any more.
 
-    Pool and metadata objects no mirror, snapshot or published suite references, and
-    temporary files left behind."""
+    Pool and metadata objects no mirror, snapshot or published suite references,
+    temporary files left behind, and partial downloads of abandoned updates."""
     with user_errors():
         result = api.gc(dry_run=dry_run, store=G.store)
     if json_out:
@@ -96,6 +96,7 @@ def gc_cmd(
                 "pool_files": result.pool_files,
                 "meta_files": result.meta_files,
                 "temp_files": result.temp_files,
+                "partial_files": result.partial_files,
                 "bytes": result.bytes,
                 "removed": list(result.removed),
             }
@@ -108,5 +109,6 @@ def gc_cmd(
     typer.echo(
         f"{verb} {mb(result.bytes)}: {plural(result.pool_files, 'pool file')}, "
         f"{plural(result.meta_files, 'metadata object')}, "
-        f"{plural(result.temp_files, 'temporary file')}"
+        f"{plural(result.temp_files, 'temporary file')}, "
+        f"{plural(result.partial_files, 'partial download')}"
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -277,3 +277,47 @@ def test_a_filter_or_search_that_matches_nothing_fails_and_names_close_packages(
     profile.write_text(profile.read_text() + "allow_empty = true\n")
     r = run_cli(tmp_path / "synced", "sync", str(profile))
     assert r.exit_code == 0 and "(0 packages)" in r.stdout, r.output
+
+
+# -- 5. partial downloads are garbage too ---------------------------------------------------------
+
+
+def test_gc_removes_partial_downloads_of_abandoned_updates_and_dry_run_counts_them(
+    tmp_path: Path, archive: Archive, debs_dir: dict[str, Path],
+    make_server: Callable[[Path], FaultServer],
+) -> None:  # fmt: skip
+    big = build_deb(tmp_path / "big", "bigpkg", "1.0", "amd64", payload_size=300_000)
+    bigger = build_archive(tmp_path / "bigger", archive.key, {"main": [*debs_dir.values(), big]})
+    srv = make_server(bigger.root)
+    srv.add_fault("*/bigpkg_1.0_amd64.deb", "drop", after_bytes=120_000)
+    store = tmp_path / "store"
+    _add(store, srv, bigger)
+    r = run_cli(store, "mirror", "update", NAME, "--max-tries", "1")
+    assert r.exit_code == 1, r.output
+    partial = store / "tmp" / "partial"
+    held = sorted(p.name for p in partial.iterdir())
+    assert len([n for n in held if "." not in n]) == 1  # the abandoned download
+
+    r = run_cli(store, "gc", "--dry-run", "--json")
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["partial_files"] == 1 and report["bytes"] >= 120_000
+    assert sorted(p.name for p in partial.iterdir()) == held  # a dry run removes nothing
+    assert "1 partial download" in run_cli(store, "gc", "--dry-run").stdout
+
+    r = run_cli(store, "gc")
+    assert r.exit_code == 0 and "1 partial download" in r.stdout, r.output
+    assert list(partial.iterdir()) == []
+    assert json.loads(run_cli(store, "gc", "--json").stdout)["partial_files"] == 0
+
+    # The next update starts that file over (no Range) and completes.
+    srv.clear_faults()
+    srv.clear_log()
+    r = run_cli(store, "mirror", "update", NAME)
+    assert r.exit_code == 0, r.output
+    gets = [
+        h.get("range")
+        for m, p, h in srv.requests
+        if m == "GET" and p.endswith("bigpkg_1.0_amd64.deb")
+    ]
+    assert gets == [None]
