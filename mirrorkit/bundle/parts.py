@@ -24,7 +24,7 @@ from typing import BinaryIO
 from mirrorkit.bundle.container import CHUNK
 from mirrorkit.bundle.manifest import VERSION, JsonShape
 from mirrorkit.errors import BundleError, NotFoundError, StorageError, UsageError
-from mirrorkit.store import fsync_dir, storage_error, temp_file, write_json
+from mirrorkit.store import atomic_write, canonical_json, fsync_dir, storage_error, temp_file
 
 INDEX_FORMAT = "mirrorkit-bundle-index"
 _MAX_INDEX = 1 << 20
@@ -94,6 +94,9 @@ class PartsWriter:
             )
         fd, name = temp_file(self.directory, f".{self.output.name}.", self.output, ".partial")
         self._temps.append(name)
+        # A bundle is carried to others (a USB disk, a share): world-readable whatever the
+        # umask, as published trees are (temp files are made 0600). It holds no secret.
+        os.fchmod(fd, 0o644)
         self._fh = os.fdopen(fd, "wb", buffering=0)
         self._written = 0
         self._hash = hashlib.sha256()
@@ -404,4 +407,4 @@ def write_index(index: Path, bundle: str, split: int, parts: Sequence[Part]) -> 
         "size": sum(p.size for p in parts),
         "parts": [{"name": p.path.name, "size": p.size, "sha256": p.sha256} for p in parts],
     }
-    write_json(index, body)
+    atomic_write(index, canonical_json(body) + b"\n", mode=0o644)  # readable like the parts

@@ -7,6 +7,7 @@ Real parts only: a signed archive on a loopback FaultServer, the real CLI, a rea
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -321,3 +322,55 @@ def test_gc_removes_partial_downloads_of_abandoned_updates_and_dry_run_counts_th
         if m == "GET" and p.endswith("bigpkg_1.0_amd64.deb")
     ]
     assert gets == [None]
+
+
+# -- 6. permissions that fit the file -------------------------------------------------------------
+
+
+@pytest.fixture
+def umask_077() -> Iterator[None]:
+    old = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_what_others_read_is_world_readable_and_secrets_are_private_under_umask_077(
+    tmp_path: Path, upstream: FaultServer, archive: Archive, publish_key: TestKey,
+    umask_077: None,
+) -> None:  # fmt: skip
+    store = tmp_path / "store"
+    url = upstream.url.replace("http://", "http://mk:s3cret@")
+    r = run_cli(store, "mirror", "add", NAME, url, "stable", "--keyring",
+                str(archive.key.public_keyring))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert _mode(store / "auth.conf") == 0o600  # the one file that holds a secret
+    assert run_cli(store, "mirror", "update", NAME).exit_code == 0
+    assert run_cli(store, "snapshot", "create", "s", "--from-mirror", NAME).exit_code == 0
+    assert _mode(store / "auth.conf") == 0o600
+
+    def signed(*args: str) -> None:
+        r = run_cli(store, *args, "--key", publish_key.fingerprint,
+                    gnupghome=publish_key.gnupghome)  # fmt: skip
+        assert r.exit_code == 0, r.output
+
+    tree = tmp_path / "tree"
+    signed("publish", "fs", "s", str(tree))
+    keys = sorted(tree.glob("mirrorkit-archive-*"))
+    assert [k.suffix for k in keys] == [".asc", ".gpg"]
+    assert all(_mode(k) == 0o644 for k in keys), [oct(_mode(k)) for k in keys]
+    assert _mode(tree / "dists" / "s" / "InRelease") == 0o644
+
+    one = tmp_path / "one.bundle"
+    signed("bundle", "export", "s", "-o", str(one))
+    assert _mode(one) == 0o644
+    split = tmp_path / "parts" / "s.bundle"
+    signed("bundle", "export", "s", "-o", str(split), "--split", "4096")
+    made = sorted(split.parent.iterdir())
+    assert len(made) > 2 and any(p.name.endswith(".index.json") for p in made), made
+    assert {p.name: oct(_mode(p)) for p in made} == {p.name: "0o644" for p in made}
