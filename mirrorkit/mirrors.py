@@ -1,0 +1,197 @@
+"""The mirrors a store follows: their records (``mirrors/NAME.json``: the spec, and the state
+the last completed update committed) and the operations on them that fetch nothing (add, load,
+list, remove). The update pipeline that changes a mirror's state is mirror.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mirrorkit import archive
+from mirrorkit.errors import ConflictError, NotFoundError, UsageError
+from mirrorkit.models import IndexRef, MirrorSpec, Package
+from mirrorkit.net.auth import remember, split_credentials
+from mirrorkit.store import MIRROR, Store, read_record, write_record
+
+FORMAT = MIRROR.version
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorState:
+    """What the last completed update verified and stored."""
+
+    inrelease_sha256: str
+    signer: str
+    release_date: str  # ISO 8601, UTC; "" if no Release accepted so far had a Date
+    valid_until: str | None
+    fetched_at: str
+    spec_digest: str
+    indexes: tuple[IndexRef, ...]  # what the mirror holds (filtered, if it has a filter)
+    upstream: tuple[IndexRef, ...] = ()  # the upstream's indices as verified, in full
+    selection: str = ""  # digest of the filter that chose ``indexes`` from ``upstream``
+    codename: str = ""  # the Release's Codename: a suite that changes it is another release
+
+    @property
+    def packages(self) -> int:
+        return sum(i.packages for i in self.indexes)
+
+
+@dataclass(frozen=True, slots=True)
+class Mirror:
+    spec: MirrorSpec
+    created_at: str
+    state: MirrorState | None
+
+
+def _spec_json(spec: MirrorSpec) -> dict[str, Any]:
+    # allow_empty only when set: records (and spec digests) written before it stay the same.
+    return {k: v for k, v in asdict(spec).items() if k != "allow_empty" or v}
+
+
+def spec_digest(spec: MirrorSpec) -> str:
+    return hashlib.sha256(repr(_spec_json(spec)).encode()).hexdigest()
+
+
+def record_path(store: Store, name: str) -> Path:
+    return store.mirror_record(name)
+
+
+def record_body(mirror: Mirror) -> dict[str, Any]:
+    spec = _spec_json(mirror.spec)
+    state = None
+    if mirror.state is not None:
+        state = asdict(mirror.state)
+    return {"format": FORMAT, "spec": spec, "created_at": mirror.created_at, "state": state}
+
+
+def _from_json(data: dict[str, Any]) -> Mirror:
+    s = data["spec"]
+    spec = MirrorSpec(
+        name=s["name"],
+        url=s["url"],
+        suite=s["suite"],
+        components=tuple(s["components"]),
+        architectures=tuple(s["architectures"]),
+        keyring=s["keyring"],
+        fingerprints=tuple(s["fingerprints"]),
+        filter=s.get("filter", ""),
+        with_deps=s.get("with_deps", False),
+        with_recommends=s.get("with_recommends", False),
+        allow_empty=s.get("allow_empty", False),
+    )
+    state = None
+    if (st := data.get("state")) is not None:
+        state = MirrorState(
+            inrelease_sha256=st["inrelease_sha256"],
+            signer=st["signer"],
+            release_date=st["release_date"],
+            valid_until=st["valid_until"],
+            fetched_at=st["fetched_at"],
+            spec_digest=st["spec_digest"],
+            indexes=tuple(IndexRef(**i) for i in st["indexes"]),
+            upstream=tuple(IndexRef(**i) for i in st.get("upstream", st["indexes"])),
+            selection=st.get("selection", ""),
+            codename=st.get("codename", ""),
+        )
+    return Mirror(spec=spec, created_at=data["created_at"], state=state)
+
+
+def add(store: Store, spec: MirrorSpec, *, replace: bool = False) -> Mirror:
+    """Record a new mirror. With ``replace``, change an existing mirror's spec (profiles do
+    this), keeping its state so the next update reuses everything it can."""
+    path = record_path(store, spec.name)
+    if not spec.flat and not spec.components:
+        spec = MirrorSpec(**{**asdict(spec), "components": ("main",)})
+    if not spec.architectures:
+        spec = MirrorSpec(**{**asdict(spec), "architectures": ("amd64",)})
+    if not spec.url.startswith(("http://", "https://")):
+        raise ConflictError(
+            f"mirror {spec.name}: unsupported URL {spec.url!r}", "use an http:// or https:// URL."
+        )
+    moved = split_credentials(spec.url)
+    if moved is not None:
+        # user:password@ in the URL: kept in the store's auth file (0600), never in the record
+        # (which mirror list, snapshots and bundles show).
+        spec = MirrorSpec(**{**asdict(spec), "url": moved[0]})
+    if not Path(spec.keyring).is_file():
+        raise UsageError(
+            f"mirror {spec.name}: keyring {spec.keyring}: no such file",
+            "give the upstream's public keyring, e.g. "
+            "/usr/share/keyrings/debian-archive-keyring.gpg.",
+        )
+    for fpr in spec.fingerprints:
+        if not re.fullmatch(r"[0-9A-Fa-f]{40}|[0-9A-Fa-f]{64}", fpr):
+            raise UsageError(
+                f"mirror {spec.name}: {fpr!r} is not a key fingerprint",
+                "give the signer's full fingerprint, 40 hex digits ('gpg --show-keys KEYRING').",
+            )
+    state = None
+    created = datetime.now(UTC).replace(microsecond=0).isoformat()
+    if path.exists():
+        if not replace:
+            raise ConflictError(
+                f"mirror {spec.name} exists already",
+                f"use 'mirrorkit mirror rm {spec.name}' first, or pick another name.",
+            )
+        old = load(store, spec.name)
+        state, created = old.state, old.created_at
+        if (old.spec.url, old.spec.suite, old.spec.keyring) != (spec.url, spec.suite, spec.keyring):
+            # Another upstream under this name (two profiles, say): its state, and its Release
+            # Date as the rollback floor, say nothing about this one.
+            state = None
+    if moved is not None:
+        remember(store_auth_file(store), spec.url, moved[1], moved[2])
+    mirror = Mirror(spec=spec, created_at=created, state=state)
+    write_record(path, MIRROR, record_body(mirror), tmp_dir=store.tmp)
+    return mirror
+
+
+def store_auth_file(store: Store) -> Path:
+    """The store's own auth file (apt's format): credentials given in mirror URLs."""
+    return store.auth_file
+
+
+def load(store: Store, name: str) -> Mirror:
+    path = record_path(store, name)
+    if not path.exists():
+        raise NotFoundError(f"no mirror named {name!r}", "see 'mirrorkit mirror list'.")
+    return _from_json(read_record(path, MIRROR))
+
+
+def list_all(store: Store) -> list[Mirror]:
+    if not store.mirrors.is_dir():
+        return []
+    return [_from_json(read_record(p, MIRROR)) for p in sorted(store.mirrors.glob("*.json"))]
+
+
+def remove(store: Store, name: str) -> None:
+    """Forget a mirror. Its pool files stay until ``gc``; snapshots taken from it are
+    unaffected (they hold their own references)."""
+    path = record_path(store, name)
+    if not path.exists():
+        raise NotFoundError(f"no mirror named {name!r}", "see 'mirrorkit mirror list'.")
+    path.unlink()
+
+
+def packages(store: Store, indexes: Sequence[IndexRef]) -> list[Package]:
+    result: list[Package] = []
+    for ref in indexes:
+        text = store.meta.get(ref.sha256)
+        result.extend(
+            archive.parse_packages(
+                text, ref.component, f"{ref.component}/binary-{ref.architecture}"
+            )
+        )
+    return result
+
+
+def dists_url(spec: MirrorSpec) -> str:
+    if spec.flat:
+        return spec.url.rstrip("/") + "/" + spec.suite.strip("/")
+    return f"{spec.url.rstrip('/')}/dists/{spec.suite}"
