@@ -44,7 +44,11 @@ class ConflictError(MirrorkitError):
 
 
 class StoreLockedError(MirrorkitError):
-    """Another mirrorkit process holds the store lock."""
+    """Another mirrorkit command (a process, or a thread of this one) holds a lock this one
+    needs: ``resource`` is what it needed (``"store"`` for the whole store, else e.g.
+    ``"mirror/NAME"``)."""
+
+    resource: str | None = None
 
 
 class FetchError(MirrorkitError):

@@ -3,7 +3,8 @@
 ```
 STORE/
   format                    the store's format version (JSON); checked whenever a store is opened
-  lock                      flock'ed by every command that changes the store
+  lock                      flock'ed by every command that changes the store (shared or whole)
+  locks/<kind>/<name>.lock  one resource's lock (mirror/NAME, snapshot/NAME, publish/DIGEST...)
   tmp/                      temp files (same filesystem, so rename is atomic); tmp/partial/ resumes
   pool/ab/<sha256>          .deb files, by SHA256 of their bytes, write-once, read-only
   meta/ab/<sha256>.zst      indices and InRelease files, by SHA256 of their *uncompressed* bytes
@@ -19,15 +20,14 @@ STORE/
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-from mirrorkit.errors import StorageError, StoreFormatError, StoreLockedError
+from mirrorkit.errors import StorageError, StoreFormatError
 from mirrorkit.store import records
 from mirrorkit.store.files import atomic_write, canonical_json, check_name, storage_error
+from mirrorkit.store.locks import StoreLocks
 from mirrorkit.store.objects import MetaStore, Pool
 
 STORE_FORMAT = 1  # what this mirrorkit writes, and the newest it opens
@@ -62,7 +62,7 @@ class Store:
         self.imported_bundles = root / "bundles" / "imported.json"
         self.auth_file = root / "auth.conf"  # credentials from mirror URLs, apt's format
         self.format_file = root / "format"
-        self._lock_depth = 0
+        self._locks = StoreLocks(root, self.init)
         # None: no store here yet (the first command that writes creates one).
         self.format = self._check_format()
 
@@ -152,39 +152,13 @@ class Store:
             atomic_write(self.format_file, canonical_json(body) + b"\n", mode=0o644)
             self.format = STORE_FORMAT
 
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        """Exclusive lock for commands that change the store; fails at once if another process
-        holds it. Re-entrant within this process (one operation may call another)."""
-        if self._lock_depth:
-            self._lock_depth += 1
-            try:
-                yield
-            finally:
-                self._lock_depth -= 1
-            return
-        lock_path = self.root / "lock"
-        try:
-            self.init()
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:  # a read-only store, or one of another user
-            raise storage_error(lock_path, exc) from exc
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-                raise StoreLockedError(
-                    f"the store {self.root} is locked by another mirrorkit process (pid {holder})",
-                    "wait for it to finish and run the command again (the lock is released "
-                    "when that process exits, even if it crashed).",
-                ) from exc
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
-            self._lock_depth = 1
-            try:
-                yield
-            finally:
-                self._lock_depth = 0
-        finally:
-            os.close(fd)
+    def locked(self, *resources: str, wait: float | None = None) -> AbstractContextManager[None]:
+        """Hold locks for a command that changes the store (``locks.py`` says how).
+
+        ``locked()``: the whole store, exclusively (gc, and whatever changes more than it can
+        name). ``locked("mirror/web", "snapshot/new")``: the store shared, and each resource
+        exclusively, so commands on other resources run at the same time. ``wait=None`` fails
+        at once with StoreLockedError naming the resource and its holder; ``wait=N`` waits up to
+        N seconds first. Re-entrant within a thread; threads exclude each other like processes.
+        Read what the command changes after this returns, never before (issue 14, item 6)."""
+        return self._locks.locked(*resources, wait=wait)

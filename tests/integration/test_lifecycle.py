@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -212,8 +213,24 @@ def test_gc_interrupted_leaves_a_consistent_store_and_respects_the_lock(
     _mirror_and_snapshot(store_dir, upstream, archive, "new")
     _ok(store_dir, "snapshot", "rm", "old")
 
-    with Store(store_dir).locked(), pytest.raises(StoreLockedError):
-        gc.collect(Store(store_dir))
+    # Held by another thread (within one thread the lock is re-entrant, as one command may
+    # call another); threads exclude each other as processes do.
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with Store(store_dir).locked():
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(30)
+    try:
+        with pytest.raises(StoreLockedError):
+            gc.collect(Store(store_dir))
+    finally:
+        release.set()
+        holder.join()
 
     calls = 0
     real_unlink = Path.unlink

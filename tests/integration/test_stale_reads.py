@@ -53,14 +53,14 @@ def race(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path, tuple[str, ...]], l
         fired = False
 
         @contextlib.contextmanager
-        def locked(self: Store) -> Iterator[None]:
+        def locked(self: Store, *resources: str, wait: float | None = None) -> Iterator[None]:
             nonlocal fired
-            if not fired and not self._lock_depth:
+            if not fired and not self._locks.depth():
                 fired = True
                 r = _cli(store, *args)
                 assert r.returncode == 0, r.stdout + r.stderr
                 out.append(r.stdout)
-            with original(self):
+            with original(self, *resources, wait=wait):
                 yield
 
         monkeypatch.setattr(Store, "locked", locked)
