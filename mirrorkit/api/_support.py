@@ -87,13 +87,16 @@ def run_sync(start: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     caller's loop is blocked for the call, as by any blocking function, but not broken."""
     import asyncio  # here: most commands never start a loop, and asyncio costs start-up time
     import concurrent.futures
+    import contextvars
 
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(start())
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mirrorkit") as pool:
-        return pool.submit(lambda: asyncio.run(start())).result()
+        # In the caller's context: the store locks it holds are the call's (store/locks.py).
+        context = contextvars.copy_context()
+        return pool.submit(context.run, lambda: asyncio.run(start())).result()
 
 
 def open_store(store: StrPath | None) -> Store:

@@ -9,14 +9,15 @@ STORE/locks/<kind>.lock             a resource without a name (bundle-import)
 ```
 All are ``flock`` locks, so the kernel releases them when their holder exits, however it ends.
 flock locks belong to an open file description: two threads of one process that open the file
-separately exclude each other as two processes do, so each thread opens its own descriptor and
-keeps its own re-entrancy count (``threading.local``), never sharing a descriptor.
+separately exclude each other as two processes do, so each operation opens its own descriptors
+and keeps its own re-entrancy count (``_HELD``), never sharing a descriptor with another.
 
 Resources are taken in sorted order after the store lock, so two commands never wait for each
-other in a cycle. A nested ``locked`` in the same thread adds what it names to what the thread
-holds (out of order: with ``wait`` it is bounded, without it fails at once, never hangs). Lock
-files are never removed while the store is in use: removing one another process has open would
-let two processes "hold" the same resource (``gc``, holding the whole store, may remove them).
+other in a cycle. A nested ``locked`` in the same operation (see ``_HELD``) adds what it names
+to what the operation holds (out of order: with ``wait`` it is bounded, without it fails at
+once; it never hangs). Lock files are never removed while the store is in use: removing one
+another process has open would let two processes "hold" the same resource (``gc``, holding the
+whole store, may remove them).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,20 +73,22 @@ def check_resource(resource: str) -> str:
 
 @dataclass
 class _Held:
-    """What one thread holds in one store: the store lock and its resources."""
+    """What one operation holds in one store: the store lock and its resources."""
 
     exclusive: bool = False
-    depth: int = 0  # nested ``locked`` calls in this thread
+    depth: int = 0  # nested ``locked`` calls of this operation
     store_fd: int = -1
     resources: dict[str, int] = field(default_factory=dict)  # resource -> fd
+    # The threads of one operation (asyncio.to_thread) share this record.
+    guard: threading.Lock = field(default_factory=threading.Lock)
 
 
-_local = threading.local()
-
-
-def _held(root: Path) -> _Held:
-    table: dict[Path, _Held] = _local.__dict__.setdefault("held", {})
-    return table.setdefault(root, _Held())
+# What the running operation holds, per store root. A context variable, not a thread-local:
+# asyncio tasks and asyncio.to_thread copy it, so work an operation hands to a worker thread is
+# still that operation (re-entrant), while a thread started on its own (a server's request
+# threads, threading.Thread) starts with nothing held and is excluded like another process.
+# Each value is replaced, never changed in place, so copies taken earlier are unaffected.
+_HELD: ContextVar[dict[Path, _Held] | None] = ContextVar("mirrorkit_store_locks", default=None)
 
 
 class StoreLocks:
@@ -98,8 +102,9 @@ class StoreLocks:
         self._prepare = prepare
 
     def depth(self) -> int:
-        """How many ``locked`` calls this thread is inside, in this store (0: none)."""
-        return _held(self.root.resolve()).depth
+        """How many ``locked`` calls the running operation is inside, in this store."""
+        held = (_HELD.get() or {}).get(self.root.resolve())
+        return 0 if held is None else held.depth
 
     def path(self, resource: str) -> Path:
         return self.dir / f"{check_resource(resource)}.lock"
@@ -110,30 +115,39 @@ class StoreLocks:
             check_resource(r)
         if wait is not None and wait < 0:
             raise ValueError(f"wait must be >= 0 seconds, not {wait}")
-        held = _held(self.root.resolve())
+        root = self.root.resolve()
+        table = _HELD.get() or {}
+        held = table.get(root)
         deadline = None if wait is None else time.monotonic() + wait
-        if held.depth == 0:
+        token = None
+        if held is None:
+            held = _Held()
             self._open_store_lock(held, exclusive=not resources, deadline=deadline, wait=wait)
+            token = _HELD.set({**table, root: held})
         elif not resources and not held.exclusive:
             # Upgrading a shared flock is not atomic (the kernel drops it first): a caller that
             # holds resources must not ask for the whole store.
             raise RuntimeError("the whole store cannot be locked inside a resource lock")
         taken: list[str] = []
-        held.depth += 1
+        with held.guard:
+            held.depth += 1
         try:
             if not held.exclusive:
-                for r in sorted(set(resources)):
-                    if r not in held.resources:
-                        held.resources[r] = self._take(self.path(r), r, deadline, wait)
-                        taken.append(r)
+                with held.guard:
+                    for r in sorted(set(resources)):
+                        if r not in held.resources:
+                            held.resources[r] = self._take(self.path(r), r, deadline, wait)
+                            taken.append(r)
             yield
         finally:
-            for r in taken:
-                os.close(held.resources.pop(r))  # closing the last descriptor releases it
-            held.depth -= 1
-            if held.depth == 0:
+            with held.guard:
+                for r in taken:
+                    os.close(held.resources.pop(r))  # closing the last descriptor releases it
+                held.depth -= 1
+            if token is not None:
                 os.close(held.store_fd)
                 held.store_fd, held.exclusive = -1, False
+                _HELD.reset(token)
 
     def _open_store_lock(
         self, held: _Held, *, exclusive: bool, deadline: float | None, wait: float | None
