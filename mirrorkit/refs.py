@@ -108,6 +108,26 @@ def remove_snapshot(store: Store, name: str, *, force: bool = False) -> None:
         snapshot.remove(store, name)
 
 
+def rename_snapshot(store: Store, name: str, new_name: str) -> snapshot.SnapshotInfo:
+    """Rename snapshot ``name`` to ``new_name``, refused while something names it (see
+    :func:`users`): a channel's history and a snapshot's provenance keep the old name."""
+    check_name(new_name, "snapshot")
+    with store.locked():
+        info = snapshot.load(store, name)
+        needed = users(store, name)
+        if needed:
+            raise ConflictError(
+                f"unable to rename: snapshot {name} is named by: {', '.join(needed)}",
+                "they record the name; create a new snapshot instead (merge it alone).",
+            )
+        check_free(store, new_name, "snapshot")
+        if snapshot.exists(store, new_name):
+            raise ConflictError(f"unable to rename: snapshot {new_name} already exists")
+        renamed = snapshot.write_renamed(store, info, new_name)
+        snapshot.remove(store, name)
+        return renamed
+
+
 def set_channel(store: Store, name: str, snapshot_name: str, *, via: str = "") -> channel.Channel:
     """Point channel ``name`` at ``snapshot_name`` (see :func:`channel.set_channel`), refused
     when a snapshot has the name."""

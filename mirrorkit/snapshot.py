@@ -132,6 +132,17 @@ def _write(
     return info
 
 
+def write_renamed(store: Store, info: SnapshotInfo, new_name: str) -> SnapshotInfo:
+    """A copy of snapshot ``info`` named ``new_name`` (same time, sources and indices; the
+    digest covers the name, so it is a new record). The caller removes the old one."""
+    check_name(new_name, "snapshot")
+    body = _body(replace(info, name=new_name))
+    digest = record_digest(body)
+    renamed = replace(info, name=new_name, digest=digest)
+    _commit(store, renamed, encode_record(SNAPSHOT, {**body, "digest": digest}))
+    return renamed
+
+
 def commit_record(store: Store, raw: bytes, where: str) -> SnapshotInfo:
     """Add a snapshot made elsewhere (a bundle's), its record kept byte for byte: the record
     must be valid and its digest hold; its indices and pool objects must be in the store

@@ -17,7 +17,8 @@ Stages are imported inside the functions: ``import mirrorkit`` (and every CLI st
 none of them, and each call loads only what it needs.
 
 Modules: ``mirrors`` (mirror_*, sync), ``snapshots`` (snapshot_*, channel_*), ``exports``
-(publish_*, bundle_*, gc); ``_support`` holds the error boundary and the shared checks.
+(publish_*, bundle_*, gc), ``server`` (api serve, api user *); ``_support`` holds the error
+boundary and the shared checks.
 """
 
 from mirrorkit.api._support import normalise_fingerprint, parse_rate
@@ -28,6 +29,7 @@ from mirrorkit.api.exports import (
     bundle_verify,
     gc,
     publish_fs,
+    publish_list,
     publish_s3,
     publish_s3_async,
 )
@@ -35,12 +37,14 @@ from mirrorkit.api.mirrors import (
     mirror_add,
     mirror_list,
     mirror_rm,
+    mirror_search,
     mirror_show,
     mirror_update,
     mirror_update_async,
     sync,
     sync_async,
 )
+from mirrorkit.api.server import api_user_add, api_user_list, api_user_rm
 from mirrorkit.api.snapshots import (
     channel_history,
     channel_list,
@@ -51,6 +55,7 @@ from mirrorkit.api.snapshots import (
     snapshot_filter,
     snapshot_list,
     snapshot_merge,
+    snapshot_rename,
     snapshot_rm,
     snapshot_search,
     snapshot_show,
@@ -59,6 +64,9 @@ from mirrorkit.api.snapshots import (
 )
 
 __all__ = [
+    "api_user_add",
+    "api_user_list",
+    "api_user_rm",
     "bundle_export",
     "bundle_import",
     "bundle_show",
@@ -71,12 +79,14 @@ __all__ = [
     "mirror_add",
     "mirror_list",
     "mirror_rm",
+    "mirror_search",
     "mirror_show",
     "mirror_update",
     "mirror_update_async",
     "normalise_fingerprint",
     "parse_rate",
     "publish_fs",
+    "publish_list",
     "publish_s3",
     "publish_s3_async",
     "snapshot_create",
@@ -84,6 +94,7 @@ __all__ = [
     "snapshot_filter",
     "snapshot_list",
     "snapshot_merge",
+    "snapshot_rename",
     "snapshot_rm",
     "snapshot_search",
     "snapshot_show",

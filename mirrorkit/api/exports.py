@@ -21,6 +21,7 @@ from mirrorkit.progress import Reporter
 if TYPE_CHECKING:
     from mirrorkit.bundle import BundleInfo, ExportResult, ImportResult, VerifyReport
     from mirrorkit.publish import Published
+    from mirrorkit.publish.records import PublishedSuite
 
 
 # --- publish -------------------------------------------------------------------------------------
@@ -140,6 +141,14 @@ async def publish_s3_async(
             reporter=reporter,
         )
     )
+
+
+@boundary
+def publish_list(*, store: StrPath | None = None) -> tuple[PublishedSuite, ...]:
+    """Every suite this store published: the directory or ``s3://`` URL, suite, snapshot."""
+    from mirrorkit.publish.records import published_suites
+
+    return tuple(published_suites(open_store(store)))
 
 
 # --- bundles -------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from mirrorkit.api._support import (
     update_options,
 )
 from mirrorkit.errors import MirrorkitError, UsageError
-from mirrorkit.models import MirrorsAdded, MirrorSpec, Removed, UpdateResult
+from mirrorkit.models import MirrorsAdded, MirrorSpec, Package, Removed, UpdateResult
 from mirrorkit.progress import Reporter
 
 if TYPE_CHECKING:
@@ -209,6 +209,30 @@ def mirror_show(name: str, *, store: StrPath | None = None) -> Mirror:
     from mirrorkit import mirror
 
     return mirror.load(open_store(store), name)
+
+
+@boundary
+def mirror_search(
+    name: str, query: str | None, *, with_deps: bool = False, store: StrPath | None = None
+) -> tuple[Package, ...]:
+    """The packages of mirror ``name`` as its last update committed them that ``query``
+    matches (None: all), sorted by ``name_version_arch``; with ``with_deps``, also what they
+    depend on, as far as the mirror satisfies it."""
+    from mirrorkit import mirror, resolve
+
+    st = open_store(store)
+    m = mirror.load(st, name)
+    pkgs = mirror.packages(st, m.state.indexes) if m.state is not None else []
+    if query is None:
+        return tuple(sorted(pkgs, key=lambda p: p.ref))
+    archs = sorted({i.architecture for i in m.state.indexes} - {"all"}) if m.state else []
+    universe = resolve.Universe(pkgs, archs)
+    if with_deps:
+        selection = resolve.Selection(query, with_deps=True, allow_missing=True, allow_empty=True)
+        found = resolve.apply(universe, selection).packages
+    else:
+        found = resolve.search(universe, query)
+    return tuple(sorted(found, key=lambda p: p.ref))
 
 
 @boundary

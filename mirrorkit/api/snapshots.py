@@ -109,12 +109,30 @@ def snapshot_rm(name: str, *, force: bool = False, store: StrPath | None = None)
 
 
 @boundary
-def snapshot_search(name: str, query: str, *, store: StrPath | None = None) -> tuple[Package, ...]:
+def snapshot_search(
+    name: str, query: str, *, with_deps: bool = False, store: StrPath | None = None
+) -> tuple[Package, ...]:
     """The packages of snapshot ``name`` that ``query`` (aptly's language) matches, sorted by
-    ``name_version_arch``; empty if none does (the CLI then exits 1, as grep)."""
-    from mirrorkit import snapshot
+    ``name_version_arch``; empty if none does (the CLI then exits 1, as grep). With
+    ``with_deps``, also what they depend on, as far as the snapshot satisfies it."""
+    from mirrorkit import resolve, snapshot
 
-    return tuple(snapshot.search(open_store(store), name, query))
+    st = open_store(store)
+    if not with_deps:
+        return tuple(snapshot.search(st, name, query))
+    selection = resolve.Selection(query, with_deps=True, allow_missing=True, allow_empty=True)
+    picked = resolve.apply(snapshot.universe(st, [snapshot.load(st, name)]), selection)
+    return tuple(sorted(picked.packages, key=lambda p: p.ref))
+
+
+@boundary
+def snapshot_rename(name: str, new_name: str, *, store: StrPath | None = None) -> SnapshotInfo:
+    """Give snapshot ``name`` the name ``new_name``: the same packages and provenance under a
+    new record (its digest covers the name); refused while a channel or a snapshot made from
+    it names it."""
+    from mirrorkit import refs
+
+    return refs.rename_snapshot(open_store(store), name, new_name)
 
 
 @boundary

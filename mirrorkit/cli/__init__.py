@@ -23,6 +23,7 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 # The command modules register their commands on the apps when imported.
 from mirrorkit.cli import (  # noqa: E402,F401
+    apiserver,
     channels,
     exports,
     mirrors,

@@ -8,6 +8,7 @@ publishing machinery.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,25 @@ def serves(
         return False
     suites = read_record(path, PUBLISHED).get("suites", {})
     return isinstance(suites, dict) and suites.get(suite) == snapshot_name
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedSuite:
+    """One suite this store published: where (a directory, or an ``s3://`` URL with its
+    endpoint), and the snapshot it holds."""
+
+    target: str
+    kind: str  # "fs" | "s3"
+    suite: str
+    snapshot: str
+    endpoint_url: str | None = None
+
+
+def published_suites(store: Store) -> list[PublishedSuite]:
+    """Every suite of every target this store published, by target then suite."""
+    out = []
+    for r in published_records(store):
+        kind, target = ("fs", r["dir"]) if "dir" in r else ("s3", r["s3"])
+        for suite, snap in sorted(r.get("suites", {}).items()):
+            out.append(PublishedSuite(target, kind, suite, snap, r.get("endpoint_url")))
+    return out

@@ -30,6 +30,8 @@ TOOLS: dict[str, str] = {
     "tinyproxy": "tinyproxy",  # the real forward proxy of tests/integration/test_network.py
     "tar": "tar",  # the documented bundle check
     "sha256sum": "coreutils",
+    "aptly": "aptly",  # the oracle of aptly's package keys (tests/integration/test_rest_api.py)
+    "curl": "curl",  # the CI upload script against the REST API
 }
 
 
