@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mirrorkit import archive, gpg, merge, resolve, space
+from mirrorkit import archive, extras, gpg, merge, resolve, space
 from mirrorkit.errors import (
     FetchError,
     FormatError,
@@ -45,6 +45,7 @@ from mirrorkit.mirrors import (
 )
 from mirrorkit.models import (
     DownloadPlan,
+    ExtraRef,
     FetchSummary,
     FileRef,
     IndexRef,
@@ -79,6 +80,7 @@ __all__ = [
     "remove",
     "start_packing",
     "store_auth_file",
+    "stored_extras",
     "stored_indexes",
     "update",
     "update_async",
@@ -376,6 +378,7 @@ class Prepared:
     release: archive.Release
     unchanged: bool
     indexes: list[LoadedIndex]
+    extras: list[extras.Loaded] = field(default_factory=list)  # Translations, Contents
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +412,7 @@ async def prepare(
         and previous.spec_digest == spec_digest(spec)
         and previous.selection == selection_digest
         and all(store.meta.has(i.sha256) for i in (*previous.upstream, *previous.indexes))
+        and all(store.meta.has(e.sha256) for e in (*previous.upstream_extras, *previous.extras))
     ):
         return Prepared(mirror, raw, verified, release, True, [])
     targets = _index_targets(spec, release, base)
@@ -426,7 +430,37 @@ async def prepare(
             f"{base} {index.component}/binary-{index.architecture}: verified, "
             f"{len(index.packages)} packages"
         )
-    return Prepared(mirror, raw, verified, release, False, indexes)
+    loaded = await _fetch_extras(fetcher, spec, release, base, targets)
+    return Prepared(mirror, raw, verified, release, False, indexes, loaded)
+
+
+async def _fetch_extras(
+    fetcher: Fetcher,
+    spec: MirrorSpec,
+    release: archive.Release,
+    base: str,
+    targets: list[tuple[str, str, list[tuple[str, FileRef]]]],
+) -> list[extras.Loaded]:
+    """The Translations and Contents the spec asks for and the Release lists, verified."""
+    if spec.flat or not (spec.languages or spec.with_contents):
+        return []
+    prefixes = {c: found[0][1].path.split("/binary-", 1)[0] for c, _, found in targets}
+    wanted = extras.targets(
+        release, prefixes, spec.languages, spec.architectures, spec.with_contents
+    )
+    blobs = await asyncio.gather(*(_fetch_index(fetcher, base, release, t.ref) for t in wanted))
+    return [
+        await asyncio.to_thread(extras.load_verified, t, blob, f"{base}/{t.ref.path}")
+        for t, blob in zip(wanted, blobs, strict=True)
+    ]
+
+
+def stored_extras(store: Store, refs: Sequence[ExtraRef]) -> list[extras.Loaded]:
+    """Extras verified by an earlier update, from the store (no network)."""
+    return [
+        extras.Loaded(r.component, r.kind, r.name, store.meta.get(r.sha256), r.entries)
+        for r in refs
+    ]
 
 
 def stored_indexes(store: Store, refs: Sequence[IndexRef]) -> list[LoadedIndex]:
@@ -514,6 +548,9 @@ async def complete(
     upstream = refs[: len(prepared.indexes)]
     held = upstream if keep is prepared.indexes else refs[len(prepared.indexes) :]
     store.meta.put_packed(store.meta.pack(prepared.raw), durable=False)
+    upstream_extras, held_extras = await asyncio.to_thread(
+        _store_extras, store, prepared.extras, None if keep is prepared.indexes else keep
+    )
     await asyncio.to_thread(syncfs, store.root)
     release = prepared.release
     state = MirrorState(
@@ -530,6 +567,8 @@ async def complete(
         upstream=upstream,
         selection=selection_digest,
         codename=release.codename,
+        extras=held_extras,
+        upstream_extras=upstream_extras,
     )
     write_record(
         record_path(store, spec.name),
@@ -538,6 +577,32 @@ async def complete(
         tmp_dir=store.tmp,
     )
     return UpdateResult(spec.name, True, state.packages, state.release_date, summary)
+
+
+def _store_extras(
+    store: Store, loaded: Sequence[extras.Loaded], kept: Sequence[LoadedIndex] | None
+) -> tuple[tuple[ExtraRef, ...], tuple[ExtraRef, ...]]:
+    """Store the verified extras (not yet durable: the caller syncs); with ``kept`` (a
+    filter's indices), also their share for those packages. Returns (upstream, held)."""
+    upstream = tuple(
+        ExtraRef(
+            x.component,
+            x.kind,
+            x.name,
+            store.meta.put_packed(store.meta.pack(x.text), durable=False),
+            x.entries,
+        )
+        for x in loaded
+    )
+    if kept is None or not upstream:
+        return upstream, upstream
+
+    def put(text: bytes) -> str:
+        return store.meta.put_packed(store.meta.pack(text), durable=False)
+
+    packages = {(i.component, i.architecture): i.packages for i in kept}
+    held = extras.for_packages(store.meta.get, put, [upstream], packages)
+    return upstream, tuple(held)
 
 
 async def _update_group(
@@ -582,6 +647,7 @@ async def _update_group(
                         if p.unchanged:  # another upstream changed: resolve over all again
                             assert p.mirror.state is not None
                             p.indexes = stored_indexes(store, p.mirror.state.upstream)
+                            p.extras = stored_extras(store, p.mirror.state.upstream_extras)
                     keys = await asyncio.to_thread(_select, prepared, selection, policy, reporter)
                     keep = [_keep_only(p.indexes, keys) for p in prepared]
                 plans = [

@@ -15,7 +15,7 @@ from typing import Any
 
 from mirrorkit import archive
 from mirrorkit.errors import ConflictError, NotFoundError, UsageError
-from mirrorkit.models import IndexRef, MirrorSpec, Package
+from mirrorkit.models import ExtraRef, IndexRef, MirrorSpec, Package
 from mirrorkit.net.auth import remember, split_credentials
 from mirrorkit.store import MIRROR, Store, read_record, write_record
 
@@ -36,6 +36,8 @@ class MirrorState:
     upstream: tuple[IndexRef, ...] = ()  # the upstream's indices as verified, in full
     selection: str = ""  # digest of the filter that chose ``indexes`` from ``upstream``
     codename: str = ""  # the Release's Codename: a suite that changes it is another release
+    extras: tuple[ExtraRef, ...] = ()  # Translations and Contents held (cut to ``indexes``)
+    upstream_extras: tuple[ExtraRef, ...] = ()  # the upstream's, as verified, in full
 
     @property
     def packages(self) -> int:
@@ -50,8 +52,10 @@ class Mirror:
 
 
 def _spec_json(spec: MirrorSpec) -> dict[str, Any]:
-    # allow_empty only when set: records (and spec digests) written before it stay the same.
-    return {k: v for k, v in asdict(spec).items() if k != "allow_empty" or v}
+    # allow_empty, languages and with_contents only when set: records (and spec digests)
+    # written before them stay the same.
+    optional = ("allow_empty", "languages", "with_contents")
+    return {k: v for k, v in asdict(spec).items() if k not in optional or v}
 
 
 def spec_digest(spec: MirrorSpec) -> str:
@@ -84,6 +88,8 @@ def _from_json(data: dict[str, Any]) -> Mirror:
         with_deps=s.get("with_deps", False),
         with_recommends=s.get("with_recommends", False),
         allow_empty=s.get("allow_empty", False),
+        languages=tuple(s.get("languages", ())),
+        with_contents=s.get("with_contents", False),
     )
     state = None
     if (st := data.get("state")) is not None:
@@ -98,6 +104,8 @@ def _from_json(data: dict[str, Any]) -> Mirror:
             upstream=tuple(IndexRef(**i) for i in st.get("upstream", st["indexes"])),
             selection=st.get("selection", ""),
             codename=st.get("codename", ""),
+            extras=tuple(ExtraRef(**e) for e in st.get("extras", ())),
+            upstream_extras=tuple(ExtraRef(**e) for e in st.get("upstream_extras", ())),
         )
     return Mirror(spec=spec, created_at=data["created_at"], state=state)
 

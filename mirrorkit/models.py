@@ -62,6 +62,8 @@ class MirrorSpec:
     with_deps: bool = False
     with_recommends: bool = False
     allow_empty: bool = False  # a filter that matches nothing is not an error
+    languages: tuple[str, ...] = ()  # i18n/Translation-LANG to mirror (mirror add: "en")
+    with_contents: bool = False  # Contents-ARCH, for apt-file
 
     @property
     def flat(self) -> bool:
@@ -77,6 +79,19 @@ class IndexRef:
     architecture: str
     sha256: str
     packages: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExtraRef:
+    """A per-component file beside the Packages indices, held uncompressed in the meta store:
+    ``kind`` "translation" (``name``: the language, ``i18n/Translation-en``) or "contents"
+    (``name``: the architecture, ``Contents-amd64``); ``entries``: its stanzas or lines."""
+
+    component: str
+    kind: str
+    name: str
+    sha256: str
+    entries: int
 
 
 class MergePolicy(StrEnum):

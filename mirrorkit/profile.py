@@ -57,8 +57,14 @@ _UPSTREAM_KEYS: Final = (
     "architectures",
     "keyring",
     "fingerprints",
+    "languages",
+    "with_contents",
 )
 _SNAPSHOT_KEYS: Final = ("name", "merge")
+_LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
+# The Translations a mirror follows unless told otherwise: apt's own default (Acquire::Languages
+# "environment,en") fetches Translation-en on every client, so `apt show` has long descriptions.
+DEFAULT_LANGUAGES: Final = ("en",)
 _FILTER_KEYS: Final = ("query", "with_deps", "with_recommends", "allow_missing", "allow_empty")
 _PUBLISH_KEYS: Final = (
     "fs",
@@ -425,6 +431,17 @@ class _Loader:
             if fingerprint not in fingerprints:
                 fingerprints.append(fingerprint)
 
+        languages = self.string_list(table, "languages", key("languages"))
+        if languages is None:
+            languages = [] if flat else list(DEFAULT_LANGUAGES)
+        for lang in languages:
+            if not _LANGUAGE.fullmatch(lang):
+                raise self.error(
+                    key("languages"),
+                    f"{lang!r} is not a language code (expected codes as apt names "
+                    "Translation files, e.g. 'en', 'de', 'pt_BR'; [] for none)",
+                )
+        self.unique(languages, key("languages"))
         return MirrorSpec(
             name=name,
             url=url,
@@ -433,6 +450,8 @@ class _Loader:
             architectures=tuple(architectures),
             keyring=str(self.path(keyring)),
             fingerprints=tuple(fingerprints),
+            languages=tuple(languages),
+            with_contents=self.boolean(table, "with_contents", key("with_contents"), False),
         )
 
     def url(self, url: str, where: str) -> str:

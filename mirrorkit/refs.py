@@ -169,9 +169,11 @@ def gc_roots(store: Store) -> Roots:
         if m.state is not None:
             meta.add(m.state.inrelease_sha256)
             meta.update(ref.sha256 for ref in m.state.upstream)
+            meta.update(e.sha256 for e in (*m.state.extras, *m.state.upstream_extras))
             index(m.state.indexes)
     for info in snapshot.list_all(store):
         index(info.indexes)
+        meta.update(e.sha256 for e in info.extras)
     for tree in published_trees(store):
         try:
             pool.update(published_files(tree).values())

@@ -25,7 +25,7 @@ from typing import Any
 
 from debian.arfile import ArError
 
-from mirrorkit import archive, mirror, resolve
+from mirrorkit import archive, extras, mirror, resolve
 from mirrorkit import merge as merge_rule
 from mirrorkit._version import __version__
 from mirrorkit.errors import (
@@ -37,7 +37,7 @@ from mirrorkit.errors import (
     StoreFormatError,
     UsageError,
 )
-from mirrorkit.models import IndexRef, MergePolicy, Package, Provenance
+from mirrorkit.models import ExtraRef, IndexRef, MergePolicy, Package, Provenance
 from mirrorkit.store import (
     SNAPSHOT,
     Store,
@@ -62,6 +62,7 @@ class SnapshotInfo:
     sources: tuple[Provenance, ...]
     indexes: tuple[IndexRef, ...]
     digest: str
+    extras: tuple[ExtraRef, ...] = ()  # Translations and Contents (record version 2)
 
     @property
     def packages(self) -> int:
@@ -100,6 +101,18 @@ def _body(info: SnapshotInfo) -> dict[str, Any]:
             }
             for i in info.indexes
         ],
+        # Only when there are some: a record without them reads as version 1 wrote it.
+        **({"extras": [_extra_json(e) for e in info.extras]} if info.extras else {}),
+    }
+
+
+def _extra_json(e: ExtraRef) -> dict[str, Any]:
+    return {
+        "component": e.component,
+        "kind": e.kind,
+        "name": e.name,
+        "sha256": e.sha256,
+        "entries": e.entries,
     }
 
 
@@ -114,7 +127,11 @@ def exists(store: Store, name: str) -> bool:
 
 
 def _write(
-    store: Store, name: str, sources: Sequence[Provenance], indexes: Sequence[IndexRef]
+    store: Store,
+    name: str,
+    sources: Sequence[Provenance],
+    indexes: Sequence[IndexRef],
+    extra_refs: Sequence[ExtraRef] = (),
 ) -> SnapshotInfo:
     check_name(name, "snapshot")
     draft = SnapshotInfo(
@@ -124,6 +141,7 @@ def _write(
         sources=tuple(sources),
         indexes=tuple(sorted(indexes, key=lambda i: (i.component, i.architecture))),
         digest="",
+        extras=tuple(sorted(extra_refs, key=lambda e: (e.component, e.kind, e.name))),
     )
     body = _body(draft)
     digest = record_digest(body)
@@ -232,6 +250,7 @@ def _from_json(data: dict[str, Any]) -> SnapshotInfo:
         sources=tuple(Provenance.from_json(s) for s in data["sources"]),
         indexes=tuple(IndexRef(**i) for i in data["indexes"]),
         digest=data["digest"],
+        extras=tuple(ExtraRef(**e) for e in data.get("extras", ())),
     )
 
 
@@ -283,6 +302,11 @@ def check(store: Store, info: SnapshotInfo) -> list[str]:
                 continue
             if size != p.size:
                 problems.append(f"{p.ref}: pool object {p.sha256} has {size} bytes, not {p.size}")
+    for extra in info.extras:
+        try:
+            store.meta.get(extra.sha256)
+        except Exception as exc:  # report every problem, not only the first
+            problems.append(f"{extras.published_path(extra)}: {exc}")
     return problems
 
 
@@ -332,11 +356,37 @@ def merge(
     with store.locked():
         infos = [load(store, s) for s in sources]
         indexes = merge_indexes(store, [i.indexes for i in infos], policy)
+        merged_extras = _extras_for(store, [(i.indexes, i.extras) for i in infos], indexes)
         provenance = [
             Provenance("snapshot", snapshot=i.name, digest=i.digest, policy=policy.value)
             for i in infos
         ]
-        return _write(store, dest, provenance, indexes)
+        return _write(store, dest, provenance, indexes, merged_extras)
+
+
+def _extras_for(
+    store: Store,
+    sources: Sequence[tuple[Sequence[IndexRef], Sequence[ExtraRef]]],
+    indexes: Sequence[IndexRef],
+) -> list[ExtraRef]:
+    """The Translations and Contents of a snapshot holding ``indexes``, made from those of
+    its sources ((indexes, extras) each): see extras.for_packages."""
+    if not any(refs for _, refs in sources):
+        return []
+    packages: dict[tuple[str, str], list[Package]] = {}
+    for ref in indexes:
+        packages.setdefault((ref.component, ref.architecture), []).extend(
+            mirror.packages(store, [ref])
+        )
+    held = None
+    if len(sources) > 1:
+        held = [
+            {(p.name, p.version, p.architecture) for p in mirror.packages(store, idx)}
+            for idx, _ in sources
+        ]
+    return extras.for_packages(
+        store.meta.get, store.meta.put, [refs for _, refs in sources], packages, held
+    )
 
 
 def create_from_mirrors(
@@ -355,9 +405,11 @@ def create_from_mirrors(
         states = [m.state for m in mirrors if m.state is not None]
         if len(states) == 1:
             indexes: Sequence[IndexRef] = states[0].indexes
+            held_extras: Sequence[ExtraRef] = states[0].extras
         else:
             indexes = merge_indexes(store, [s.indexes for s in states], policy)
-        return _write(store, name, sources, indexes)
+            held_extras = _extras_for(store, [(s.indexes, s.extras) for s in states], indexes)
+        return _write(store, name, sources, indexes, held_extras)
 
 
 def _mirror_sources(
@@ -421,7 +473,8 @@ def filter_snapshot(
         provenance = Provenance(
             "filter", snapshot=info.name, digest=info.digest, **selection_record(selection)
         )
-        return _write(store, dest, [provenance], indexes), picked
+        kept_extras = _extras_for(store, [(info.indexes, info.extras)], indexes)
+        return _write(store, dest, [provenance], indexes, kept_extras), picked
 
 
 def selection_record(selection: resolve.Selection) -> dict[str, Any]:

@@ -50,14 +50,18 @@ def mirror_add(
     with_sources: bool = False,
     with_udebs: bool = False,
     allow_empty: bool = False,
+    languages: Sequence[str] | None = None,
+    with_contents: bool = False,
     store: StrPath | None = None,
 ) -> MirrorsAdded:
     """Start following an upstream suite, verified with ``keyring``; or, with ``profile``,
     every upstream a profile names (replacing their specs, keeping their state).
 
     A ``filter`` that matches nothing fails the update (before it commits) with
-    EmptyResultError unless ``allow_empty``."""
-    from mirrorkit import mirror, query
+    EmptyResultError unless ``allow_empty``. ``languages``: the i18n/Translation-LANG files
+    to keep (long descriptions; default ``en``, as apt fetches; ``[]`` or ``none`` for none);
+    ``with_contents``: the Contents-ARCH files too (for apt-file; default off)."""
+    from mirrorkit import extras, mirror, query
     from mirrorkit import profile as profiles
 
     if allow_empty and not filter:
@@ -70,7 +74,7 @@ def mirror_add(
         raise MirrorkitError("mirroring sources and udebs is not implemented yet")
     if profile is not None:
         given = [name, url, suite, keyring, components, architectures, fingerprints, filter]
-        if any(given):
+        if any(given) or languages is not None or with_contents:
             raise UsageError(
                 "mirror add --profile takes every upstream from the profile",
                 "leave out NAME URL SUITE and the other options, or leave out --profile.",
@@ -85,6 +89,8 @@ def mirror_add(
                 "e.g. mirrorkit mirror add bookworm http://deb.debian.org/debian bookworm "
                 "--keyring /usr/share/keyrings/debian-archive-keyring.gpg",
             )
+        langs = ("en",) if languages is None else tuple(split_list(languages))
+        langs = tuple(dict.fromkeys(extras.check_language(x) for x in langs if x != "none"))
         specs = (
             MirrorSpec(
                 name=name,
@@ -98,6 +104,8 @@ def mirror_add(
                 with_deps=with_deps,
                 with_recommends=with_recommends,
                 allow_empty=allow_empty,
+                languages=() if suite.endswith("/") else langs,
+                with_contents=with_contents,
             ),
         )
     st = open_store(store)

@@ -132,6 +132,9 @@ def _plan(
         planned.append(_Planned(member, data=raw))
     sizes: dict[str, int] = {}
     needs = _pool_needs(store, infos, sizes)
+    for extra in (e for info in infos for e in info.extras):
+        if extra.sha256 not in sizes:
+            sizes[extra.sha256] = len(store.meta.get(extra.sha256))  # checks its SHA256
     for sha, size in sizes.items():
         planned.append(_Planned(Member(f"meta/{sha}", size, sha), meta=store.meta.path(sha)))
     for pin in pins:
@@ -252,7 +255,13 @@ def export(
 
 def _bundled(info: snapshot.SnapshotInfo) -> BundledSnapshot:
     return BundledSnapshot(
-        info.name, info.digest, info.created_at, info.mirrorkit_version, info.sources, info.indexes
+        info.name,
+        info.digest,
+        info.created_at,
+        info.mirrorkit_version,
+        info.sources,
+        info.indexes,
+        info.extras,
     )
 
 

@@ -226,6 +226,13 @@ def _complete(store: Store, manifest: Manifest, staging: _Staging, what: str) ->
             continue
         if not _record_fits(staging.snapshots[s.name].read_bytes(), s):
             raise BundleError(f"{what}: {s.path}: does not match the signed manifest", HOSTILE)
+        for extra in s.extras:
+            if extra.sha256 not in staging.meta and not store.meta.has(extra.sha256):
+                raise BundleError(
+                    f"{what}: snapshot {s.name} needs metadata object {extra.sha256}, which is "
+                    "neither in the bundle nor in this store",
+                    "the bundle is incomplete; export it again.",
+                )
         for ref in s.indexes:
             staged = staging.meta.get(ref.sha256)
             text = staged.read_bytes() if staged is not None else store.meta.get(ref.sha256)
@@ -264,7 +271,12 @@ def _record_fits(raw: bytes, s: BundledSnapshot) -> bool:
         raise  # a record of a newer version: refused as such, not committed
     except MirrorkitError:
         return False
-    return info.name == s.name and info.digest == s.digest and info.indexes == s.indexes
+    return (
+        info.name == s.name
+        and info.digest == s.digest
+        and info.indexes == s.indexes
+        and info.extras == s.extras
+    )
 
 
 def _commit_objects(store: Store, staging: _Staging) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from mirrorkit.bundle.container import show_name
 from mirrorkit.errors import BundleError, UsageError
-from mirrorkit.models import IndexRef, Provenance
+from mirrorkit.models import ExtraRef, IndexRef, Provenance
 from mirrorkit.store import canonical_json, check_name
 
 FORMAT = "mirrorkit-bundle"
@@ -64,6 +64,7 @@ class BundledSnapshot:
     mirrorkit_version: str
     sources: tuple[Provenance, ...]
     indexes: tuple[IndexRef, ...]
+    extras: tuple[ExtraRef, ...] = ()  # Translations and Contents, carried as meta objects
 
     @property
     def path(self) -> str:
@@ -144,6 +145,8 @@ class Manifest:
                     ],
                     "packages": s.packages,
                     "path": s.path,
+                    # Only when there are some: a manifest without them reads as before.
+                    **({"extras": [_extra_json(e) for e in s.extras]} if s.extras else {}),
                 }
                 for s in self.snapshots
             ],
@@ -214,6 +217,35 @@ class JsonShape:
             raise self.fail(f"{where}: {exc.message}") from exc
 
 
+def _extra_json(e: ExtraRef) -> dict[str, Any]:
+    return {
+        "component": e.component,
+        "kind": e.kind,
+        "name": e.name,
+        "sha256": e.sha256,
+        "entries": e.entries,
+    }
+
+
+def _parse_extras(j: JsonShape, s: dict[str, Any], where: str) -> tuple[ExtraRef, ...]:
+    if "extras" not in s:
+        return ()
+    out = []
+    for k, raw in enumerate(j.items(s.get("extras"), f"{where}.extras")):
+        ew = f"{where}.extras[{k}]"
+        e = j.obj(raw, ew)
+        out.append(
+            ExtraRef(
+                j.name(e, "component", ew, "component"),
+                j.text(e, "kind", ew),
+                j.name(e, "name", ew, "name"),
+                j.sha(e, "sha256", ew),
+                j.number(e, "entries", ew),
+            )
+        )
+    return tuple(out)
+
+
 def parse_manifest(data: bytes, what: str) -> Manifest:
     """Parse and check a manifest: every path one a bundle may hold, every reference resolved."""
     j = JsonShape(f"{what}: {MANIFEST}")
@@ -258,6 +290,7 @@ def parse_manifest(data: bytes, what: str) -> Manifest:
             mirrorkit_version=j.text(s, "mirrorkit_version", where),
             sources=tuple(sources),
             indexes=tuple(indexes),
+            extras=_parse_extras(j, s, where),
         )
         if s.get("path") != info.path:
             raise j.fail(f"{where}: path must be {info.path!r}")
@@ -328,6 +361,7 @@ def _check_member_set(manifest: Manifest, j: JsonShape) -> None:
     expected.update(s.path for s in manifest.snapshots)
     expected.update(c.path for c in manifest.channels)
     expected.update(f"meta/{i.sha256}" for s in manifest.snapshots for i in s.indexes)
+    expected.update(f"meta/{e.sha256}" for s in manifest.snapshots for e in s.extras)
     seen: set[str] = set()
     for m in manifest.members:
         if m.path in seen:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from tqdm import tqdm
     from typer._click.core import Context as ClickContext  # typer 0.28 vendors click
 
+    from mirrorkit.models import ExtraRef
+
 
 @dataclass
 class Globals:
@@ -246,6 +248,14 @@ def emit_json(obj: Any) -> None:
 def mb(n: int) -> str:
     """Bytes as every message writes them: decimal megabytes, one decimal."""
     return f"{n / 1e6:.1f} MB"
+
+
+def extra_line(e: ExtraRef) -> str:
+    """``main/i18n/Translation-en: 3 descriptions``, ``main/Contents-amd64: 12 files``."""
+    from mirrorkit.extras import TRANSLATION, published_path
+
+    noun = "description" if e.kind == TRANSLATION else "file"
+    return f"{published_path(e)}: {plural(e.entries, noun)}"
 
 
 def plural(count: int, noun: str, nouns: str | None = None) -> str:

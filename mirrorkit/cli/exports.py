@@ -17,6 +17,7 @@ from mirrorkit.cli.common import (
     bundle_app,
     emit_json,
     err,
+    extra_line,
     field_line,
     info,
     mb,
@@ -337,6 +338,8 @@ def bundle_show(
         for i in s.indexes:
             where = f"{i.component}/binary-{i.architecture}"
             typer.echo(f"  index: {where} ({plural(i.packages, 'package')})")
+        for e in s.extras:
+            typer.echo(f"  extra: {extra_line(e)}")
     for c in m.channels:
         typer.echo(f"Channel: {c.name} -> {c.snapshot}")
     pool = m.pool

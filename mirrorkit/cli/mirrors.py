@@ -16,6 +16,7 @@ from mirrorkit.cli.common import (
     app,
     command_with_usage,
     emit_json,
+    extra_line,
     info,
     mb,
     mirror_app,
@@ -125,6 +126,15 @@ def mirror_add(
     allow_empty: bool = typer.Option(
         False, "--allow-empty", help="With the filter: matching nothing is not an error."
     ),
+    languages: str | None = typer.Option(
+        None,
+        "--languages",
+        metavar="LANGS",
+        help="Translations (long descriptions) to keep: en,de or none [en].",
+    ),
+    with_contents: bool = typer.Option(
+        False, "--with-contents", help="Keep the Contents-ARCH files too (for apt-file)."
+    ),
     with_sources: bool = typer.Option(False, "--with-sources", help="Not implemented yet."),
     with_udebs: bool = typer.Option(False, "--with-udebs", help="Not implemented yet."),
     json_out: bool = JSON,
@@ -146,6 +156,8 @@ def mirror_add(
             with_sources=with_sources,
             with_udebs=with_udebs,
             allow_empty=allow_empty,
+            languages=None if languages is None else [languages],
+            with_contents=with_contents,
             store=G.store,
         )
     if json_out:
@@ -255,6 +267,8 @@ def mirror_show(
         deps = " --with-deps" if s.with_deps else ""
         deps += " --with-recommends" if s.with_recommends else ""
         typer.echo(f"Filter: {s.filter}{deps}")
+    typer.echo(f"Languages: {', '.join(s.languages) or 'none'}")
+    typer.echo(f"Contents: {'yes' if s.with_contents else 'no'}")
     if m.state is None:
         typer.echo("State: never updated")
         return
@@ -264,6 +278,8 @@ def mirror_show(
     typer.echo(f"Fetched at: {st.fetched_at}\nPackages: {st.packages}")
     for i in st.indexes:
         typer.echo(f"  {i.component}/binary-{i.architecture}: {plural(i.packages, 'package')}")
+    for e in st.extras:
+        typer.echo(f"  {extra_line(e)}")
 
 
 @mirror_app.command("rm")

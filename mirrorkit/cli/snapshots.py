@@ -14,6 +14,7 @@ from mirrorkit.cli.common import (
     G,
     emit_json,
     err,
+    extra_line,
     field_line,
     info,
     plural,
@@ -45,6 +46,7 @@ def snapshot_json(info: SnapshotInfo, problems: list[str] | None = None) -> dict
         "mirrorkit_version": info.mirrorkit_version,
         "sources": [s.to_json() for s in info.sources],
         "indexes": [asdict(i) for i in info.indexes],
+        "extras": [asdict(e) for e in info.extras],
         "packages": info.packages,
         "digest": info.digest,
     }
@@ -152,6 +154,8 @@ def snapshot_show(
         for i in snap.indexes:
             where = f"{i.component}/binary-{i.architecture}"
             typer.echo(f"Index: {where} ({plural(i.packages, 'package')})")
+        for e in snap.extras:
+            typer.echo(f"Extra: {extra_line(e)}")
         typer.echo("Integrity: intact" if not problems else "Integrity: MODIFIED OR DAMAGED")
         for problem in problems:
             typer.echo(f"  {problem}")

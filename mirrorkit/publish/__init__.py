@@ -70,6 +70,13 @@ def group_indexes(store: Store, info: SnapshotInfo) -> dict[tuple[str, str], lis
     return dict(grouped)
 
 
+def extra_files(store: Store, info: SnapshotInfo) -> dict[str, bytes]:
+    """The snapshot's Translations and Contents: path under dists/SUITE -> text."""
+    from mirrorkit import extras
+
+    return {extras.published_path(e): store.meta.get(e.sha256) for e in info.extras}
+
+
 def plan_for(
     store: Store,
     info: SnapshotInfo,
@@ -85,6 +92,7 @@ def plan_for(
         valid_until = datetime.now(UTC).replace(microsecond=0) + parse_duration(valid_for)
     return plan_suite(
         group_indexes(store, info),
+        extras=extra_files(store, info),
         suite=suite,
         date=release_date(previous),
         origin=origin or "mirrorkit",

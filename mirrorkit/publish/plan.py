@@ -122,6 +122,30 @@ def _fold_arch_all(
     return folded
 
 
+def _plan_extra(
+    path: str,
+    plain: bytes,
+    files: dict[str, bytes],
+    checksums: dict[str, tuple[int, str, str]],
+) -> None:
+    """A Translation (shipped plain, .xz and .gz, as Packages) or a Contents file (.gz only, as
+    Debian ships it: the plain text is large). The Release lists the plain name either way:
+    apt looks a Translation or Contents target up by it before it picks a compression."""
+    contents = "/Contents-" in f"/{path}"
+    variants = [(path, plain)] if not contents else []
+    variants.append((f"{path}.gz", archive.compress_gz(plain)))
+    if not contents:
+        variants.append((f"{path}.xz", archive.compress_xz(plain)))
+    for name, data in variants:
+        sha = hashlib.sha256(data).hexdigest()
+        checksums[name] = (len(data), hashlib.md5(data).hexdigest(), sha)
+        files[name] = data
+        files[archive.by_hash_path(name, sha)] = data
+    if contents:
+        md5, sha = hashlib.md5(plain).hexdigest(), hashlib.sha256(plain).hexdigest()
+        checksums[path] = (len(plain), md5, sha)
+
+
 def plan_suite(
     indexes: Mapping[tuple[str, str], Sequence[Package]],
     *,
@@ -132,8 +156,10 @@ def plan_suite(
     codename: str | None = None,
     description: str | None = None,
     valid_until: datetime | None = None,
+    extras: Mapping[str, bytes] | None = None,
 ) -> SuitePlan:
-    """Plan ``dists/SUITE`` for ``indexes``: (component, architecture) -> packages."""
+    """Plan ``dists/SUITE`` for ``indexes``: (component, architecture) -> packages, and
+    ``extras``: Translations and Contents, path under ``dists/SUITE`` -> uncompressed text."""
     files: dict[str, bytes] = {}
     checksums: dict[str, tuple[int, str, str]] = {}
     links: dict[str, PoolLink] = {}
@@ -166,6 +192,8 @@ def plan_suite(
             checksums[name] = (len(data), hashlib.md5(data).hexdigest(), sha)
             files[name] = data
             files[archive.by_hash_path(name, sha)] = data
+    for path, plain in sorted((extras or {}).items()):
+        _plan_extra(path, plain, files, checksums)
     fields = [
         ("Origin", origin),
         ("Label", label),

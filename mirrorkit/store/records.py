@@ -71,10 +71,12 @@ class RecordKind:
 _DAMAGED = "the store was modified by hand or damaged; restore the file from a backup"
 
 _INDEX = Obj({"component": str, "architecture": str, "sha256": str, "packages": int})
+# Translations and Contents beside the indices (version 2 of mirror and snapshot records).
+_EXTRA = Obj({"component": str, "kind": str, "name": str, "sha256": str, "entries": int})
 
 MIRROR = RecordKind(
     "mirror",
-    1,
+    2,
     Obj(
         {
             "spec": Obj(
@@ -87,7 +89,14 @@ MIRROR = RecordKind(
                     "keyring": str,
                     "fingerprints": ListOf(str),
                 },
-                {"filter": str, "with_deps": bool, "with_recommends": bool, "allow_empty": bool},
+                {
+                    "filter": str,
+                    "with_deps": bool,
+                    "with_recommends": bool,
+                    "allow_empty": bool,
+                    "languages": ListOf(str),
+                    "with_contents": bool,
+                },
             ),
             "created_at": str,
             "state": Maybe(
@@ -101,7 +110,13 @@ MIRROR = RecordKind(
                         "spec_digest": str,
                         "indexes": ListOf(_INDEX),
                     },
-                    {"upstream": ListOf(_INDEX), "selection": str, "codename": str},
+                    {
+                        "upstream": ListOf(_INDEX),
+                        "selection": str,
+                        "codename": str,
+                        "extras": ListOf(_EXTRA),
+                        "upstream_extras": ListOf(_EXTRA),
+                    },
                 )
             ),
         }
@@ -111,7 +126,7 @@ MIRROR = RecordKind(
 
 SNAPSHOT = RecordKind(
     "snapshot",
-    1,
+    2,
     Obj(
         {
             "name": str,
@@ -121,7 +136,8 @@ SNAPSHOT = RecordKind(
             "sources": ListOf(Obj({"kind": str}, free=True)),
             "indexes": ListOf(_INDEX),
             "digest": str,
-        }
+        },
+        {"extras": ListOf(_EXTRA)},
     ),
     f"{_DAMAGED} (or remove the snapshot's directory if it is not needed).",
 )

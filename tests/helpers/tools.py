@@ -17,6 +17,7 @@ TOOLS: dict[str, str] = {
     "apt-ftparchive": "apt-utils",  # the independent Packages indices of tests/helpers/archive.py
     "apt-get": "apt",  # the e2e client (tests/helpers/apt.py)
     "apt-cache": "apt",
+    "apt-file": "apt-file",  # finds packages by file in the Contents mirrorkit publishes
     "dpkg-deb": "dpkg",  # real .deb files (tests/helpers/debs.py) and their fields
     "gpg": "gpg",  # throwaway keys and signatures (tests/helpers/gpgkeys.py); python-gnupg
     "gpg-agent": "gpg-agent",  # gpg signs through the agent

@@ -17,10 +17,13 @@ import pytest
 from mirrorkit import __version__, bundle, snapshot
 from mirrorkit.errors import StoreFormatError
 from mirrorkit.store import SNAPSHOT, Store
+from mirrorkit.store.records import KINDS
 from tests.helpers.archive import Archive
 from tests.helpers.gpgkeys import TestKey
 from tests.helpers.httpserver import FaultServer
 from tests.mk import run_cli
+
+NEXT = SNAPSHOT.version + 1  # what a newer mirrorkit would write
 
 
 @pytest.fixture
@@ -124,8 +127,9 @@ def test_a_record_of_a_newer_version_is_refused_naming_the_file(
     before = listing(store)
     r = run_cli(store, *command)
     assert r.exit_code == 1, r.output
+    known = {k.name: k.version for k in KINDS}[kind]
     assert f"error: {path}: {kind} record format 99, but this mirrorkit ({__version__}) reads " \
-        f"{kind} records up to format 1" in r.stderr, r.stderr  # fmt: skip
+        f"{kind} records up to format {known}" in r.stderr, r.stderr  # fmt: skip
     assert "upgrade mirrorkit" in r.stderr
     # The lock holds the pid of the last command that took it; it is not a record.
     del before["lock"]
@@ -264,8 +268,8 @@ def test_a_bundle_carrying_a_snapshot_record_of_a_newer_version_is_refused(
     """As a newer mirrorkit would export it: the record's own digest holds and the signed
     manifest vouches for it, yet this mirrorkit cannot know what its version means."""
     with monkeypatch.context() as newer:
-        newer.setattr(snapshot, "SNAPSHOT", dataclasses.replace(SNAPSHOT, version=2))
-        newer.setattr(snapshot, "FORMAT", 2)
+        newer.setattr(snapshot, "SNAPSHOT", dataclasses.replace(SNAPSHOT, version=NEXT))
+        newer.setattr(snapshot, "FORMAT", NEXT)
         source = Store(tmp_path / "source")
         snapshot.create_from_debs(source, "next", [debs_dir["tool"]])
         bundle.export(source, ["next"], tmp_path / "next.bundle", key=publish_key.fingerprint,
@@ -274,7 +278,8 @@ def test_a_bundle_carrying_a_snapshot_record_of_a_newer_version_is_refused(
     r = run_cli(target, "bundle", "import", str(tmp_path / "next.bundle"), "--keyring",
                 str(publish_key.public_keyring))  # fmt: skip
     assert r.exit_code == 1
-    assert "snapshots/next/snapshot.json: snapshot record format 2, but this mirrorkit " \
-        f"({__version__}) reads snapshot records up to format 1" in r.stderr, r.stderr  # fmt: skip
+    assert f"snapshots/next/snapshot.json: snapshot record format {NEXT}, but this mirrorkit " \
+        f"({__version__}) reads snapshot records up to format {SNAPSHOT.version}" \
+        in r.stderr, r.stderr  # fmt: skip
     assert not (target / "snapshots" / "next").exists()
     assert not list((target / "pool").glob("*/*"))  # refused before anything was committed

@@ -444,6 +444,7 @@ def test_defaults(tmp_path: Path) -> None:
                 architectures=("amd64",),
                 keyring="/usr/share/keyrings/debian-archive-keyring.gpg",
                 fingerprints=(),
+                languages=("en",),  # apt's default: Translation-en
             ),
         ),
         snapshot=SnapshotPolicy(name="{profile}-{date}", merge=MergePolicy.LATER),

@@ -35,10 +35,10 @@ CHAN = {"name": "prod", "snapshot": "s", "history": [
 ]}  # fmt: skip
 
 
-def test_every_kind_is_at_version_1_and_has_a_hint() -> None:
+def test_every_kind_has_its_version_and_a_hint() -> None:
     assert [(k.name, k.version) for k in KINDS] == [
-        ("mirror", 1),
-        ("snapshot", 1),
+        ("mirror", 2),  # 2: languages, with_contents, extras (issue 15)
+        ("snapshot", 2),  # 2: extras (issue 15)
         ("channel", 1),
         ("published-tree", 1),
         ("imported-bundles", 1),
@@ -90,10 +90,11 @@ def test_a_record_that_does_not_fit_its_schema_is_damaged(
 
 
 def test_a_newer_record_is_refused_before_its_schema_is_checked() -> None:
-    raw = json.dumps({"format": 2, "whatever": [], "mirrorkit_version": "3.1"}).encode()
+    newer = SNAPSHOT.version + 1
+    raw = json.dumps({"format": newer, "whatever": [], "mirrorkit_version": "3.1"}).encode()
     with pytest.raises(StoreFormatError) as caught:
         decode_record(raw, SNAPSHOT, "s.json")
-    assert caught.value.message.startswith("s.json: snapshot record format 2, but this ")
+    assert caught.value.message.startswith(f"s.json: snapshot record format {newer}, but this ")
     assert "written by mirrorkit 3.1" in (caught.value.hint or "")
     for bad in (b'{"format": 0}', b'{"format": true}', b"[1]", b"\xff"):
         with pytest.raises(StorageError, match=r"^m\.json: "):
