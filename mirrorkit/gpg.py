@@ -71,6 +71,13 @@ def _load_keyring(gpg: gnupg.GPG, keyring: Path) -> set[str]:
     return fingerprints
 
 
+def keyring_fingerprints(keyring: Path) -> frozenset[str]:
+    """The primary-key fingerprints a keyring file holds; SignatureError if it holds none (a
+    file that is not a keyring is caught when a mirror is added, not at its first update)."""
+    with _private_home() as home:
+        return frozenset(_load_keyring(gnupg.GPG(gnupghome=home), keyring))
+
+
 def _accepted_signers(
     result: gnupg.Verify | gnupg.Crypt, what: str, allowed: frozenset[str]
 ) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from mirrorkit import archive, extras, gpg, merge, resolve, space
 from mirrorkit.errors import (
     FetchError,
     FormatError,
+    HTTPStatusError,
     NotFoundError,
     ReleaseError,
     SignatureError,
@@ -33,15 +34,20 @@ from mirrorkit.mirrors import (
     Mirror,
     MirrorState,
     add,
+    checked,
     dists_url,
+    edit,
     list_all,
     load,
+    migrate_credentials,
+    network_of,
     packages,
     record_body,
     record_path,
     remove,
     spec_digest,
     store_auth_file,
+    would_add,
 )
 from mirrorkit.models import (
     DownloadPlan,
@@ -54,7 +60,7 @@ from mirrorkit.models import (
     Provenance,
     UpdateResult,
 )
-from mirrorkit.net.config import NetworkConfig
+from mirrorkit.net.config import NetworkConfig, network_config
 from mirrorkit.net.redact import redact_url
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.resolve import Selection
@@ -69,14 +75,20 @@ __all__ = [
     "Prepared",
     "UpdateOptions",
     "add",
+    "check_upstream",
+    "checked",
     "complete",
     "dists_url",
     "download_plan",
+    "edit",
     "list_all",
     "load",
+    "migrate_credentials",
+    "network_of",
     "packages",
     "prepare",
     "provenance",
+    "record_path",
     "remove",
     "start_packing",
     "store_auth_file",
@@ -86,6 +98,7 @@ __all__ = [
     "update_async",
     "update_group",
     "update_group_async",
+    "would_add",
 ]
 
 if TYPE_CHECKING:
@@ -134,6 +147,12 @@ async def update_async(
         # Read after the lock: a 'mirror rm' or 'mirror add --profile' that ran between an
         # earlier read and the lock would be undone by the state this update writes.
         mirror = load(store, name)
+        options = options or UpdateOptions()
+        given = options.network
+        network = network_config(
+            given.proxy, given.ca_bundle, given.auth_files, base=network_of(mirror.spec)
+        )
+        options = with_changes(options, network=with_changes(network, trust_env=given.trust_env))
         selection = None
         if mirror.spec.filter:
             selection = Selection(
@@ -166,13 +185,50 @@ async def update_group_async(
     reporter: Reporter | None = None,
     selection: Selection | None = None,
     policy: str = "later",
+    planned: Sequence[MirrorSpec] | None = None,
 ) -> list[UpdateResult]:
-    """:func:`update_group` as a coroutine, for a caller that runs its own event loop."""
+    """:func:`update_group` as a coroutine, for a caller that runs its own event loop.
+
+    ``planned`` (a dry run only): the specs of ``names`` to plan with instead of their
+    records, which are neither read for their spec nor written (a profile's changed or new
+    upstreams)."""
     options = options or UpdateOptions()
     reporter = reporter or NullReporter()
-    for n in names:
-        load(store, n)  # fail fast, before the lock creates a store
-    return await _update_group(store, names, options, reporter, selection, policy)
+    if planned is None:
+        for n in names:
+            load(store, n)  # fail fast, before the lock creates a store
+    elif not options.dry_run:
+        raise ValueError("planned specs are for a dry run")
+    return await _update_group(store, names, options, reporter, selection, policy, planned)
+
+
+async def check_upstream(spec: MirrorSpec, network: NetworkConfig) -> str | None:
+    """What 'mirror add' and 'mirror edit' ask of an upstream before recording it: a Release
+    signed by the mirror's keyring, for its suite, listing its components and architectures
+    (the errors name what it does list). A suite the server does not have (404) is refused
+    too. An upstream that cannot be asked (unreachable, refusing credentials or the TLS
+    certificate, failing) is no proof that the spec is wrong: the reason is returned instead,
+    and the first update checks it all again. One try, a short timeout: nothing is stored."""
+    from mirrorkit.fetch import Fetcher, RetryPolicy
+
+    base = dists_url(spec)
+    try:
+        async with Fetcher(
+            jobs=1, retry=RetryPolicy(max_tries=1), network=network, timeout=15.0
+        ) as fetcher:
+            _raw, verified = await _fetch_release(fetcher, spec)
+    except HTTPStatusError as exc:
+        if exc.status not in (404, 410):
+            return f"{exc.url}: {exc.reason.removesuffix(' (gave up after 1 tries)')}"
+        raise
+    except FetchError as exc:
+        return f"{exc.url}: {exc.reason.removesuffix(' (gave up after 1 tries)')}"
+    release = archive.parse_release(verified.payload, f"{base}/Release")
+    # Not its freshness: an archived release (Valid-Until long past) is followed with
+    # 'mirror update --allow-expired'.
+    _check_release(spec, release, None, UpdateOptions(allow_expired=True), base)
+    _index_targets(spec, release, base)
+    return None
 
 
 async def _fetch_release(fetcher: Fetcher, spec: MirrorSpec) -> tuple[bytes, gpg.Verified]:
@@ -612,6 +668,7 @@ async def _update_group(
     reporter: Reporter,
     selection: Selection | None,
     policy: str,
+    planned: Sequence[MirrorSpec] | None = None,
 ) -> list[UpdateResult]:
     digest = selection.digest() + policy + ",".join(names) if selection else ""
     # httpx is imported only by what downloads: snapshots, publish and bundles do not need it.
@@ -621,7 +678,12 @@ async def _update_group(
     network = with_changes(options.network, extra_auth_files=(store_auth_file(store),))
     with store.locked(), _gc_spared() as spare_from_gc:
         # The records this update rewrites are read only now, under the lock (see update_async).
-        mirrors = [load(store, n) for n in names]
+        if planned is not None:
+            mirrors = [would_add(store, spec) for spec in planned]
+        else:
+            mirrors = [load(store, n) for n in names]
+        if not options.dry_run:  # records written before credentials left the URL
+            mirrors = [migrate_credentials(store, m) for m in mirrors]
         async with Fetcher(
             jobs=options.jobs,
             retry=retry,
@@ -657,8 +719,8 @@ async def _update_group(
                     for p, kept in zip(prepared, keep, strict=True)
                 ]
                 if options.dry_run:
-                    planned = zip(prepared, keep, plans, strict=True)
-                    return [_planned(p, kept, plan) for p, kept, plan in planned]
+                    outcome = zip(prepared, keep, plans, strict=True)
+                    return [_planned(p, kept, plan) for p, kept, plan in outcome]
                 if options.space_check:  # before the first download, for all of them at once
                     what = ", ".join(m.spec.name for m in mirrors)
                     space.check(store, [x for x in plans if x], what)

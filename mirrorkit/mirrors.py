@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ from mirrorkit import archive
 from mirrorkit.errors import ConflictError, NotFoundError, UsageError
 from mirrorkit.models import ExtraRef, IndexRef, MirrorSpec, Package
 from mirrorkit.net.auth import remember, split_credentials
+from mirrorkit.net.config import NetworkConfig
+from mirrorkit.net.redact import has_credentials, redact_url
 from mirrorkit.store import MIRROR, Store, read_record, write_record
 
 FORMAT = MIRROR.version
@@ -51,15 +53,21 @@ class Mirror:
     state: MirrorState | None
 
 
+# Fields that say how the mirror is reached, not what it holds: out of the spec digest (a new
+# proxy is no reason to fetch the indices again).
+_NETWORK_FIELDS = ("proxy", "ca_bundle", "auth_files")
+
+
 def _spec_json(spec: MirrorSpec) -> dict[str, Any]:
-    # allow_empty, languages and with_contents only when set: records (and spec digests)
-    # written before them stay the same.
-    optional = ("allow_empty", "languages", "with_contents")
+    # allow_empty, languages, with_contents and the network fields only when set: records
+    # (and spec digests) written before them stay the same.
+    optional = ("allow_empty", "languages", "with_contents", *_NETWORK_FIELDS)
     return {k: v for k, v in asdict(spec).items() if k not in optional or v}
 
 
 def spec_digest(spec: MirrorSpec) -> str:
-    return hashlib.sha256(repr(_spec_json(spec)).encode()).hexdigest()
+    what = {k: v for k, v in _spec_json(spec).items() if k not in _NETWORK_FIELDS}
+    return hashlib.sha256(repr(what).encode()).hexdigest()
 
 
 def record_path(store: Store, name: str) -> Path:
@@ -90,6 +98,9 @@ def _from_json(data: dict[str, Any]) -> Mirror:
         allow_empty=s.get("allow_empty", False),
         languages=tuple(s.get("languages", ())),
         with_contents=s.get("with_contents", False),
+        proxy=s.get("proxy", ""),
+        ca_bundle=s.get("ca_bundle", ""),
+        auth_files=tuple(s.get("auth_files", ())),
     )
     state = None
     if (st := data.get("state")) is not None:
@@ -110,14 +121,14 @@ def _from_json(data: dict[str, Any]) -> Mirror:
     return Mirror(spec=spec, created_at=data["created_at"], state=state)
 
 
-def add(store: Store, spec: MirrorSpec, *, replace: bool = False) -> Mirror:
-    """Record a new mirror. With ``replace``, change an existing mirror's spec (profiles do
-    this), keeping its state so the next update reuses everything it can."""
-    path = record_path(store, spec.name)
+def checked(spec: MirrorSpec) -> tuple[MirrorSpec, tuple[str, str, str] | None]:
+    """``spec`` as a record keeps it (default component and architecture, credentials out of
+    the URL), and the credentials taken out (url, login, password); refuses what cannot work.
+    The same checks for 'mirror add', 'mirror edit' and a profile's upstreams."""
     if not spec.flat and not spec.components:
-        spec = MirrorSpec(**{**asdict(spec), "components": ("main",)})
+        spec = replace(spec, components=("main",))
     if not spec.architectures:
-        spec = MirrorSpec(**{**asdict(spec), "architectures": ("amd64",)})
+        spec = replace(spec, architectures=("amd64",))
     if not spec.url.startswith(("http://", "https://")):
         raise ConflictError(
             f"mirror {spec.name}: unsupported URL {spec.url!r}", "use an http:// or https:// URL."
@@ -126,7 +137,7 @@ def add(store: Store, spec: MirrorSpec, *, replace: bool = False) -> Mirror:
     if moved is not None:
         # user:password@ in the URL: kept in the store's auth file (0600), never in the record
         # (which mirror list, snapshots and bundles show).
-        spec = MirrorSpec(**{**asdict(spec), "url": moved[0]})
+        spec = replace(spec, url=moved[0])
     if not Path(spec.keyring).is_file():
         raise UsageError(
             f"mirror {spec.name}: keyring {spec.keyring}: no such file",
@@ -139,25 +150,94 @@ def add(store: Store, spec: MirrorSpec, *, replace: bool = False) -> Mirror:
                 f"mirror {spec.name}: {fpr!r} is not a key fingerprint",
                 "give the signer's full fingerprint, 40 hex digits ('gpg --show-keys KEYRING').",
             )
+    if spec.proxy and has_credentials(spec.proxy):
+        raise UsageError(
+            f"mirror {spec.name}: the proxy {redact_url(spec.proxy)} carries credentials, "
+            "which a mirror record never keeps",
+            "give the proxy's credentials for each update instead (--proxy, or HTTPS_PROXY / "
+            "HTTP_PROXY in the environment).",
+        )
+    for given in (spec.ca_bundle, *spec.auth_files):
+        if given and not Path(given).is_file():
+            raise UsageError(
+                f"mirror {spec.name}: {given}: no such file",
+                "give an existing file with --ca-bundle / --auth-file.",
+            )
+    return spec, moved
+
+
+def add(store: Store, spec: MirrorSpec, *, replace: bool = False) -> Mirror:
+    """Record a new mirror. With ``replace``, change an existing mirror's spec (profiles do
+    this), keeping its state so the next update reuses everything it can."""
+    path = record_path(store, spec.name)
+    spec, moved = checked(spec)
     state = None
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
     if path.exists():
         if not replace:
             raise ConflictError(
                 f"mirror {spec.name} exists already",
-                f"use 'mirrorkit mirror rm {spec.name}' first, or pick another name.",
+                f"use 'mirrorkit mirror edit {spec.name}' to change it, or "
+                f"'mirrorkit mirror rm {spec.name}' first, or pick another name.",
             )
         old = load(store, spec.name)
-        state, created = old.state, old.created_at
-        if (old.spec.url, old.spec.suite, old.spec.keyring) != (spec.url, spec.suite, spec.keyring):
-            # Another upstream under this name (two profiles, say): its state, and its Release
-            # Date as the rollback floor, say nothing about this one.
-            state = None
+        state, created = _kept_state(old, spec), old.created_at
+    return _write(store, Mirror(spec=spec, created_at=created, state=state), moved)
+
+
+def would_add(store: Store, spec: MirrorSpec) -> Mirror:
+    """What ``add(store, spec, replace=True)`` would record, writing nothing (a dry run's
+    view of a profile's upstreams). Credentials stay in the URL: nothing is stored."""
+    stored, _moved = checked(spec)
+    if not record_path(store, spec.name).exists():
+        return Mirror(replace(stored, url=spec.url), "", None)
+    old = load(store, spec.name)
+    return Mirror(replace(stored, url=spec.url), old.created_at, _kept_state(old, stored))
+
+
+def edit(store: Store, spec: MirrorSpec) -> Mirror:
+    """Change an existing mirror's spec (checked as :func:`add` checks it); the next update
+    follows it. Its state stays where it still describes this upstream, so that update
+    reuses everything it can (and its Release Date still guards against a rollback)."""
+    old = load(store, spec.name)
+    spec, moved = checked(spec)
+    return _write(store, Mirror(spec, old.created_at, _kept_state(old, spec)), moved)
+
+
+def _kept_state(old: Mirror, spec: MirrorSpec) -> MirrorState | None:
+    if (old.spec.url, old.spec.suite, old.spec.keyring) != (spec.url, spec.suite, spec.keyring):
+        # Another upstream under this name (two profiles, say): its state, and its Release
+        # Date as the rollback floor, say nothing about this one.
+        return None
+    return old.state
+
+
+def _write(store: Store, mirror: Mirror, moved: tuple[str, str, str] | None) -> Mirror:
     if moved is not None:
-        remember(store_auth_file(store), spec.url, moved[1], moved[2])
-    mirror = Mirror(spec=spec, created_at=created, state=state)
-    write_record(path, MIRROR, record_body(mirror), tmp_dir=store.tmp)
+        remember(store_auth_file(store), mirror.spec.url, moved[1], moved[2])
+    write_record(
+        record_path(store, mirror.spec.name), MIRROR, record_body(mirror), tmp_dir=store.tmp
+    )
     return mirror
+
+
+def migrate_credentials(store: Store, mirror: Mirror) -> Mirror:
+    """A record written before credentials left mirror URLs: they move to the store's auth
+    file now (the caller holds the store's lock); any other record is returned as it is."""
+    moved = split_credentials(mirror.spec.url)
+    if moved is None:
+        return mirror
+    spec = replace(mirror.spec, url=moved[0])
+    return _write(store, Mirror(spec, mirror.created_at, mirror.state), moved)
+
+
+def network_of(spec: MirrorSpec) -> NetworkConfig:
+    """How the mirror is reached, as its record says (under the command line's options)."""
+    return NetworkConfig(
+        proxy=spec.proxy or None,
+        ca_bundle=Path(spec.ca_bundle) if spec.ca_bundle else None,
+        auth_files=tuple(Path(p) for p in spec.auth_files) or None,
+    )
 
 
 def store_auth_file(store: Store) -> Path:

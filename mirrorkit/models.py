@@ -64,6 +64,11 @@ class MirrorSpec:
     allow_empty: bool = False  # a filter that matches nothing is not an error
     languages: tuple[str, ...] = ()  # i18n/Translation-LANG to mirror (mirror add: "en")
     with_contents: bool = False  # Contents-ARCH, for apt-file
+    # How this mirror is reached, as 'mirror add/edit' gave it ("", (): the environment's and
+    # apt's); the options of 'mirror update' override each. Never credentials (mirrors.add).
+    proxy: str = ""
+    ca_bundle: str = ""
+    auth_files: tuple[str, ...] = ()
 
     @property
     def flat(self) -> bool:
@@ -228,9 +233,20 @@ class UpdateResult:
 
 @dataclass(frozen=True, slots=True)
 class MirrorsAdded:
-    """``mirror_add``: the mirrors recorded (several with ``profile=``), as stored."""
+    """``mirror_add``: the mirrors recorded (several with ``profile=``), as stored; and, for
+    each upstream that could not be asked (unreachable, say), why (\"NAME: reason\")."""
 
     mirrors: tuple[Mirror, ...]
+    unchecked: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorEdited:
+    """``mirror_edit``: the mirror as stored now; ``unchecked``: why the upstream could not
+    be asked (None: it was, or ``no_check``)."""
+
+    mirror: Mirror
+    unchecked: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,8 +138,10 @@ async def _update(
     options: mirror.UpdateOptions | None,
     reporter: Reporter,
 ) -> list[UpdateResult]:
-    for spec in profile.upstreams:
-        mirror.add(store, spec, replace=True)
+    dry_run = options is not None and options.dry_run
+    if not dry_run:  # a dry run changes nothing: it plans with the profile's specs as they are
+        for spec in profile.upstreams:
+            mirror.add(store, spec, replace=True)
     for spec in profile.upstreams:
         reporter.info(f"updating {spec.name} ({redact_url(spec.url)} {spec.suite})")
     # The profile's [network] table, under what the command line gave.
@@ -153,8 +155,9 @@ async def _update(
     )
     names = [spec.name for spec in profile.upstreams]
     return await mirror.update_group_async(
-        store, names, options, reporter, selection, profile.snapshot.merge
-    )
+        store, names, options, reporter, selection, profile.snapshot.merge,
+        planned=profile.upstreams if dry_run else None,
+    )  # fmt: skip
 
 
 def _snapshot_and_publish(

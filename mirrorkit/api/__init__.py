@@ -35,6 +35,7 @@ from mirrorkit.api.exports import (
 )
 from mirrorkit.api.mirrors import (
     mirror_add,
+    mirror_edit,
     mirror_list,
     mirror_rm,
     mirror_search,
@@ -77,6 +78,7 @@ __all__ = [
     "channel_set",
     "gc",
     "mirror_add",
+    "mirror_edit",
     "mirror_list",
     "mirror_rm",
     "mirror_search",

@@ -17,6 +17,7 @@ from mirrorkit.cli.common import (
     command_with_usage,
     emit_json,
     extra_line,
+    fail,
     info,
     mb,
     mirror_app,
@@ -24,6 +25,7 @@ from mirrorkit.cli.common import (
     user_errors,
 )
 from mirrorkit.cli.exports import print_published, published_json
+from mirrorkit.errors import UsageError
 from mirrorkit.models import UpdateResult
 from mirrorkit.net.redact import redact_url
 
@@ -75,6 +77,11 @@ def mirror_json(m: Mirror) -> dict[str, Any]:
         "created_at": m.created_at,
         "state": None if m.state is None else {**asdict(m.state), "packages": m.state.packages},
     }
+
+
+NO_CHECK = typer.Option(
+    False, "--no-check", help="Do not ask the upstream (offline): it is checked at update."
+)
 
 
 @mirror_app.command(
@@ -137,9 +144,14 @@ def mirror_add(
     ),
     with_sources: bool = typer.Option(False, "--with-sources", help="Not implemented yet."),
     with_udebs: bool = typer.Option(False, "--with-udebs", help="Not implemented yet."),
+    no_check: bool = NO_CHECK,
     json_out: bool = JSON,
 ) -> None:
-    """Start following an upstream suite (verified with KEYRING)."""
+    """Start following an upstream suite (verified with KEYRING).
+
+    The upstream is asked first: its Release must be signed by KEYRING and list the suite,
+    components and architectures. --proxy, --ca-bundle and --auth-file given here are
+    remembered for this mirror's updates (whose own options override them)."""
     with user_errors():
         added = api.mirror_add(
             name,
@@ -158,13 +170,112 @@ def mirror_add(
             allow_empty=allow_empty,
             languages=None if languages is None else [languages],
             with_contents=with_contents,
+            proxy=G.proxy,
+            ca_bundle=G.ca_bundle,
+            auth_file=G.auth_files,
+            no_check=no_check,
             store=G.store,
         )
+    for why in added.unchecked:
+        info(f"warning: not checked: {why} (the first update checks it)")
     if json_out:
-        emit_json({"added": [mirror_json(m) for m in added.mirrors]})
+        emit_json(
+            {"added": [mirror_json(m) for m in added.mirrors], "unchecked": list(added.unchecked)}
+        )
         return
     for m in added.mirrors:
         typer.echo(f"added mirror {m.spec.name}: {m.spec.url} {m.spec.suite}")
+
+
+@mirror_app.command("edit")
+def mirror_edit(
+    name: str = typer.Argument(..., metavar="NAME", help="The mirror."),
+    url: str | None = typer.Option(None, "--url", metavar="URL", help="Another upstream URL."),
+    suite: str | None = typer.Option(None, "--suite", metavar="SUITE", help="Another suite."),
+    component: list[str] | None = typer.Option(
+        None,
+        "-c",
+        "--component",
+        metavar="COMPONENT",
+        help="The components (replacing them); repeat it or give a list: -c main,contrib.",
+    ),
+    architecture: list[str] | None = typer.Option(
+        None,
+        "-a",
+        "--architecture",
+        metavar="ARCH",
+        help="The architectures (replacing them); repeat it or give a list: -a amd64,arm64.",
+    ),
+    keyring: Path | None = typer.Option(
+        None, "--keyring", metavar="FILE", help="Another keyring for the upstream's Release."
+    ),
+    fingerprint: list[str] | None = typer.Option(
+        None, "--fingerprint", metavar="FINGERPRINT", help="Allowed signers (replacing them)."
+    ),
+    no_fingerprints: bool = typer.Option(
+        False, "--no-fingerprints", help="Drop the signer allow-list (any key of the keyring)."
+    ),
+    filter_query: str | None = typer.Option(
+        None, "--filter", metavar="QUERY", help="Keep only what this query matches."
+    ),
+    no_filter: bool = typer.Option(False, "--no-filter", help="Drop the filter: the whole suite."),
+    with_deps: bool | None = typer.Option(
+        None, "--with-deps/--without-deps", help="With the filter: the dependency closure."
+    ),
+    with_recommends: bool | None = typer.Option(
+        None, "--with-recommends/--without-recommends", help="Follow Recommends too."
+    ),
+    allow_empty: bool | None = typer.Option(
+        None, "--allow-empty/--no-allow-empty", help="A filter matching nothing is no error."
+    ),
+    reset_network: bool = typer.Option(
+        False,
+        "--reset-network",
+        help="Forget the mirror's --proxy, --ca-bundle and --auth-file (the environment's "
+        "and apt's apply again).",
+    ),
+    no_check: bool = NO_CHECK,
+    json_out: bool = JSON,
+) -> None:
+    """Change what a mirror follows; the next update takes it up.
+
+    Checked as 'mirror add' checks (the upstream included, unless --no-check). Its state stays
+    unless the URL, suite or keyring changed. --proxy, --ca-bundle and --auth-file given here
+    replace what the mirror remembers."""
+    if filter_query is not None and no_filter:
+        fail(UsageError("give --filter QUERY or --no-filter, not both"))
+    if fingerprint and no_fingerprints:
+        fail(UsageError("give --fingerprint or --no-fingerprints, not both"))
+    with user_errors():
+        edited = api.mirror_edit(
+            name,
+            url=url,
+            suite=suite,
+            components=component or None,
+            architectures=architecture or None,
+            keyring=keyring,
+            fingerprints=() if no_fingerprints else (fingerprint or None),
+            filter="" if no_filter else filter_query,
+            with_deps=with_deps,
+            with_recommends=with_recommends,
+            allow_empty=allow_empty,
+            proxy=G.proxy,
+            ca_bundle=G.ca_bundle,
+            auth_file=G.auth_files,
+            reset_network=reset_network,
+            no_check=no_check,
+            store=G.store,
+        )
+    m = edited.mirror
+    if edited.unchecked is not None:
+        info(f"warning: not checked: {edited.unchecked} (the next update checks it)")
+    if json_out:
+        emit_json({**mirror_json(m), "unchecked": edited.unchecked})
+        return
+    state = "kept" if m.state is not None else "none (the next update fetches everything)"
+    typer.echo(
+        f"edited mirror {m.spec.name}: {redact_url(m.spec.url)} {m.spec.suite}; state {state}"
+    )
 
 
 JOBS = typer.Option(8, "--jobs", "-j", metavar="N", help="Concurrent downloads.")

@@ -76,7 +76,7 @@ _EXTRA = Obj({"component": str, "kind": str, "name": str, "sha256": str, "entrie
 
 MIRROR = RecordKind(
     "mirror",
-    2,
+    3,  # 2: languages, with_contents, extras; 3: the spec's proxy, ca_bundle, auth_files
     Obj(
         {
             "spec": Obj(
@@ -96,6 +96,9 @@ MIRROR = RecordKind(
                     "allow_empty": bool,
                     "languages": ListOf(str),
                     "with_contents": bool,
+                    "proxy": str,
+                    "ca_bundle": str,
+                    "auth_files": ListOf(str),
                 },
             ),
             "created_at": str,

@@ -51,6 +51,7 @@ def test_update_dry_run_verifies_plans_and_downloads_nothing(
     store = tmp_path / "store"
     _add(store, upstream, archive)
     before = _record(store)
+    asked = upstream.count("*/InRelease")  # 'mirror add' asked the upstream already
     sizes = sum(p.stat().st_size for p in archive.debs.values())
 
     r = run_cli(store, "mirror", "update", NAME, "--dry-run")
@@ -58,7 +59,8 @@ def test_update_dry_run_verifies_plans_and_downloads_nothing(
     assert r.stdout.startswith(f"{NAME}: would download 7 files, "), r.stdout
     assert f"({sizes} bytes)" in r.stdout and "dry run" in r.stdout
     # Verified as usual: InRelease and the index were fetched; not one pool file.
-    assert upstream.count("*/InRelease") == 1 and upstream.count("*/binary-amd64/*") >= 1
+    assert upstream.count("*/InRelease") == asked + 1
+    assert upstream.count("*/binary-amd64/*") >= 1
     assert _deb_gets(upstream) == []
     assert _record(store) == before and _pool(store) == []
 
@@ -97,8 +99,8 @@ def test_sync_dry_run_prints_the_plan_per_mirror_and_makes_no_snapshot(
     assert lines[-1].endswith(f"({hello + lib} bytes)") and lines[-1].startswith("total: ")
     assert _deb_gets(upstream) == []
     assert not (store / "snapshots").exists() or not any((store / "snapshots").iterdir())
-    record = _record(store)
-    assert json.loads(record)["state"] is None  # never updated: the dry run committed nothing
+    # A dry run changes nothing: not even the record of the profile's (new) mirror.
+    assert not (store / "mirrors" / f"{NAME}.json").exists()
 
     r = run_cli(store, "sync", str(profile), "--dry-run", "--json")
     assert r.exit_code == 0, r.output
@@ -107,7 +109,16 @@ def test_sync_dry_run_prints_the_plan_per_mirror_and_makes_no_snapshot(
     assert [(u["mirror"], u["plan"]["files"], u["plan"]["bytes"]) for u in out["updates"]] == [
         (NAME, 2, hello + lib)
     ]
-    assert _deb_gets(upstream) == [] and _record(store) == record
+    assert _deb_gets(upstream) == [] and not (store / "mirrors" / f"{NAME}.json").exists()
+
+    # A mirror the profile changed: the dry run plans with the profile's spec and leaves the
+    # record as it was (it used to write the new spec).
+    _add(store, upstream, archive)
+    record = _record(store)
+    r = run_cli(store, "sync", str(profile), "--dry-run", "--json")
+    assert r.exit_code == 0, r.output
+    assert [u["plan"]["files"] for u in json.loads(r.stdout)["updates"]] == [2]  # filtered
+    assert _record(store) == record and not json.loads(record)["spec"].get("filter")
 
 
 # -- 2. free space -----------------------------------------------------------------------------

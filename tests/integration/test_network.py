@@ -44,9 +44,10 @@ DIRECT = NetworkConfig(proxy="none")
 
 
 def add(store: Path, url: str, archive: Archive) -> None:
-    r = run_cli(
-        store, "mirror", "add", NAME, url, "stable", "--keyring", str(archive.key.public_keyring)
-    )
+    # --no-check: these tests count what reaches the upstream and the proxies during updates
+    # (test_mirror_edit.py tests what 'mirror add' asks the upstream, through a proxy too).
+    r = run_cli(store, "mirror", "add", NAME, url, "stable", "--keyring",
+                str(archive.key.public_keyring), "--no-check")  # fmt: skip
     assert r.exit_code == 0, r.output
 
 
@@ -478,13 +479,17 @@ def test_404_says_which_part_of_the_url_to_check(
     store = tmp_path / "store"
     r = run_cli(store, "mirror", "add", NAME, upstream.url, "stabel", "--keyring",
                 str(archive.key.public_keyring))  # fmt: skip
+    assert r.exit_code == 1 and "there is no suite 'stabel'" in r.stderr  # asked at once
+    assert "--no-check" in r.stderr and upstream.count("*/Release") == 1
+    r = run_cli(store, "mirror", "add", NAME, upstream.url, "stabel", "--keyring",
+                str(archive.key.public_keyring), "--no-check")  # fmt: skip
     assert r.exit_code == 0, r.output
     with pytest.raises(HTTPStatusError) as info:
         update(store, DIRECT)
     assert info.value.status == 404
     hint = str(info.value.hint)
     assert "suite 'stabel'" in hint and "mid-sync" not in hint
-    assert upstream.count("*/Release") == 1  # a 404 is not retried
+    assert upstream.count("*/Release") == 2  # a 404 is not retried (one at add, one now)
 
     # A file the signed index names but the server lacks: that is mid-sync.
     store2 = tmp_path / "store2"

@@ -37,7 +37,7 @@ CHAN = {"name": "prod", "snapshot": "s", "history": [
 
 def test_every_kind_has_its_version_and_a_hint() -> None:
     assert [(k.name, k.version) for k in KINDS] == [
-        ("mirror", 2),  # 2: languages, with_contents, extras (issue 15)
+        ("mirror", 3),  # 2: languages, contents, extras (issue 15); 3: proxy, CA, auth (13)
         ("snapshot", 2),  # 2: extras (issue 15)
         ("channel", 1),
         ("published-tree", 1),
