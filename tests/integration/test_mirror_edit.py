@@ -16,12 +16,12 @@ from tests.helpers.archive import Archive
 from tests.helpers.gpgkeys import TestKey
 from tests.helpers.httpserver import FaultServer
 from tests.helpers.proxy import TinyProxy, free_port
-from tests.mk import run_cli
+from tests.mk import Result, run_cli
 
 NAME = "up"
 
 
-def _add(store: Path, url: str, keyring: Path, *extra: str, suite: str = "stable") -> object:
+def _add(store: Path, url: str, keyring: Path, *extra: str, suite: str = "stable") -> Result:
     return run_cli(store, "mirror", "add", NAME, url, suite, "--keyring", str(keyring), *extra)
 
 
