@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import gzip
-import lzma
 import posixpath
 import queue
 import re
@@ -36,6 +35,7 @@ from debian.debian_support import version_compare
 # callers that read an index as part of the repository format.
 from mirrorkit.compression import MAX_INDEX_SIZE as MAX_INDEX_SIZE
 from mirrorkit.compression import XzBlock as XzBlock
+from mirrorkit.compression import compress_xz as compress_xz
 from mirrorkit.compression import decompress as decompress
 from mirrorkit.compression import iter_decompressed as iter_decompressed
 from mirrorkit.compression import usable_cpus as usable_cpus
@@ -535,10 +535,6 @@ def render_packages(packages: Iterable[Package]) -> bytes:
 def compress_gz(data: bytes) -> bytes:
     # mtime=0 and no file name: the same input gives the same bytes.
     return gzip.compress(data, compresslevel=9, mtime=0)
-
-
-def compress_xz(data: bytes) -> bytes:
-    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=6)
 
 
 def render_release(fields: list[tuple[str, str]], files: dict[str, tuple[int, str, str]]) -> bytes:

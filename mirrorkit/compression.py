@@ -296,3 +296,58 @@ def _iter_pieces(data: bytes, compression: str, what: str, limit: int) -> Iterat
     except (lzma.LZMAError, zlib.error, OSError, EOFError, zstandard.ZstdError) as exc:
         raise FormatError(f"{what}: corrupt {compression} data ({exc})") from exc
     raise FormatError(f"{what}: unsupported compression {compression!r}")
+
+
+# --- compression: xz in independent blocks, on every core ----------------------------------
+
+XZ_PRESET: Final = 6
+"""xz's level for published indices (what Debian uses): the smallest download for every
+client; the CPU it costs is paid once per snapshot (publish caches what it renders)."""
+
+XZ_BLOCK: Final = 8 << 20
+"""Uncompressed bytes per xz block: the dictionary size of preset 6, so a block loses little
+against one long stream (bookworm's index: 0.6% larger), and Debian's 50 MB index makes six
+blocks to spread over the cores. Fixed, never derived from the CPU count: the same input gives
+the same bytes on every machine."""
+
+
+def _one_block(stream: bytes) -> tuple[bytes, int, int]:
+    """The block of a one-block xz stream (lzma.compress's output): (padded block bytes,
+    unpadded size, uncompressed size), read from the stream's index."""
+    index_size = (int.from_bytes(stream[-8:-4], "little") + 1) * 4
+    index = stream[len(stream) - 12 - index_size : len(stream) - 12]
+    count, pos = _xz_varint(index, 1)
+    if index[0] != 0 or count != 1:
+        raise AssertionError("liblzma wrote an xz stream of other than one block")
+    unpadded, pos = _xz_varint(index, pos)
+    uncompressed, _ = _xz_varint(index, pos)
+    size = unpadded + -unpadded % 4
+    return stream[12 : 12 + size], unpadded, uncompressed
+
+
+def compress_xz(data: bytes, *, preset: int = XZ_PRESET, block: int = XZ_BLOCK) -> bytes:
+    """``data`` as one xz stream (CRC64 checks) of independent blocks of ``block`` bytes, the
+    format ``xz -T0`` writes and apt, xz and liblzma read; the blocks are compressed on
+    threads at once (lzma releases the GIL). Deterministic: the bytes depend only on ``data``,
+    ``preset`` and ``block``."""
+    pieces = [data[i : i + block] for i in range(0, len(data), block)] or [b""]
+
+    def one(piece: bytes) -> bytes:
+        return lzma.compress(piece, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=preset)
+
+    if len(pieces) == 1:
+        return one(pieces[0])
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(len(pieces), usable_cpus()), "compress-xz") as pool:
+        streams = list(pool.map(one, pieces))
+    header = streams[0][:12]  # magic, flags (CRC64), CRC32: the same for every stream
+    blocks = [_one_block(s) for s in streams]
+    body = b"\x00" + _xz_put_varint(len(blocks))
+    for _, unpadded, uncompressed in blocks:
+        body += _xz_put_varint(unpadded) + _xz_put_varint(uncompressed)
+    body += bytes(-len(body) % 4)
+    index = body + zlib.crc32(body).to_bytes(4, "little")
+    tail = (len(index) // 4 - 1).to_bytes(4, "little") + header[6:8]
+    footer = zlib.crc32(tail).to_bytes(4, "little") + tail + b"YZ"
+    return b"".join([header, *(b for b, _, _ in blocks), index, footer])

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mirrorkit import refs
+from mirrorkit.publish import render
 from mirrorkit.store import Store
 
 
@@ -51,8 +52,15 @@ def collect(store: Store, *, dry_run: bool = False) -> GcResult:
         for path in sorted(store.pool.root.glob("*/*")):
             if path.name not in roots.pool:
                 remove(path, "pool_files")
+        # Rendered indices (publish/render.py) stay while what they were made of stays.
+        keep_meta = set(roots.meta)
+        for entry, inputs, outputs in render.entries(store):
+            if inputs and all(i in roots.meta for i in inputs):
+                keep_meta.update(outputs)
+            elif not dry_run:
+                entry.unlink(missing_ok=True)
         for path in sorted(store.meta.root.glob("*/*.zst")):
-            if path.name.removesuffix(".zst") not in roots.meta:
+            if path.name.removesuffix(".zst") not in keep_meta:
                 remove(path, "meta_files")
         # Under the lock no command is running: what is left in tmp/ is debris of an
         # interrupted one, partial downloads included (see the module docstring).

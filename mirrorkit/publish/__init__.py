@@ -21,7 +21,7 @@ from mirrorkit.progress import Reporter
 from mirrorkit.publish import executor
 from mirrorkit.publish.executor import SignedPlan
 from mirrorkit.publish.fs import PublishResult
-from mirrorkit.publish.plan import SuitePlan, parse_duration, plan_suite, release_date
+from mirrorkit.publish.plan import SuitePlan, parse_duration, plan_rendered, release_date
 from mirrorkit.publish.records import published_records, published_trees, record_published
 from mirrorkit.store import Store, check_name
 
@@ -90,8 +90,10 @@ def plan_for(
     valid_until = None
     if valid_for:
         valid_until = datetime.now(UTC).replace(microsecond=0) + parse_duration(valid_for)
-    return plan_suite(
-        group_indexes(store, info),
+    from mirrorkit.publish.render import rendered_indexes
+
+    return plan_rendered(
+        rendered_indexes(store, info.indexes),
         extras=extra_files(store, info),
         suite=suite,
         date=release_date(previous),

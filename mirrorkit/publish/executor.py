@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import posixpath
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -39,6 +40,7 @@ from mirrorkit.publish.plan import SuitePlan
 from mirrorkit.store import Pool
 
 POOL_RECORD = ".mirrorkit/pool.sha256"
+_MAX_FOLDERS = 256  # pruning lists up to this many pool directories, else the whole pool
 SIGNED_FILES = ("Release", "Release.gpg", "InRelease")  # in write order: InRelease last
 
 # What an item is decides how a target stores it (S3: Cache-Control and Content-Type) and
@@ -395,7 +397,15 @@ def _prune(target: Target, signed: SignedPlan, previous: SuiteState) -> list[str
     replaced, for clients that read its InRelease a moment ago)."""
     keep_pool = target.listed_pool()
     record = read_record(target)
-    stale = sorted(rel for rel in target.list("pool/") if rel in record and rel not in keep_pool)
+    candidates = {rel for rel in record if rel not in keep_pool}
+    # Only the directories that may hold one are listed: a walk of a whole pool (34,000
+    # directories for Debian) costs more than the rest of a re-publish.
+    folders = {posixpath.dirname(rel) for rel in candidates}
+    if len(folders) > _MAX_FOLDERS:
+        folders = {"pool"}
+    stale = sorted(
+        {rel for folder in folders for rel in target.list(f"{folder}/") if rel in candidates}
+    )
     dists = f"dists/{signed.plan.suite}/"
     keep_dists = {f"{dists}{rel}" for rel in signed.plan.files}
     keep_dists |= {f"{dists}{name}" for name in SIGNED_FILES}

@@ -22,6 +22,7 @@ sandbox user reads the tree. An flock on ``.mirrorkit/lock`` keeps two publisher
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mirrorkit import archive
-from mirrorkit.errors import PublishError
+from mirrorkit.errors import FormatError, PublishError
 from mirrorkit.publish.executor import Item
 from mirrorkit.store import atomic_write, fsync_dir, storage_error, syncfs
 
@@ -66,9 +67,24 @@ def published_files(root: Path) -> dict[str, str]:
         if not suite.is_symlink() or not suite.exists():
             continue
         for index in sorted(suite.glob("*/binary-*/Packages")):
-            for pkg in archive.parse_packages(index.read_bytes(), "", str(index)):
-                listed[pkg.filename] = pkg.sha256
+            listed.update(_listed_files(index))
     return listed
+
+
+_FILENAME = re.compile(rb"^Filename: *([^\n]*?)[ \t]*$", re.MULTILINE)
+_SHA256 = re.compile(rb"^SHA256: *([0-9a-fA-F]{64})[ \t]*$", re.MULTILINE)
+
+
+def _listed_files(index: Path) -> Iterator[tuple[str, str]]:
+    """(Filename, SHA256) of every stanza of a published index: two fields, not a parse of
+    every stanza into a package (a 63,000-package index is read at every publish's prune)."""
+    for number, stanza in enumerate(archive.iter_stanzas(index.read_bytes()), 1):
+        name, sha = _FILENAME.search(stanza), _SHA256.search(stanza)
+        if name is None or sha is None:
+            raise FormatError(
+                f"{index}: stanza {number} lacks {'Filename' if name is None else 'SHA256'}"
+            )
+        yield name[1].decode("utf-8", "surrogateescape"), sha[1].decode().lower()
 
 
 def _mkdir_public(path: Path) -> None:
@@ -90,9 +106,20 @@ def _sha256_of(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _link_into(src: Path, dest: Path) -> None:
-    """Hard-link (or, across filesystems, copy) ``src`` to ``dest`` atomically."""
-    _mkdir_public(dest.parent)
+def _link_into(src: Path, dest: Path, made: set[str] | None = None) -> None:
+    """Hard-link (or, across filesystems, copy) ``src`` to ``dest`` atomically. ``made``:
+    directories known to exist (a tree's pool has one per source package: 34,000 for Debian,
+    each checked once, not once per file)."""
+    parent = os.path.dirname(dest)
+    if made is None or parent not in made:
+        _mkdir_public(dest.parent)
+        if made is not None:
+            made.add(parent)
+    with contextlib.suppress(FileExistsError, OSError):
+        # A hard link appears whole: no temp name needed. Where it cannot be made (another
+        # file there, another filesystem), the temp file and rename below.
+        os.link(src, dest)
+        return
     tmp = dest.parent / f".tmp-{secrets.token_hex(6)}-{dest.name}"
     try:
         try:
@@ -131,6 +158,7 @@ class DirectoryTarget:
         self.root = root
         self.generation = ""  # the generation the last switch published
         self._gen: Path | None = None
+        self._made: set[str] = set()  # directories known to exist (see _link_into)
 
     @property
     def label(self) -> str:
@@ -205,7 +233,7 @@ class DirectoryTarget:
         try:
             if item.kind == "pool":
                 assert item.path is not None
-                _link_into(item.path, dest)
+                _link_into(item.path, dest, self._made)
             elif staged is not None:
                 assert item.data is not None
                 _mkdir_public(dest.parent)

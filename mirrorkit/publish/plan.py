@@ -13,12 +13,16 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from mirrorkit import archive
 from mirrorkit.errors import PublishError, UsageError
 from mirrorkit.models import Package
+
+T = TypeVar("T")
 
 _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -114,11 +118,76 @@ def _fold_arch_all(
     for component in components:
         extra = indexes.get((component, "all"), ())
         for arch in architectures:
-            own = indexes.get((component, arch), ())
-            if extra:
-                have = {(p.name, p.version, p.architecture) for p in own}
-                own = [*own, *(p for p in extra if (p.name, p.version, p.architecture) not in have)]
-            folded[(component, arch)] = own
+            folded[(component, arch)] = with_arch_all(indexes.get((component, arch), ()), extra)
+    return folded
+
+
+def with_arch_all(own: Sequence[Package], extra: Sequence[Package]) -> Sequence[Package]:
+    """An architecture's packages and those of the component's ``all`` index it lacks."""
+    if not extra:
+        return own
+    have = {(p.name, p.version, p.architecture) for p in own}
+    return [*own, *(p for p in extra if (p.name, p.version, p.architecture) not in have)]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedIndex:
+    """One ``COMPONENT/binary-ARCH/Packages`` index as published: its bytes plain, gz and xz,
+    and the pool files it names. What publishing one snapshot again reuses (render.py)."""
+
+    plain: bytes
+    gz: bytes
+    xz: bytes
+    links: tuple[PoolLink, ...]
+
+    def files(self) -> tuple[tuple[str, bytes], ...]:
+        """(suffix, bytes): ``Packages``, ``Packages.gz``, ``Packages.xz``."""
+        return (("", self.plain), (".gz", self.gz), (".xz", self.xz))
+
+
+def _check_links(links: dict[str, PoolLink], new: Sequence[PoolLink]) -> None:
+    for link in new:
+        other = links.setdefault(link.path, link)
+        if other.sha256 != link.sha256:
+            raise PublishError(
+                f"{link.path}: two different files would be published under this name "
+                f"({other.sha256[:12]}… and {link.sha256[:12]}…)",
+                "the snapshot holds two builds of the same package version; filter one out.",
+            )
+
+
+def render_index(pkgs: Sequence[Package]) -> RenderedIndex:
+    """The published form of one index: stanzas sorted, each Filename its pool path."""
+    ordered = sorted(pkgs, key=lambda p: (p.name, p.version, p.architecture, p.sha256))
+    links: dict[str, PoolLink] = {}
+    stanzas = []
+    for p in ordered:
+        path = pool_path(p)
+        _check_links(links, [PoolLink(path, p.sha256, p.size)])
+        stanzas.append(archive.rewrite_filename(p.stanza, path))
+    plain = archive.join_stanzas(stanzas)
+    del stanzas
+    # gz beside xz's blocks: zlib and lzma release the GIL.
+    with ThreadPoolExecutor(1, "compress-gz") as pool:
+        gz = pool.submit(archive.compress_gz, plain)
+        xz = archive.compress_xz(plain)
+        return RenderedIndex(
+            plain, gz.result(), xz, tuple(sorted(links.values(), key=lambda li: li.path))
+        )
+
+
+def fold_arch_all(indexes: Mapping[tuple[str, str], Sequence[T]]) -> dict[tuple[str, str], list[T]]:
+    """Which sources make each published index: (component, architecture) -> its own and
+    the component's ``all`` ones (as _fold_arch_all folds packages)."""
+    components = sorted({c for c, _ in indexes})
+    architectures = sorted({a for _, a in indexes if a != "all"})
+    folded = {key: list(value) for key, value in indexes.items()}
+    for component in components:
+        for arch in architectures:
+            folded[(component, arch)] = [
+                *indexes.get((component, arch), ()),
+                *indexes.get((component, "all"), ()),
+            ]
     return folded
 
 
@@ -160,34 +229,48 @@ def plan_suite(
 ) -> SuitePlan:
     """Plan ``dists/SUITE`` for ``indexes``: (component, architecture) -> packages, and
     ``extras``: Translations and Contents, path under ``dists/SUITE`` -> uncompressed text."""
+    architectures = tuple(sorted({a for _, a in indexes if a != "all"}))
+    if architectures:
+        components = tuple(sorted({c for c, _ in indexes}))
+        indexes = _fold_arch_all(indexes, components, architectures)
+    return plan_rendered(
+        {key: render_index(pkgs) for key, pkgs in sorted(indexes.items())},
+        suite=suite,
+        date=date,
+        origin=origin,
+        label=label,
+        codename=codename,
+        description=description,
+        valid_until=valid_until,
+        extras=extras,
+    )
+
+
+def plan_rendered(
+    rendered: Mapping[tuple[str, str], RenderedIndex],
+    *,
+    suite: str,
+    date: datetime,
+    origin: str = "mirrorkit",
+    label: str = "mirrorkit",
+    codename: str | None = None,
+    description: str | None = None,
+    valid_until: datetime | None = None,
+    extras: Mapping[str, bytes] | None = None,
+) -> SuitePlan:
+    """Plan ``dists/SUITE`` around indices already rendered: (component, architecture) ->
+    index (``all`` folded into the others already, when there are others), and ``extras``
+    as :func:`plan_suite` takes them."""
     files: dict[str, bytes] = {}
     checksums: dict[str, tuple[int, str, str]] = {}
     links: dict[str, PoolLink] = {}
-    components = tuple(sorted({c for c, _ in indexes}))
-    architectures = tuple(sorted({a for _, a in indexes if a != "all"}))
-    if architectures:
-        indexes = _fold_arch_all(indexes, components, architectures)
-    for (component, arch), pkgs in sorted(indexes.items()):
-        ordered = sorted(pkgs, key=lambda p: (p.name, p.version, p.architecture, p.sha256))
-        stanzas = []
-        for p in ordered:
-            path = pool_path(p)
-            link = PoolLink(path, p.sha256, p.size)
-            other = links.setdefault(path, link)
-            if other.sha256 != p.sha256:
-                raise PublishError(
-                    f"{path}: two different files would be published under this name "
-                    f"({other.sha256[:12]}… and {p.sha256[:12]}…)",
-                    "the snapshot holds two builds of the same package version; filter one out.",
-                )
-            stanzas.append(archive.rewrite_filename(p.stanza, path))
-        plain = archive.join_stanzas(stanzas)
+    components = tuple(sorted({c for c, _ in rendered}))
+    architectures = tuple(sorted({a for _, a in rendered if a != "all"}))
+    for (component, arch), index in sorted(rendered.items()):
+        _check_links(links, index.links)
         base = f"{component}/binary-{arch}/Packages"
-        for name, data in (
-            (base, plain),
-            (f"{base}.gz", archive.compress_gz(plain)),
-            (f"{base}.xz", archive.compress_xz(plain)),
-        ):
+        for suffix, data in index.files():
+            name = base + suffix
             sha = hashlib.sha256(data).hexdigest()
             checksums[name] = (len(data), hashlib.md5(data).hexdigest(), sha)
             files[name] = data

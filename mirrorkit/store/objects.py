@@ -26,7 +26,8 @@ class Pool:
         self._root = str(root)
 
     def path(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / sha256
+        # One string, one Path: a publish asks for 63,000 of them.
+        return Path(f"{self._root}/{sha256[:2]}/{sha256}")
 
     def has(self, sha256: str) -> bool:
         # Plain strings, not pathlib: planning checks all 63,000 packages of an index.
