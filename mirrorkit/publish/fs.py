@@ -31,7 +31,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +44,7 @@ from mirrorkit.store import atomic_write, fsync_dir, storage_error, syncfs
 STATE_DIR = ".mirrorkit"
 _UNTOUCHED = "The published suite is untouched."
 _TMP_NAME = re.compile(r"\.tmp-[0-9a-f]{12}-")
+_TEMP_MARK = f"{STATE_DIR}/pool-temp"  # a publish made temp files in the pool (see switch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +76,24 @@ _FILENAME = re.compile(rb"^Filename: *([^\n]*?)[ \t]*$", re.MULTILINE)
 _SHA256 = re.compile(rb"^SHA256: *([0-9a-fA-F]{64})[ \t]*$", re.MULTILINE)
 
 
+_BOTH = re.compile(rb"^(Filename|SHA256): *([^\n]*?)[ \t]*$", re.MULTILINE)
+
+
 def _listed_files(index: Path) -> Iterator[tuple[str, str]]:
     """(Filename, SHA256) of every stanza of a published index: two fields, not a parse of
     every stanza into a package (a 63,000-package index is read at every publish's prune)."""
-    for number, stanza in enumerate(archive.iter_stanzas(index.read_bytes()), 1):
+    text = index.read_bytes()
+    found = _BOTH.findall(text)
+    # One pass over the text: the fields come in pairs, one pair per stanza (in either order)
+    # when every stanza has both once; anything else is read stanza by stanza below.
+    pairs = [dict(found[i : i + 2]) for i in range(0, len(found), 2)]
+    if text.count(b"\nPackage:") + text.startswith(b"Package:") == len(pairs) and all(
+        len(pair) == 2 and len(pair[b"SHA256"]) == 64 for pair in pairs
+    ):
+        for pair in pairs:
+            yield pair[b"Filename"].decode("utf-8", "surrogateescape"), pair[b"SHA256"].decode()
+        return
+    for number, stanza in enumerate(archive.iter_stanzas(text), 1):
         name, sha = _FILENAME.search(stanza), _SHA256.search(stanza)
         if name is None or sha is None:
             raise FormatError(
@@ -106,10 +121,16 @@ def _sha256_of(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _link_into(src: Path, dest: Path, made: set[str] | None = None) -> None:
+def _no_op() -> None:
+    pass
+
+
+def _link_into(
+    src: Path, dest: Path, made: set[str] | None = None, before_temp: Callable[[], None] = _no_op
+) -> None:
     """Hard-link (or, across filesystems, copy) ``src`` to ``dest`` atomically. ``made``:
     directories known to exist (a tree's pool has one per source package: 34,000 for Debian,
-    each checked once, not once per file)."""
+    each checked once, not once per file). ``before_temp`` runs before a temp file is made."""
     parent = os.path.dirname(dest)
     if made is None or parent not in made:
         _mkdir_public(dest.parent)
@@ -120,6 +141,7 @@ def _link_into(src: Path, dest: Path, made: set[str] | None = None) -> None:
         # file there, another filesystem), the temp file and rename below.
         os.link(src, dest)
         return
+    before_temp()
     tmp = dest.parent / f".tmp-{secrets.token_hex(6)}-{dest.name}"
     try:
         try:
@@ -159,6 +181,7 @@ class DirectoryTarget:
         self.generation = ""  # the generation the last switch published
         self._gen: Path | None = None
         self._made: set[str] = set()  # directories known to exist (see _link_into)
+        self._marked = False  # whether _TEMP_MARK is set (see switch)
 
     @property
     def label(self) -> str:
@@ -218,11 +241,11 @@ class DirectoryTarget:
         if st_dest.st_size != item.size:
             return False
         if item.kind == "pool" and item.path is not None:
+            if recorded == item.sha256:
+                return True  # placed by an earlier publish (a link, a copy, another store)
             st_src = item.path.stat()
             if (st_dest.st_ino, st_dest.st_dev) == (st_src.st_ino, st_src.st_dev):
                 return True
-            if recorded == item.sha256:
-                return True  # placed by an earlier publish (a copy, or from another store)
         if item.kind == "by-hash" and staged is not None:
             return True  # carried from the previous generation; the name is its hash
         return _sha256_of(dest) == item.sha256
@@ -233,7 +256,7 @@ class DirectoryTarget:
         try:
             if item.kind == "pool":
                 assert item.path is not None
-                _link_into(item.path, dest, self._made)
+                _link_into(item.path, dest, self._made, self._mark_temp)
             elif staged is not None:
                 assert item.data is not None
                 _mkdir_public(dest.parent)
@@ -344,11 +367,24 @@ class DirectoryTarget:
         for old in gen.parent.glob(f"{suite}.*"):
             if old.name != gen.name and old.name.rpartition(".")[0] == suite:
                 shutil.rmtree(old, ignore_errors=True)
-        # Temp files a killed publish left behind (_link_into's names).
-        pool = self.root / "pool"
-        for leftover in pool.glob("**/.tmp-*") if pool.is_dir() else ():
-            if _TMP_NAME.match(leftover.name):
-                leftover.unlink(missing_ok=True)
+        # Temp files a killed publish left behind (_link_into's names): only a publish that
+        # made one leaves the mark, so a tree's 34,000 pool directories are rarely walked.
+        marker = self.root / _TEMP_MARK
+        if marker.exists():
+            pool = self.root / "pool"
+            for leftover in pool.glob("**/.tmp-*") if pool.is_dir() else ():
+                if _TMP_NAME.match(leftover.name):
+                    leftover.unlink(missing_ok=True)
+            marker.unlink(missing_ok=True)
+            self._marked = False
+
+    def _mark_temp(self) -> None:
+        """Before the first temp file in the pool: leave the mark switch() looks for."""
+        if not self._marked:
+            marker = self.root / _TEMP_MARK
+            marker.touch()
+            fsync_dir(marker.parent)
+            self._marked = True
 
     def abort_suite(self, suite: str) -> None:
         if self._gen is not None:
