@@ -123,9 +123,12 @@ class Provenance:
     ``kind`` says which fields apply: ``mirror`` (a mirror's committed state, as verified:
     ``mirror``, ``url``, ``suite``, ``inrelease_sha256``, ``signer``, ``release_date``,
     ``fetched_at``), ``snapshot`` (merged from ``snapshot`` with ``digest`` under
-    ``policy``), ``filter`` (filtered from ``snapshot`` with ``digest``) or ``debs`` (your
-    own ``files``, each "name_version_arch SHA256"). The selection fields (``filter``,
-    ``with_deps``, ...) say how packages were chosen; ``policy`` how several sources merged.
+    ``policy``), ``filter`` (filtered from ``snapshot`` with ``digest``), ``debs`` (your
+    own ``files``, each "name_version_arch SHA256") or ``repo`` (one change to local repo
+    ``repo``: its ``action``, ``by`` whom, the ``parent`` snapshot it changed, and in
+    ``files`` what changed, each "+ name_version_arch SHA256" or "- ..."). The selection
+    fields (``filter``, ``with_deps``, ...) say how packages were chosen; ``policy`` how
+    several sources merged.
 
     A field left None is absent from the record. Keys this version does not know, and known
     keys with a value of another type, are kept verbatim in ``extra``: a record written by
@@ -148,6 +151,10 @@ class Provenance:
     with_recommends: bool | None = None
     with_essential: bool | None = None
     files: tuple[str, ...] | None = None
+    repo: str | None = None
+    parent: str | None = None
+    action: str | None = None
+    by: str | None = None
     extra: tuple[tuple[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
@@ -185,7 +192,8 @@ class Provenance:
 _PROVENANCE_FIELDS: dict[str, type] = {
     **dict.fromkeys(
         ("kind", "mirror", "url", "suite", "inrelease_sha256", "signer", "release_date",
-         "fetched_at", "snapshot", "digest", "policy", "filter"),
+         "fetched_at", "snapshot", "digest", "policy", "filter", "repo", "parent", "action",
+         "by"),
         str,
     ),
     **dict.fromkeys(("with_deps", "with_recommends", "with_essential"), bool),

@@ -4,13 +4,15 @@ The rules here span several kinds of record, so they live above them: snapshots 
 of channels, channels build on snapshots, and this module on both (imports point one way:
 cli/api -> refs -> channel -> snapshot -> stages).
 
-- Snapshots and channels share one namespace: publish and bundle export take either, so a
-  name that is both would be ambiguous. Whatever creates a snapshot or sets a channel checks
-  its name here (``check_free``, ``unique_snapshot_name``, ``set_channel``).
-- A snapshot is needed by the channels that point at it or could roll back to it, and by the
-  snapshots made from it (merge, filter): ``remove_snapshot`` refuses while one does. A tree
-  published from it does not need it: the tree holds its own copies of the pool files, and gc
-  keeps the ones it hard-links (``gc_roots``).
+- Snapshots, channels and repos share one namespace: publish takes any of them, so a name
+  that is two would be ambiguous. Whatever creates a snapshot or a repo or sets a channel
+  checks its name here (``check_free``, ``unique_snapshot_name``, ``set_channel``); a repo's
+  history snapshots are named ``REPO+N``, a name no other snapshot may take.
+- A snapshot is needed by the channels that point at it or could roll back to it, by the
+  repos whose history holds it, and by the snapshots made from it (merge, filter):
+  ``remove_snapshot`` refuses while one does. A tree published from it does not need it:
+  the tree holds its own copies of the pool files, and gc keeps the ones it hard-links
+  (``gc_roots``).
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
 
-from mirrorkit import channel, mirror, snapshot
+from mirrorkit import channel, mirror, repo, snapshot
 from mirrorkit.errors import ConflictError, FormatError
 from mirrorkit.models import IndexRef
 from mirrorkit.store import Store, check_name
 
-Kind = Literal["snapshot", "channel"]
+Kind = Literal["snapshot", "channel", "repo"]
 
 
 def kind_of(store: Store, name: str, what: str = "snapshot or channel") -> Kind | None:
@@ -36,22 +38,25 @@ def kind_of(store: Store, name: str, what: str = "snapshot or channel") -> Kind 
         return "snapshot"
     if channel.exists(store, name):
         return "channel"
+    if repo.exists(store, name):
+        return "repo"
     return None
 
 
 def check_free(store: Store, name: str, kind: Kind) -> None:
-    """Refuse ``name`` for a new ``kind`` when the other kind holds it. (A snapshot of that
+    """Refuse ``name`` for a new ``kind`` when another kind holds it. (A snapshot of that
     name already existing is the snapshot writer's refusal: snapshots never change.)"""
     other = kind_of(store, name, kind)
-    if kind == "snapshot" and other == "channel":
+    if other is not None and other != kind:
         raise ConflictError(
-            f"{name!r} is a channel name; a snapshot cannot share it",
-            "pick another name: publish and bundle export take either a snapshot or a channel.",
+            f"{name!r} is a {other} name; a {kind} cannot share it",
+            "pick another name: publish takes a snapshot, a channel or a repo by its name.",
         )
-    if kind == "channel" and other == "snapshot":
+    if kind == "snapshot" and (owner := repo.history_owner(store, name)) is not None:
         raise ConflictError(
-            f"{name!r} is a snapshot name; a channel cannot share it",
-            "publishing resolves names to snapshots first: pick another channel name.",
+            f"{name!r} is a name of repo {owner}'s history (REPO+N)",
+            "pick another name; to freeze the repo: 'mirrorkit snapshot create NAME "
+            f"--from-repo {owner}'.",
         )
 
 
@@ -88,6 +93,7 @@ def users(store: Store, snapshot_name: str) -> list[str]:
         for c in channel.list_all(store)
         if c.snapshot == snapshot_name or snapshot_name in c.stack()
     ]
+    needed += [f"repo {name}" for name in repo.holders(store, snapshot_name)]
     for other in snapshot.list_all(store):
         if any(s.snapshot == snapshot_name for s in other.sources):
             needed.append(f"snapshot {other.name}")

@@ -16,16 +16,13 @@ import hashlib
 import os
 import secrets
 import shutil
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from debian.arfile import ArError
-
-from mirrorkit import archive, extras, mirror, resolve
+from mirrorkit import archive, debfile, extras, mirror, resolve
 from mirrorkit import merge as merge_rule
 from mirrorkit._version import __version__
 from mirrorkit.errors import (
@@ -159,6 +156,14 @@ def write_renamed(store: Store, info: SnapshotInfo, new_name: str) -> SnapshotIn
     renamed = replace(info, name=new_name, digest=digest)
     _commit(store, renamed, encode_record(SNAPSHOT, {**body, "digest": digest}))
     return renamed
+
+
+def write(
+    store: Store, name: str, sources: Sequence[Provenance], indexes: Sequence[IndexRef]
+) -> SnapshotInfo:
+    """Write a new snapshot ``name`` (refused if it exists); the caller holds the locks that
+    keep its name and objects safe (a repo's history snapshots: the repo's)."""
+    return _write(store, name, sources, indexes)
 
 
 def commit_record(store: Store, raw: bytes, where: str) -> SnapshotInfo:
@@ -591,36 +596,10 @@ def diff(store: Store, a: str, b: str) -> list[Change]:
 
 
 def _deb_stanza(path: Path, component: str) -> tuple[Package, Path]:
-    """Read and check a .deb's control data; returns its package record and the file."""
-    # Imported here: it pulls in deb822 and charset_normalizer (16 ms of every other command).
-    from debian.debfile import DebError, DebFile
-
-    try:
-        with path.open("rb") as fh, DebFile(fileobj=fh) as deb:
-            control = deb.debcontrol()
-            deb.data.tgz()  # the payload must be readable too, not just the control part
-    except (OSError, DebError, ArError, tarfile.TarError, EOFError, ValueError) as exc:
-        raise FormatError(
-            f"{path}: not a valid Debian package ({exc})",
-            "rebuild it (dpkg-deb --build) or leave it out; nothing was added.",
-        ) from exc
-    missing = [f for f in ("Package", "Version", "Architecture") if not control.get(f)]
-    if missing:
-        raise FormatError(f"{path}: control data lacks {', '.join(missing)}")
-    digest, size = _hash(path)
-    name = control["Package"]
-    for skip in ("Filename", "Size", "SHA256", "MD5sum", "SHA1", "SHA512"):
-        control.pop(skip, None)
-    text = control.dump().rstrip("\n")
-    basename = f"{name}_{control['Version'].split(':')[-1]}_{control['Architecture']}.deb"
-    text += f"\nFilename: {basename}\nSize: {size}\nSHA256: {digest}"
-    (pkg,) = archive.parse_packages(text.encode(), component, str(path))
-    return pkg, path
-
-
-def _hash(path: Path) -> tuple[str, int]:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest(), os.fstat(fh.fileno()).st_size
+    """Read and check a .deb's control data (see :mod:`mirrorkit.debfile`); returns its
+    package record and the file."""
+    checked = debfile.read_package(path, component)
+    return checked.package, checked.path
 
 
 def create_from_debs(

@@ -16,9 +16,9 @@ runs on a thread of its own).
 Stages are imported inside the functions: ``import mirrorkit`` (and every CLI start-up) loads
 none of them, and each call loads only what it needs.
 
-Modules: ``mirrors`` (mirror_*, sync), ``snapshots`` (snapshot_*, channel_*), ``exports``
-(publish_*, bundle_*, gc), ``server`` (api serve, api user *); ``_support`` holds the error
-boundary and the shared checks.
+Modules: ``mirrors`` (mirror_*, sync), ``snapshots`` (snapshot_*, channel_*), ``repos``
+(repo_*), ``exports`` (publish_*, bundle_*, gc), ``server`` (api serve, api user *);
+``_support`` holds the error boundary and the shared checks.
 """
 
 from mirrorkit.api._support import normalise_fingerprint, parse_rate
@@ -44,6 +44,20 @@ from mirrorkit.api.mirrors import (
     mirror_update_async,
     sync,
     sync_async,
+)
+from mirrorkit.api.repos import (
+    repo_add,
+    repo_copy,
+    repo_create,
+    repo_history,
+    repo_list,
+    repo_move,
+    repo_prune,
+    repo_remove,
+    repo_rm,
+    repo_rollback,
+    repo_search,
+    repo_show,
 )
 from mirrorkit.api.server import api_user_add, api_user_list, api_user_rm
 from mirrorkit.api.snapshots import (
@@ -91,6 +105,18 @@ __all__ = [
     "publish_list",
     "publish_s3",
     "publish_s3_async",
+    "repo_add",
+    "repo_copy",
+    "repo_create",
+    "repo_history",
+    "repo_list",
+    "repo_move",
+    "repo_prune",
+    "repo_remove",
+    "repo_rm",
+    "repo_rollback",
+    "repo_search",
+    "repo_show",
     "snapshot_create",
     "snapshot_diff",
     "snapshot_filter",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mirrorkit.api._support import (
     StrPath,
@@ -22,14 +22,34 @@ if TYPE_CHECKING:
     from mirrorkit.bundle import BundleInfo, ExportResult, ImportResult, VerifyReport
     from mirrorkit.publish import Published
     from mirrorkit.publish.records import PublishedSuite
+    from mirrorkit.store import Store
 
 
 # --- publish -------------------------------------------------------------------------------------
 
 
+def _follow(
+    st: Store,
+    pub: Published,
+    source: str | None,
+    components: Mapping[str, str],
+    *,
+    kind: str,
+    options: dict[str, Any],
+) -> None:
+    """A suite published from a repo follows it: remember how, for ``--publish``."""
+    if not pub.follows:
+        return
+    from mirrorkit import repopublish
+
+    sources = [("", source)] if source is not None else sorted(components.items())
+    spec = repopublish.spec_of(pub, sources, kind=kind, options=options)
+    repopublish.follow(st, pub.follows, spec, wait=300.0)
+
+
 @boundary
 def publish_fs(
-    source: str,
+    source: str | None,
     directory: StrPath,
     *,
     suite: str | None = None,
@@ -37,15 +57,22 @@ def publish_fs(
     origin: str | None = None,
     label: str | None = None,
     valid_for: str | None = None,
+    component: Sequence[str] | Mapping[str, str] = (),
     store: StrPath | None = None,
     gnupghome: StrPath | None = None,
 ) -> Published:
-    """Publish a snapshot or channel as a signed APT tree in ``directory`` (the suite is
-    switched atomically). ``key``: the signing key; default: the only secret key."""
+    """Publish a snapshot, channel or repo as a signed APT tree in ``directory`` (the suite
+    is switched atomically); or one source per component: ``source`` None and ``component``
+    ``["main=SNAPSHOT", "internal=REPO"]`` (or a mapping), with ``suite``. A suite published
+    from a channel or repo follows it. ``key``: the signing key; default: the only secret
+    key."""
     from mirrorkit import publish
+    from mirrorkit.publish.sources import parse_components
 
-    return publish.publish_fs(
-        open_store(store),
+    components = parse_components(component)
+    st = open_store(store)
+    pub = publish.publish_fs(
+        st,
         source,
         Path(directory),
         key=key,
@@ -54,12 +81,16 @@ def publish_fs(
         origin=origin,
         label=label,
         valid_for=valid_for,
+        components=components,
     )
+    options = {"origin": origin, "label": label, "valid_for": valid_for}
+    _follow(st, pub, source, components, kind="fs", options=options)
+    return pub
 
 
 @boundary
 def publish_s3(
-    source: str,
+    source: str | None,
     url: str,
     *,
     suite: str | None = None,
@@ -72,16 +103,23 @@ def publish_s3(
     origin: str | None = None,
     label: str | None = None,
     valid_for: str | None = None,
+    component: Sequence[str] | Mapping[str, str] = (),
+    client_url: str = "http",
     store: StrPath | None = None,
     gnupghome: StrPath | None = None,
     reporter: Reporter | None = None,
 ) -> Published:
-    """Publish a snapshot or channel as a signed APT tree to ``s3://BUCKET/PREFIX`` (InRelease
-    last: a client never sees half a suite). Credentials: the standard AWS chain."""
+    """Publish a snapshot, channel or repo (or one source per ``component``, as
+    :func:`publish_fs`) as a signed APT tree to ``s3://BUCKET/PREFIX`` (InRelease last: a
+    client never sees half a suite). Credentials: the standard AWS chain. ``client_url``:
+    the client stanza's URIs, ``http`` or ``s3`` (Debian's apt-transport-s3)."""
     from mirrorkit import publish
+    from mirrorkit.publish.sources import parse_components
 
-    return publish.publish_s3(
-        open_store(store),
+    components = parse_components(component)
+    st = open_store(store)
+    pub = publish.publish_s3(
+        st,
         source,
         url,
         key=key,
@@ -96,12 +134,25 @@ def publish_s3(
         prune=prune,
         break_lock=break_lock,
         reporter=reporter_or_null(reporter),
+        components=components,
+        client_url=client_url,
     )
+    options = {
+        "origin": origin,
+        "label": label,
+        "valid_for": valid_for,
+        "endpoint_url": endpoint_url,
+        "region": region,
+        "prune": prune,
+        "client_url": client_url,
+    }
+    _follow(st, pub, source, components, kind="s3", options=options)
+    return pub
 
 
 @boundary_async
 async def publish_s3_async(
-    source: str,
+    source: str | None,
     url: str,
     *,
     suite: str | None = None,
@@ -114,6 +165,8 @@ async def publish_s3_async(
     origin: str | None = None,
     label: str | None = None,
     valid_for: str | None = None,
+    component: Sequence[str] | Mapping[str, str] = (),
+    client_url: str = "http",
     store: StrPath | None = None,
     gnupghome: StrPath | None = None,
     reporter: Reporter | None = None,
@@ -136,6 +189,8 @@ async def publish_s3_async(
             origin=origin,
             label=label,
             valid_for=valid_for,
+            component=component,
+            client_url=client_url,
             store=store,
             gnupghome=gnupghome,
             reporter=reporter,

@@ -40,19 +40,33 @@ def snapshot_create(
     *,
     from_mirror: str | None = None,
     from_debs: Sequence[StrPath] = (),
+    from_repo: str | None = None,
     component: str | None = None,
     store: StrPath | None = None,
 ) -> SnapshotInfo:
-    """Freeze a mirror's current state (``name`` defaults to MIRROR-YYYYMMDD), or your own
-    .deb files (``from_debs``: files or directories) into an immutable snapshot."""
+    """Freeze a mirror's current state (``name`` defaults to MIRROR-YYYYMMDD), your own
+    .deb files (``from_debs``: files or directories), or a repo's head (``from_repo``) into
+    an immutable snapshot."""
     from mirrorkit import mirror, refs, snapshot
 
     if isinstance(from_debs, str | os.PathLike):
         from_debs = [from_debs]
+    if from_repo is not None:
+        if from_debs or from_mirror or component is not None:
+            raise UsageError("--from-repo takes no --from-mirror, --from-debs or --component")
+        if not name:
+            raise UsageError("snapshot create --from-repo needs a NAME")
+        from mirrorkit import repo
+
+        st = open_store(store)
+        with refs.creating_snapshot(st, name):
+            return repo.freeze(st, from_repo, name)
     if from_debs and from_mirror:
         raise UsageError("snapshot create takes --from-mirror or --from-debs, not both")
     if not from_debs and not from_mirror:
-        raise UsageError("snapshot create needs --from-mirror MIRROR or --from-debs PATH")
+        raise UsageError(
+            "snapshot create needs --from-mirror MIRROR, --from-debs PATH or --from-repo REPO"
+        )
     if name is not None and not name:
         raise UsageError("the snapshot name is empty", "leave it out for the default name.")
     st = open_store(store)

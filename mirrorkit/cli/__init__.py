@@ -8,7 +8,7 @@ logs go to stderr.
 
 Modules: ``common`` (the apps, global options, errors to exit codes, tqdm, renderers),
 ``mirrors`` (mirror *, sync), ``snapshots`` (snapshot *), ``channels`` (channel *, gc),
-``exports`` (publish *, serve, bundle *).
+``exports`` (publish *, serve, bundle *), ``repos`` (repo *).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from mirrorkit.cli import (  # noqa: E402,F401
     channels,
     exports,
     mirrors,
+    repos,
     signals,
     snapshots,
 )

@@ -15,6 +15,7 @@ from mirrorkit.cli.common import (
     TqdmReporter,
     app,
     bundle_app,
+    command_with_usage,
     emit_json,
     err,
     extra_line,
@@ -81,8 +82,33 @@ def _render_published(pub: Published, json_out: bool) -> None:
 
 
 SOURCE = typer.Argument(
-    ..., metavar="SNAPSHOT_OR_CHANNEL", help="What to publish (a channel is followed)."
+    None,
+    metavar="SOURCE",
+    help="A snapshot, channel or repo (a channel or repo is followed); none with --component.",
+    show_default=False,
 )
+COMPONENT = typer.Option(
+    [],
+    "--component",
+    metavar="COMPONENT=SOURCE",
+    help="One source per component, e.g. main=bookworm-20261204 internal=ourapps "
+    "(repeatable; then no SOURCE argument, and --suite is needed).",
+)
+
+
+def _source_and_target(name: str | None, target: Any, components: list[str]) -> tuple[Any, Any]:
+    """With --component the one positional argument is the target (DIR or s3://...)."""
+    from mirrorkit.errors import UsageError
+
+    if components and target is None:
+        return None, name
+    if target is None:
+        raise UsageError("missing the target argument (DIR or s3://BUCKET/PREFIX)")
+    if name is None and not components:
+        raise UsageError("missing SOURCE (a snapshot, channel or repo), or --component options")
+    return name, target
+
+
 ORIGIN = typer.Option(None, "--origin", metavar="TEXT", help="Release Origin field.")
 LABEL = typer.Option(None, "--label", metavar="TEXT", help="Release Label field.")
 VALID_FOR = typer.Option(
@@ -96,10 +122,14 @@ KEY = typer.Option(
 )
 
 
-@publish_app.command("fs")
+@publish_app.command(
+    "fs", cls=command_with_usage("(SOURCE DIR | --component COMPONENT=SOURCE... DIR --suite SUITE)")
+)
 def publish_fs(
-    name: str = SOURCE,
-    directory: Path = typer.Argument(..., metavar="DIR", help="Where the tree goes."),
+    name: str | None = SOURCE,
+    directory: Path | None = typer.Argument(
+        None, metavar="DIR", help="Where the tree goes.", show_default=False
+    ),
     suite: str | None = typer.Option(
         None, "--suite", metavar="SUITE", help="Suite name [the snapshot's name]."
     ),
@@ -107,15 +137,20 @@ def publish_fs(
     origin: str | None = ORIGIN,
     label: str | None = LABEL,
     valid_for: str | None = VALID_FOR,
+    component: list[str] = COMPONENT,
     json_out: bool = JSON,
 ) -> None:
-    """Publish a snapshot as a signed APT tree in DIR.
+    """Publish a snapshot, channel or repo as a signed APT tree in DIR.
 
     The suite is switched atomically: clients see the old one or the whole new one."""
     with user_errors():
+        source, target = _source_and_target(
+            name, None if directory is None else str(directory), component
+        )
         pub = api.publish_fs(
-            name,
-            directory,
+            source,
+            Path(target),
+            component=component,
             key=key,
             suite=suite,
             origin=origin,
@@ -127,10 +162,18 @@ def publish_fs(
     _render_published(pub, json_out)
 
 
-@publish_app.command("s3")
+@publish_app.command(
+    "s3",
+    cls=command_with_usage(
+        "(SOURCE s3://BUCKET/PREFIX | --component COMPONENT=SOURCE... s3://BUCKET/PREFIX "
+        "--suite SUITE)"
+    ),
+)
 def publish_s3(
-    name: str = SOURCE,
-    url: str = typer.Argument(..., metavar="s3://BUCKET/PREFIX", help="Where the tree goes."),
+    name: str | None = SOURCE,
+    url: str | None = typer.Argument(
+        None, metavar="s3://BUCKET/PREFIX", help="Where the tree goes.", show_default=False
+    ),
     # No square brackets in these helps: rich would take them for markup.
     suite: str | None = typer.Option(
         None,
@@ -158,16 +201,26 @@ def publish_s3(
     origin: str | None = ORIGIN,
     label: str | None = LABEL,
     valid_for: str | None = VALID_FOR,
+    component: list[str] = COMPONENT,
+    client_url: str = typer.Option(
+        "http",
+        "--client-url",
+        metavar="http|s3",
+        help="The client stanza's URIs: http(s), or s3:// for Debian's apt-transport-s3.",
+    ),
     json_out: bool = JSON,
 ) -> None:
-    """Publish a snapshot as a signed APT tree to S3.
+    """Publish a snapshot, channel or repo as a signed APT tree to S3.
 
     InRelease goes up last: a client never sees half a suite. Credentials come from the
     standard AWS chain (environment, ~/.aws, instance role)."""
     with user_errors():
+        source, target = _source_and_target(name, url, component)
         pub = api.publish_s3(
-            name,
-            url,
+            source,
+            target,
+            component=component,
+            client_url=client_url,
             key=key,
             suite=suite,
             origin=origin,

@@ -59,6 +59,8 @@ def snapshot_json(info: SnapshotInfo, problems: list[str] | None = None) -> dict
 def source_label(source: Provenance) -> str:
     if source.kind == "debs":
         return plural(len(source.files or ()), ".deb file")
+    if source.kind == "repo":
+        return f"repo {source.repo} ({source.action})"
     return source.mirror or source.snapshot or source.kind or "?"
 
 
@@ -79,22 +81,26 @@ def snapshot_create(
         metavar="FILE_OR_DIR",
         help="Your own .deb files or directories of them (repeatable).",
     ),
+    from_repo: str | None = typer.Option(
+        None, "--from-repo", metavar="REPO", help="A repo's head, under a name of your own."
+    ),
     component: str | None = typer.Option(
         None, "--component", metavar="COMPONENT", help="Component [main]."
     ),
     json_out: bool = JSON,
 ) -> None:
-    """Freeze a mirror, or your own .deb files, into a snapshot.
+    """Freeze a mirror, .deb files or a repo into a snapshot.
 
     The snapshot never changes. With --from-debs, paths may follow it: --from-debs a.deb b.deb
     dir/."""
     with user_errors():
-        if more_debs and from_mirror and not from_debs:
+        if more_debs and (from_mirror or from_repo) and not from_debs:
             raise UsageError(f"unexpected extra argument(s): {' '.join(map(str, more_debs))}")
         created = api.snapshot_create(
             name,
             from_mirror=from_mirror,
             from_debs=[*from_debs, *(more_debs or [])] if from_debs else [],
+            from_repo=from_repo,
             component=component,
             store=G.store,
         )

@@ -10,15 +10,15 @@ publishing to S3. What was published where is records.py's.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mirrorkit.errors import NotFoundError, UsageError
+from mirrorkit.errors import UsageError
 from mirrorkit.progress import Reporter
-from mirrorkit.publish import executor
+from mirrorkit.publish import executor, sources
 from mirrorkit.publish.executor import SignedPlan
 from mirrorkit.publish.fs import PublishResult
 from mirrorkit.publish.plan import SuitePlan, parse_duration, plan_rendered, release_date
@@ -47,18 +47,11 @@ __all__ = [
 
 
 def resolve_target(store: Store, name: str) -> tuple[SnapshotInfo, str]:
-    """A snapshot name, or a channel name (the snapshot it points at). Returns the snapshot
-    and the default suite name (the name the user gave)."""
-    from mirrorkit import channel, snapshot
-
-    channel_file = store.channel_record(name, "snapshot or channel")
-    if not snapshot.exists(store, name) and channel_file.exists():
-        return channel.resolve(store, name)[1], name
-    if not snapshot.exists(store, name):
-        raise NotFoundError(
-            f"no snapshot or channel named {name!r}", "see 'mirrorkit snapshot list'."
-        )
-    return snapshot.load(store, name), name
+    """A snapshot name, a channel name (the snapshot it points at) or a repo name (its head).
+    Returns the snapshot and the default suite name (the name the user gave; a repo's
+    distribution if it has one)."""
+    info, suite, _ = sources.resolve_one(store, name)
+    return info, suite
 
 
 def group_indexes(store: Store, info: SnapshotInfo) -> dict[tuple[str, str], list[Package]]:
@@ -111,6 +104,8 @@ class Published:
     components: tuple[str, ...]
     architectures: tuple[str, ...]
     fingerprint: str
+    client_url: str = "http"  # S3: the client stanza's URIs: "http", or "s3" (apt-transport-s3)
+    follows: tuple[str, ...] = ()  # the repos the suite follows (--publish republishes it)
 
     @property
     def location(self) -> str:
@@ -131,6 +126,8 @@ class Published:
         else:
             # The client downloads the key from the bucket and keeps it in its keyrings dir.
             default_uri, default_key = r.http_url, f"/etc/apt/keyrings/{r.key_name}.gpg"
+            if self.client_url == "s3":  # apt-transport-s3 reads the bucket with credentials
+                default_uri = r.target.url.rstrip("/") + "/"
         lines = [
             "Types: deb",
             f"URIs: {uri or default_uri}",
@@ -199,9 +196,16 @@ def _signer(
     return sign
 
 
+def _suite(resolved: sources.Resolved, suite: str | None) -> str:
+    chosen = suite or resolved.suite
+    if not chosen:
+        raise UsageError("a suite of several sources needs --suite SUITE")
+    return check_name(chosen, "suite")
+
+
 def publish_fs(
     store: Store,
-    name: str,
+    name: str | None,
     target: Path,
     *,
     key: str | None,
@@ -210,22 +214,25 @@ def publish_fs(
     origin: str | None = None,
     label: str | None = None,
     valid_for: str | None = None,
+    components: Mapping[str, str] | None = None,
 ) -> Published:
-    """Publish snapshot (or channel) ``name`` into directory ``target`` as suite ``suite``:
-    pool files hard-linked, the suite staged and switched with one rename (see ``fs.py``)."""
+    """Publish snapshot, channel or repo ``name`` (or one source per component,
+    ``components``) into directory ``target`` as suite ``suite``: pool files hard-linked, the
+    suite staged and switched with one rename (see ``fs.py``)."""
     from mirrorkit import gpg
     from mirrorkit.publish.fs import DirectoryTarget
 
     with store.locked():
-        info, default_suite = resolve_target(store, name)
-        suite = check_name(suite or default_suite, "suite")
+        resolved = sources.resolve(store, name, components or {})
+        info = resolved.info
+        suite = _suite(resolved, suite)
         fingerprint = gpg.resolve_signing_key(key, gnupghome)
         tree = DirectoryTarget(target)
 
         # A directory is always pruned: nothing else removes what its old suites needed.
         sign = _signer(store, info, suite, fingerprint, gnupghome, origin, label, valid_for)
         done = executor.publish(tree, suite, store.pool, sign, prune=True)
-        record_published(store, target, suite, info.name)
+        record_published(store, target, suite, resolved.label)
     plan = done.signed.plan
     return Published(
         result=PublishResult(
@@ -241,12 +248,13 @@ def publish_fs(
         components=plan.components,
         architectures=plan.architectures,
         fingerprint=fingerprint,
+        follows=resolved.repos,
     )
 
 
 def publish_s3(
     store: Store,
-    name: str,
+    name: str | None,
     url: str,
     *,
     key: str | None,
@@ -261,18 +269,25 @@ def publish_s3(
     prune: bool = False,
     break_lock: bool = False,
     reporter: Reporter | None = None,
+    components: Mapping[str, str] | None = None,
+    client_url: str = "http",
 ) -> Published:
-    """Publish snapshot (or channel) ``name`` to ``s3://BUCKET/PREFIX`` as suite ``suite``:
-    the same plan as :func:`publish_fs`, written in the executor's order (InRelease last)."""
+    """Publish snapshot, channel or repo ``name`` (or one source per component) to
+    ``s3://BUCKET/PREFIX`` as suite ``suite``: the same plan as :func:`publish_fs`, written in
+    the executor's order (InRelease last). ``client_url``: the client stanza's URIs, ``http``
+    or ``s3`` (Debian's apt-transport-s3)."""
     from mirrorkit import gpg
     from mirrorkit.publish import s3
 
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    if client_url not in ("http", "s3"):
+        raise UsageError(f"--client-url {client_url!r}: use http or s3")
     target = s3.S3Target.parse(url, endpoint_url=endpoint_url, region=region)
     with store.locked():
-        info, default_suite = resolve_target(store, name)
-        suite = check_name(suite or default_suite, "suite")
+        resolved = sources.resolve(store, name, components or {})
+        info = resolved.info
+        suite = _suite(resolved, suite)
         fingerprint = gpg.resolve_signing_key(key, gnupghome)
         bucket = s3.connect(target, jobs=jobs)
         bucket.check()  # wrong credentials, no such bucket: before anything is written
@@ -280,7 +295,7 @@ def publish_s3(
 
         sign = _signer(store, info, suite, fingerprint, gnupghome, origin, label, valid_for)
         done = executor.publish(dest, suite, store.pool, sign, prune=prune, reporter=reporter)
-        record_published(store, target.url, suite, info.name, endpoint_url=target.endpoint_url)
+        record_published(store, target.url, suite, resolved.label, endpoint_url=target.endpoint_url)
     plan = done.signed.plan
     return Published(
         result=s3.S3PublishResult(
@@ -297,4 +312,6 @@ def publish_s3(
         components=plan.components,
         architectures=plan.architectures,
         fingerprint=fingerprint,
+        client_url=client_url,
+        follows=resolved.repos,
     )

@@ -162,6 +162,43 @@ CHANNEL = RecordKind(
 )
 
 
+REPO = RecordKind(
+    "repo",
+    1,
+    Obj(
+        {
+            "name": str,
+            "component": str,
+            "distribution": str,
+            "comment": str,
+            "created_at": str,
+            # Oldest first; the head is the last entry's snapshot (none yet: an empty repo).
+            "history": ListOf(
+                Obj(
+                    {
+                        "n": int,
+                        "action": str,
+                        "snapshot": str,
+                        "digest": str,
+                        "at": str,
+                        "by": str,
+                        "added": ListOf(str),
+                        "removed": ListOf(str),
+                    },
+                    {"note": str},
+                )
+            ),
+        },
+        {
+            "retention": Obj({}, {"keep": int, "older_than": str}),
+            # Suites that follow the repo: how each was published, to publish it again.
+            "followers": ListOf(Obj({"target": str, "suite": str}, free=True)),
+        },
+    ),
+    f"{_DAMAGED}; the repo's snapshots ('mirrorkit snapshot list', NAME+N) hold its history.",
+)
+
+
 def _one_target(body: dict[str, Any]) -> str | None:
     if ("dir" in body) == ("s3" in body):
         return "names neither or both of 'dir' and 's3'"
@@ -202,7 +239,7 @@ IMPORTED_BUNDLES = RecordKind(
     unversioned_is_1=True,
 )
 
-KINDS = (MIRROR, SNAPSHOT, CHANNEL, PUBLISHED, IMPORTED_BUNDLES)
+KINDS = (MIRROR, SNAPSHOT, CHANNEL, PUBLISHED, IMPORTED_BUNDLES, REPO)
 
 
 def _describe(value: Any) -> str:

@@ -57,7 +57,7 @@ def test_global_options_work_after_the_subcommand(tmp_path: Path) -> None:
 
 
 def test_help_is_never_cut_mid_sentence_and_has_one_metavar_style() -> None:
-    for group in ([], ["mirror"], ["snapshot"], ["publish"], ["channel"], ["bundle"]):
+    for group in ([], ["mirror"], ["snapshot"], ["publish"], ["channel"], ["bundle"], ["repo"]):
         code, out, _ = _invoke(*group, "--help")
         assert code == 0
         listing = out.split("Commands:", 1)[1]
@@ -78,7 +78,11 @@ def test_help_is_never_cut_mid_sentence_and_has_one_metavar_style() -> None:
     assert "snapshot filter [OPTIONS] SOURCE DEST QUERY" in out
     code, out, _ = _invoke("publish", "fs", "--help")
     out = " ".join(out.split())
-    assert "publish fs [OPTIONS] SNAPSHOT_OR_CHANNEL DIR" in out and "--key KEYID" in out
+    assert (
+        "publish fs [OPTIONS] (SOURCE DIR | --component COMPONENT=SOURCE... DIR --suite SUITE)"
+        in out
+    )
+    assert "--key KEYID" in out
 
 
 def test_shell_completion_is_offered() -> None:

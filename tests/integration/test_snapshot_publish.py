@@ -281,7 +281,7 @@ def test_publish_errors_are_clear(
     r = run_cli(store, "publish", "fs", "s", str(tmp_path / "o"), gnupghome=empty)
     assert r.exit_code == 2 and "no secret key in" in r.stderr and "--key" in r.stderr
     r = run_cli(store, "publish", "fs", "nope", str(tmp_path / "o"), "--key", "x")
-    assert r.exit_code == 1 and "no snapshot or channel named 'nope'" in r.stderr
+    assert r.exit_code == 1 and "no snapshot, channel or repo named 'nope'" in r.stderr
     r = run_cli(store, "publish", "fs", "s", str(tmp_path / "o"), "--key", "nobody@nowhere",
                 gnupghome=publish_key.gnupghome)  # fmt: skip
     assert r.exit_code == 2 and "no secret key matches" in r.stderr

@@ -42,6 +42,7 @@ def test_every_kind_has_its_version_and_a_hint() -> None:
         ("channel", 1),
         ("published-tree", 1),
         ("imported-bundles", 1),
+        ("repo", 1),
     ]
     assert all(k.hint for k in KINDS)
 
