@@ -42,6 +42,7 @@ from mirrorkit.mirrors import (
     migrate_credentials,
     network_of,
     packages,
+    parse_index,
     record_body,
     record_path,
     remove,
@@ -50,6 +51,7 @@ from mirrorkit.mirrors import (
     would_add,
 )
 from mirrorkit.models import (
+    INDEX_KINDS,
     DownloadPlan,
     ExtraRef,
     FetchSummary,
@@ -59,6 +61,7 @@ from mirrorkit.models import (
     Package,
     Provenance,
     UpdateResult,
+    index_label,
 )
 from mirrorkit.net.config import NetworkConfig, network_config
 from mirrorkit.net.redact import redact_url
@@ -81,11 +84,13 @@ __all__ = [
     "dists_url",
     "download_plan",
     "edit",
+    "index_label",
     "list_all",
     "load",
     "migrate_credentials",
     "network_of",
     "packages",
+    "parse_index",
     "prepare",
     "provenance",
     "record_path",
@@ -307,14 +312,21 @@ def _check_release(
             )
 
 
-def _index_targets(
-    spec: MirrorSpec, release: archive.Release, where: str
-) -> list[tuple[str, str, list[tuple[str, FileRef]]]]:
-    """(component, architecture, [(compression, ref), ...]) for every index to fetch.
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """An index to fetch: its kind, component, architecture, and [(compression, ref), ...]
+    (usually one; two when a suite keeps architecture ``all`` in a ``binary-all`` index)."""
 
-    The list per target usually has one entry; it has two when a suite publishes
-    architecture-``all`` packages in a separate ``binary-all`` index."""
-    targets: list[tuple[str, str, list[tuple[str, FileRef]]]] = []
+    kind: str
+    component: str
+    architecture: str
+    found: list[tuple[str, FileRef]]
+
+
+def _index_targets(spec: MirrorSpec, release: archive.Release, where: str) -> list[_Target]:
+    """Every index to fetch: the Packages indices, then (if the mirror follows them) the
+    debian-installer Packages indices and the Sources indices."""
+    targets: list[_Target] = []
     if spec.flat:
         picked = archive.pick_index(release, "Packages")
         if picked is None:
@@ -323,7 +335,11 @@ def _index_targets(
                 "check the mirror's URL and suite; the upstream may be incomplete.",
             )
         for arch in spec.architectures:
-            targets.append(("main", arch, [picked]))
+            targets.append(_Target("deb", "main", arch, [picked]))
+        if spec.with_sources:
+            targets.append(
+                _Target("source", "main", "source", [_required(release, "Sources", where)])
+            )
         return targets
     for component in spec.components:
         rcomp = archive.map_component(component, release.components)
@@ -370,8 +386,37 @@ def _index_targets(
                 extra = archive.pick_index(release, f"{prefix}/binary-all/Packages")
                 if extra is not None:
                     found.append(extra)
-            targets.append((component, arch, found))
+            targets.append(_Target("deb", component, arch, found))
+            if spec.with_udebs:
+                udebs = _required(
+                    release, f"{prefix}/debian-installer/binary-{arch}/Packages", where
+                )
+                targets.append(_Target("udeb", component, arch, [udebs]))
+        if spec.with_sources:
+            prefix = next(
+                (
+                    p
+                    for p in dict.fromkeys([component, rcomp, last])
+                    if archive.pick_index(release, f"{p}/source/Sources")
+                ),
+                component,
+            )
+            sources = _required(release, f"{prefix}/source/Sources", where)
+            targets.append(_Target("source", component, "source", [sources]))
     return targets
+
+
+def _required(release: archive.Release, base: str, where: str) -> tuple[str, FileRef]:
+    """The best listed variant of index ``base``; FormatError if the Release lists none."""
+    picked = archive.pick_index(release, base)
+    if picked is None:
+        what = "--with-sources" if base.endswith("/Sources") else "--with-udebs"
+        raise FormatError(
+            f"{where}: the Release lists no {base} index",
+            f"the upstream does not publish it; edit the mirror without {what} "
+            "(or try again later if the upstream is mid-sync).",
+        )
+    return picked
 
 
 async def _fetch_index(
@@ -394,15 +439,18 @@ async def _fetch_index(
 
 
 def _load_index(
-    spec: MirrorSpec,
-    component: str,
-    arch: str,
-    found: list[tuple[str, FileRef]],
-    blobs: dict[str, bytes],
-    base: str,
+    spec: MirrorSpec, target: _Target, blobs: dict[str, bytes], base: str
 ) -> LoadedIndex:
-    """Decompress and parse the verified index file(s) of one component/architecture."""
+    """Decompress and parse the verified index file(s) of one target."""
+    component, arch, found = target.component, target.architecture, target.found
     what = f"{base}/{found[0][1].path}"
+    if target.kind != "deb":
+        compression, ref = found[0]
+        text = archive.decompress(blobs[ref.sha256], compression, what)
+        kind = target.kind
+        return LoadedIndex(
+            component, arch, text, parse_index(text, _ref(component, arch, kind), what), kind
+        )
     if len(found) == 1 and not spec.flat:
         compression, ref = found[0]
         text, pkgs = archive.parse_compressed(blobs[ref.sha256], compression, component, what)
@@ -443,6 +491,11 @@ class LoadedIndex:
     architecture: str
     text: bytes
     packages: list[Package]
+    kind: str = "deb"
+
+
+def _ref(component: str, architecture: str, kind: str) -> IndexRef:
+    return IndexRef(component, architecture, "", 0, kind)
 
 
 async def prepare(
@@ -472,20 +525,18 @@ async def prepare(
     ):
         return Prepared(mirror, raw, verified, release, True, [])
     targets = _index_targets(spec, release, base)
-    unique = {ref.sha256: ref for _, _, found in targets for _, ref in found}
+    unique = {ref.sha256: ref for t in targets for _, ref in t.found}
     blobs = await asyncio.gather(
         *(_fetch_index(fetcher, base, release, ref) for ref in unique.values())
     )
     verified_indexes = dict(zip(unique, blobs, strict=True))
     indexes = [
-        await asyncio.to_thread(_load_index, spec, component, arch, found, verified_indexes, base)
-        for component, arch, found in targets
+        await asyncio.to_thread(_load_index, spec, target, verified_indexes, base)
+        for target in targets
     ]
     for index in indexes:
-        reporter.debug(
-            f"{base} {index.component}/binary-{index.architecture}: verified, "
-            f"{len(index.packages)} packages"
-        )
+        label = index_label(_ref(index.component, index.architecture, index.kind))
+        reporter.debug(f"{base} {label}: verified, {len(index.packages)} packages")
     loaded = await _fetch_extras(fetcher, spec, release, base, targets)
     return Prepared(mirror, raw, verified, release, False, indexes, loaded)
 
@@ -495,12 +546,14 @@ async def _fetch_extras(
     spec: MirrorSpec,
     release: archive.Release,
     base: str,
-    targets: list[tuple[str, str, list[tuple[str, FileRef]]]],
+    targets: list[_Target],
 ) -> list[extras.Loaded]:
     """The Translations and Contents the spec asks for and the Release lists, verified."""
     if spec.flat or not (spec.languages or spec.with_contents):
         return []
-    prefixes = {c: found[0][1].path.split("/binary-", 1)[0] for c, _, found in targets}
+    prefixes = {
+        t.component: t.found[0][1].path.split("/binary-", 1)[0] for t in targets if t.kind == "deb"
+    }
     wanted = extras.targets(
         release, prefixes, spec.languages, spec.architectures, spec.with_contents
     )
@@ -524,21 +577,15 @@ def stored_indexes(store: Store, refs: Sequence[IndexRef]) -> list[LoadedIndex]:
     loaded = []
     for ref in refs:
         text = store.meta.get(ref.sha256)
-        what = f"{ref.component}/binary-{ref.architecture}"
         loaded.append(
-            LoadedIndex(
-                ref.component,
-                ref.architecture,
-                text,
-                archive.parse_packages(text, ref.component, what),
-            )
+            LoadedIndex(ref.component, ref.architecture, text, parse_index(text, ref), ref.kind)
         )
     return loaded
 
 
 def download_plan(indexes: Sequence[LoadedIndex], where: str) -> list[FileRef]:
     """Every file the indices list (checked for one name, one content)."""
-    refs = [FileRef(p.filename, p.size, p.sha256) for i in indexes for p in i.packages]
+    refs = [f for i in indexes for p in i.packages for f in p.pool_files]
     _check_consistent(refs, where)
     return refs
 
@@ -549,9 +596,8 @@ def _keep_only(
     kept = []
     for index in indexes:
         pkgs = [p for p in index.packages if (p.name, p.version, p.architecture) in keys]
-        kept.append(
-            LoadedIndex(index.component, index.architecture, archive.render_packages(pkgs), pkgs)
-        )
+        text = archive.render_packages(pkgs)
+        kept.append(LoadedIndex(index.component, index.architecture, text, pkgs, index.kind))
     return kept
 
 
@@ -583,8 +629,17 @@ async def complete(
     kept = [] if keep is prepared.indexes else keep
     packing_kept = start_packing(store, kept)
     try:
+        # The .dsc files first, each checked against its Sources entry before the files it
+        # lists are downloaded: an index and .dsc that disagree stop the update here.
+        dscs = await _fetch_dscs(fetcher, store, spec, keep)
         summary: FetchSummary = await fetcher.fetch_to_pool(
             spec.url, plan, store.pool, store.partial, spec.name
+        )
+        summary = with_changes(
+            summary,
+            fetched=summary.fetched + dscs.fetched,
+            reused=summary.reused - dscs.fetched,
+            bytes=summary.bytes + dscs.bytes,
         )
     except BaseException:
         packing.cancel()
@@ -597,7 +652,11 @@ async def complete(
     # fsync per file), then (and only then) commit the new state.
     refs = tuple(
         IndexRef(
-            i.component, i.architecture, store.meta.put_packed(p, durable=False), len(i.packages)
+            i.component,
+            i.architecture,
+            store.meta.put_packed(p, durable=False),
+            len(i.packages),
+            i.kind,
         )
         for i, p in zip(everything, packed, strict=True)
     )
@@ -656,9 +715,32 @@ def _store_extras(
     def put(text: bytes) -> str:
         return store.meta.put_packed(store.meta.pack(text), durable=False)
 
-    packages = {(i.component, i.architecture): i.packages for i in kept}
+    # Translations and Contents follow the debs (a udeb index has the same key).
+    packages = {(i.component, i.architecture): i.packages for i in kept if i.kind == "deb"}
     held = extras.for_packages(store.meta.get, put, [upstream], packages)
     return upstream, tuple(held)
+
+
+async def _fetch_dscs(
+    fetcher: Fetcher, store: Store, spec: MirrorSpec, keep: Sequence[LoadedIndex]
+) -> FetchSummary:
+    """Download the .dsc of every source package ``keep`` lists and check that each lists
+    exactly the files its Sources entry lists (FormatError naming the .dsc otherwise)."""
+    sources = [p for i in keep if i.kind == "source" for p in i.packages]
+    if not sources:
+        return FetchSummary()
+    from mirrorkit import sourcepkg
+
+    refs = [FileRef(p.filename, p.size, p.sha256) for p in sources]
+    summary = await fetcher.fetch_to_pool(spec.url, refs, store.pool, store.partial, spec.name)
+
+    def check() -> None:
+        for p in sources:
+            with store.pool.path(p.sha256).open("rb") as fh:
+                sourcepkg.check_dsc_against(p, fh.read(sourcepkg.MAX_DSC_SIZE + 1))
+
+    await asyncio.to_thread(check)
+    return summary
 
 
 async def _update_group(
@@ -773,16 +855,27 @@ def _select(
     prepared: Sequence[Prepared], selection: Selection, policy: str, reporter: Reporter
 ) -> set[tuple[str, str, str]]:
     """The (name, version, arch) the selection keeps, resolved over all upstreams at once."""
-    sources = [[pkg for i in p.indexes for pkg in i.packages] for p in prepared]
-    # One source needs no merge (and a merge of 63,000 packages costs a tenth of a second).
-    merged = sources[0] if len(sources) == 1 else merge.merge_packages(sources, policy)
+    merged: list[Package] = []
+    for kind in INDEX_KINDS:
+        sources = [
+            [pkg for i in p.indexes if i.kind == kind for pkg in i.packages] for p in prepared
+        ]
+        # One source needs no merge (and a merge of 63,000 packages costs a tenth of a second).
+        merged += sources[0] if len(sources) == 1 else merge.merge_packages(sources, policy)
     archs = [a for p in prepared for a in p.mirror.spec.architectures]
     picked = resolve.apply(resolve.Universe(merged, list(dict.fromkeys(archs))), selection)
+    kept = list(picked.packages)
+    if any(i.kind == "source" for p in prepared for i in p.indexes):
+        from mirrorkit.sourcepkg import sources_of
+
+        # The sources that built what is kept, found across every upstream (a security
+        # update's binary brings the security archive's source).
+        kept += sources_of(picked.packages, (s for s in merged if s.architecture == "source"))
     reporter.info(
         f"filter {selection.query!r}: {len(picked.matched)} matched, "
         f"{len(picked.packages)} with dependencies"
     )
-    return {(p.name, p.version, p.architecture) for p in picked.packages}
+    return {(p.name, p.version, p.architecture) for p in kept}
 
 
 def _check_consistent(refs: list[FileRef], where: str) -> None:

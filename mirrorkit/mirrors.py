@@ -15,7 +15,7 @@ from typing import Any
 
 from mirrorkit import archive
 from mirrorkit.errors import ConflictError, NotFoundError, UsageError
-from mirrorkit.models import ExtraRef, IndexRef, MirrorSpec, Package
+from mirrorkit.models import ExtraRef, IndexRef, MirrorSpec, Package, index_json, index_label
 from mirrorkit.net.auth import remember, split_credentials
 from mirrorkit.net.config import NetworkConfig
 from mirrorkit.net.redact import has_credentials, redact_url
@@ -58,11 +58,15 @@ class Mirror:
 _NETWORK_FIELDS = ("proxy", "ca_bundle", "auth_files")
 
 
+# Written only when set: records (and spec digests) written before them stay the same.
+_ONLY_WHEN_SET = frozenset(
+    {"allow_empty", "languages", "with_contents", *_NETWORK_FIELDS, "with_sources",
+     "with_udebs", "with_installer", "installer_files"}
+)  # fmt: skip
+
+
 def _spec_json(spec: MirrorSpec) -> dict[str, Any]:
-    # allow_empty, languages, with_contents and the network fields only when set: records
-    # (and spec digests) written before them stay the same.
-    optional = ("allow_empty", "languages", "with_contents", *_NETWORK_FIELDS)
-    return {k: v for k, v in asdict(spec).items() if k not in optional or v}
+    return {k: v for k, v in asdict(spec).items() if k not in _ONLY_WHEN_SET or v}
 
 
 def spec_digest(spec: MirrorSpec) -> str:
@@ -79,6 +83,8 @@ def record_body(mirror: Mirror) -> dict[str, Any]:
     state = None
     if mirror.state is not None:
         state = asdict(mirror.state)
+        state["indexes"] = [index_json(i) for i in mirror.state.indexes]
+        state["upstream"] = [index_json(i) for i in mirror.state.upstream]
     return {"format": FORMAT, "spec": spec, "created_at": mirror.created_at, "state": state}
 
 
@@ -101,6 +107,10 @@ def _from_json(data: dict[str, Any]) -> Mirror:
         proxy=s.get("proxy", ""),
         ca_bundle=s.get("ca_bundle", ""),
         auth_files=tuple(s.get("auth_files", ())),
+        with_sources=s.get("with_sources", False),
+        with_udebs=s.get("with_udebs", False),
+        with_installer=s.get("with_installer", False),
+        installer_files=tuple(s.get("installer_files", ())),
     )
     state = None
     if (st := data.get("state")) is not None:
@@ -268,15 +278,21 @@ def remove(store: Store, name: str) -> None:
 
 
 def packages(store: Store, indexes: Sequence[IndexRef]) -> list[Package]:
+    """The packages of stored indices, of every kind (binary, udeb, source, installer)."""
     result: list[Package] = []
     for ref in indexes:
-        text = store.meta.get(ref.sha256)
-        result.extend(
-            archive.parse_packages(
-                text, ref.component, f"{ref.component}/binary-{ref.architecture}"
-            )
-        )
+        result.extend(parse_index(store.meta.get(ref.sha256), ref))
     return result
+
+
+def parse_index(text: bytes, ref: IndexRef, what: str | None = None) -> list[Package]:
+    """The packages of one stored index, read as its kind says."""
+    what = what or index_label(ref)
+    if ref.kind == "source":
+        from mirrorkit import sourcepkg
+
+        return sourcepkg.parse_sources(text, ref.component, what)
+    return archive.parse_packages(text, ref.component, what)
 
 
 def dists_url(spec: MirrorSpec) -> str:

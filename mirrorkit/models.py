@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -40,11 +41,19 @@ class Package:
     source: str
     component: str
     stanza: bytes
+    # A source package (architecture "source"; ``filename`` etc. name its .dsc): the other
+    # files its .dsc lists (.orig.tar.*, .debian.tar.*, signatures), each verified like it.
+    files: tuple[FileRef, ...] = ()
 
     @property
     def ref(self) -> str:
         """aptly's package reference form, ``name_version_arch``."""
         return f"{self.name}_{self.version}_{self.architecture}"
+
+    @property
+    def pool_files(self) -> tuple[FileRef, ...]:
+        """Every pool object the package needs: its file, and a source package's others."""
+        return (FileRef(self.filename, self.size, self.sha256), *self.files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +78,10 @@ class MirrorSpec:
     proxy: str = ""
     ca_bundle: str = ""
     auth_files: tuple[str, ...] = ()
+    with_sources: bool = False  # the Sources indices and the source packages they list
+    with_udebs: bool = False  # debian-installer/binary-ARCH/Packages and the .udeb files
+    with_installer: bool = False  # installer-ARCH/<version>/images/ (SHA256SUMS-verified)
+    installer_files: tuple[str, ...] = ()  # globs relative to images/; empty: every file
 
     @property
     def flat(self) -> bool:
@@ -77,13 +90,53 @@ class MirrorSpec:
 
 @dataclass(frozen=True, slots=True)
 class IndexRef:
-    """A Packages index held in the store: its (user-facing) component, architecture, and the
-    SHA256 of its uncompressed text."""
+    """An index held in the store: its (user-facing) component, architecture, the SHA256 of
+    its uncompressed text, and its kind (INDEX_KINDS): a Packages index of debs (``deb``), of
+    udebs (``udeb``), a Sources index (``source``, architecture ``source``), or the verified
+    list of an installer's image files (``installer``)."""
 
     component: str
     architecture: str
     sha256: str
     packages: int
+    kind: str = "deb"
+
+
+# The kinds of index a mirror or snapshot holds, in the order they are listed.
+INDEX_KINDS = ("deb", "udeb", "source", "installer")
+
+
+def index_label(ref: IndexRef) -> str:
+    """How an index is named in messages: ``main/binary-amd64``, ``main/source``, ..."""
+    if ref.kind == "source":
+        return f"{ref.component}/source"
+    if ref.kind == "udeb":
+        return f"{ref.component}/debian-installer/binary-{ref.architecture}"
+    if ref.kind == "installer":
+        return f"{ref.component}/installer-{ref.architecture}"
+    return f"{ref.component}/binary-{ref.architecture}"
+
+
+_KIND_NAMES = {"deb": "debs", "udeb": "udebs", "source": "sources", "installer": "installer"}
+
+
+def kinds_text(kinds: Sequence[str]) -> str:
+    """What a mirror or snapshot holds, as ``show`` commands say it: ``debs udebs sources``."""
+    return " ".join(_KIND_NAMES.get(k, k) for k in kinds) or "nothing"
+
+
+def index_json(ref: IndexRef) -> dict[str, Any]:
+    """An IndexRef as records write it: ``kind`` only when it is not ``deb``, so a record of
+    debs only reads (and hashes) as it did before there were kinds."""
+    out: dict[str, Any] = {
+        "component": ref.component,
+        "architecture": ref.architecture,
+        "sha256": ref.sha256,
+        "packages": ref.packages,
+    }
+    if ref.kind != "deb":
+        out["kind"] = ref.kind
+    return out
 
 
 @dataclass(frozen=True, slots=True)

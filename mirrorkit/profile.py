@@ -59,6 +59,8 @@ _UPSTREAM_KEYS: Final = (
     "fingerprints",
     "languages",
     "with_contents",
+    "with_sources",
+    "with_udebs",
 )
 _SNAPSHOT_KEYS: Final = ("name", "merge")
 _LANGUAGE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
@@ -452,6 +454,8 @@ class _Loader:
             fingerprints=tuple(fingerprints),
             languages=tuple(languages),
             with_contents=self.boolean(table, "with_contents", key("with_contents"), False),
+            with_sources=self.boolean(table, "with_sources", key("with_sources"), False),
+            with_udebs=self.boolean(table, "with_udebs", key("with_udebs"), False),
         )
 
     def url(self, url: str, where: str) -> str:

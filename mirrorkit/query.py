@@ -244,7 +244,7 @@ class Field(Query):
             "$SourceVersion": lambda: _source_version(pkg, fields),
             "$Version": lambda: pkg.version,
             "$Architecture": lambda: pkg.architecture,
-            "$PackageType": lambda: "udeb" if pkg.filename.endswith(".udeb") else "deb",
+            "$PackageType": lambda: _package_type(pkg),
         }
         if self.name in special:
             return special[self.name]()
@@ -264,6 +264,13 @@ class Field(Query):
         if self.op in ("%", "~"):
             return _pattern_matches(self.op, self.value, actual)
         return version_matches(actual, self.op, self.value)
+
+
+def _package_type(pkg: Package) -> str:
+    """aptly's $PackageType: ``source``, ``udeb`` or ``deb``."""
+    if pkg.architecture == "source":
+        return "source"
+    return "udeb" if pkg.filename.endswith(".udeb") else "deb"
 
 
 def _source_version(pkg: Package, fields: Fields) -> str:

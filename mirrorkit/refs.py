@@ -169,7 +169,7 @@ def gc_roots(store: Store) -> Roots:
     def index(refs: tuple[IndexRef, ...]) -> None:
         for ref in refs:
             meta.add(ref.sha256)
-        pool.update(p.sha256 for p in mirror.packages(store, refs))
+        pool.update(f.sha256 for p in mirror.packages(store, refs) for f in p.pool_files)
 
     for m in mirror.list_all(store):
         if m.state is not None:

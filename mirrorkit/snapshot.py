@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mirrorkit import archive, debfile, extras, mirror, resolve
+from mirrorkit import archive, debfile, extras, mirror, resolve, sourcepkg
 from mirrorkit import merge as merge_rule
 from mirrorkit._version import __version__
 from mirrorkit.errors import (
@@ -34,7 +34,15 @@ from mirrorkit.errors import (
     StoreFormatError,
     UsageError,
 )
-from mirrorkit.models import ExtraRef, IndexRef, MergePolicy, Package, Provenance
+from mirrorkit.models import (
+    INDEX_KINDS,
+    ExtraRef,
+    IndexRef,
+    MergePolicy,
+    Package,
+    Provenance,
+    index_json,
+)
 from mirrorkit.store import (
     SNAPSHOT,
     Store,
@@ -71,7 +79,14 @@ class SnapshotInfo:
 
     @property
     def architectures(self) -> tuple[str, ...]:
-        return tuple(sorted({i.architecture for i in self.indexes}))
+        """The binary architectures (of debs and udebs; not ``source``)."""
+        return tuple(sorted({i.architecture for i in self.indexes if i.kind in ("deb", "udeb")}))
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """What the snapshot holds, in INDEX_KINDS order: deb, udeb, source, installer."""
+        held = {i.kind for i in self.indexes}
+        return tuple(k for k in INDEX_KINDS if k in held)
 
 
 def _now() -> datetime:
@@ -89,15 +104,7 @@ def _body(info: SnapshotInfo) -> dict[str, Any]:
         "created_at": info.created_at,
         "mirrorkit_version": info.mirrorkit_version,
         "sources": [s.to_json() for s in info.sources],
-        "indexes": [
-            {
-                "component": i.component,
-                "architecture": i.architecture,
-                "sha256": i.sha256,
-                "packages": i.packages,
-            }
-            for i in info.indexes
-        ],
+        "indexes": [index_json(i) for i in info.indexes],
         # Only when there are some: a record without them reads as version 1 wrote it.
         **({"extras": [_extra_json(e) for e in info.extras]} if info.extras else {}),
     }
@@ -111,6 +118,11 @@ def _extra_json(e: ExtraRef) -> dict[str, Any]:
         "sha256": e.sha256,
         "entries": e.entries,
     }
+
+
+def _index_order(ref: IndexRef) -> tuple[str, int, str]:
+    # Debs first as they always were, then udebs, sources and installer images.
+    return (ref.component, INDEX_KINDS.index(ref.kind), ref.architecture)
 
 
 def record_digest(body: dict[str, Any]) -> str:
@@ -136,7 +148,7 @@ def _write(
         created_at=_now().isoformat(),
         mirrorkit_version=__version__,
         sources=tuple(sources),
-        indexes=tuple(sorted(indexes, key=lambda i: (i.component, i.architecture))),
+        indexes=tuple(sorted(indexes, key=_index_order)),
         digest="",
         extras=tuple(sorted(extra_refs, key=lambda e: (e.component, e.kind, e.name))),
     )
@@ -296,17 +308,20 @@ def check(store: Store, info: SnapshotInfo) -> list[str]:
         try:
             text = store.meta.get(ref.sha256)
         except Exception as exc:  # report every problem, not only the first
-            problems.append(f"index {ref.component}/binary-{ref.architecture}: {exc}")
+            problems.append(f"index {mirror.index_label(ref)}: {exc}")
             continue
-        for p in archive.parse_packages(text, ref.component):
-            obj = store.pool.path(p.sha256)
-            try:
-                size = obj.stat().st_size
-            except FileNotFoundError:
-                problems.append(f"{p.ref}: pool object {p.sha256} is missing")
-                continue
-            if size != p.size:
-                problems.append(f"{p.ref}: pool object {p.sha256} has {size} bytes, not {p.size}")
+        for p in mirror.parse_index(text, ref):
+            for f in p.pool_files:
+                obj = store.pool.path(f.sha256)
+                try:
+                    size = obj.stat().st_size
+                except FileNotFoundError:
+                    problems.append(f"{p.ref}: pool object {f.sha256} is missing")
+                    continue
+                if size != f.size:
+                    problems.append(
+                        f"{p.ref}: pool object {f.sha256} has {size} bytes, not {f.size}"
+                    )
     for extra in info.extras:
         try:
             store.meta.get(extra.sha256)
@@ -340,14 +355,21 @@ def merge_indexes(
     """Merge the indices of several sources with ``policy`` (see :mod:`mirrorkit.merge`, the
     one merge rule) and store the merged indices."""
     policy = MergePolicy.parse(policy)
-    loaded = [
-        [(ref.component, ref.architecture, mirror.packages(store, [ref])) for ref in indexes]
-        for indexes in sources
-    ]
     result: list[IndexRef] = []
-    for (component, arch), pkgs in merge_rule.merge_indexes(loaded, policy).items():
-        text = archive.render_packages(pkgs)
-        result.append(IndexRef(component, arch, store.meta.put(text), len(pkgs)))
+    for kind in INDEX_KINDS:  # each kind merges apart: a udeb never displaces a deb
+        loaded = [
+            [
+                (ref.component, ref.architecture, mirror.packages(store, [ref]))
+                for ref in indexes
+                if ref.kind == kind
+            ]
+            for indexes in sources
+        ]
+        if not any(loaded):
+            continue
+        for (component, arch), pkgs in merge_rule.merge_indexes(loaded, policy).items():
+            text = archive.render_packages(pkgs)
+            result.append(IndexRef(component, arch, store.meta.put(text), len(pkgs), kind))
     return result
 
 
@@ -379,14 +401,17 @@ def _extras_for(
     if not any(refs for _, refs in sources):
         return []
     packages: dict[tuple[str, str], list[Package]] = {}
-    for ref in indexes:
+    for ref in (i for i in indexes if i.kind == "deb"):  # udebs and sources have none
         packages.setdefault((ref.component, ref.architecture), []).extend(
             mirror.packages(store, [ref])
         )
     held = None
     if len(sources) > 1:
         held = [
-            {(p.name, p.version, p.architecture) for p in mirror.packages(store, idx)}
+            {
+                (p.name, p.version, p.architecture)
+                for p in mirror.packages(store, [i for i in idx if i.kind == "deb"])
+            }
             for idx, _ in sources
         ]
     return extras.for_packages(
@@ -451,7 +476,13 @@ def made_from_mirrors(
 
 
 def universe(store: Store, infos: Sequence[SnapshotInfo]) -> resolve.Universe:
-    pkgs = [p for info in infos for p in packages(store, info)]
+    """What queries and the resolver see: debs, udebs and source packages (installer image
+    files are no packages)."""
+    pkgs = [
+        p
+        for info in infos
+        for p in mirror.packages(store, [i for i in info.indexes if i.kind != "installer"])
+    ]
     archs = [a for info in infos for a in info.architectures if a != "all"]
     return resolve.Universe(pkgs, list(dict.fromkeys(archs)))
 
@@ -462,8 +493,13 @@ def filter_snapshot(
     """A new snapshot DEST with the packages of SOURCE that ``selection`` keeps."""
     with store.locked():
         info = load(store, source)
-        picked = resolve.apply(universe(store, [info]), selection)
+        u = universe(store, [info])
+        picked = resolve.apply(u, selection)
         keys = {(p.name, p.version, p.architecture) for p in picked.packages}
+        if "source" in info.kinds:
+            # The sources that built the binaries kept (the Source: rule).
+            built = sourcepkg.sources_of(picked.packages, u.packages)
+            keys |= {(p.name, p.version, p.architecture) for p in built}
         indexes = []
         for ref in info.indexes:
             kept = [
@@ -473,7 +509,7 @@ def filter_snapshot(
             ]
             text = archive.render_packages(kept)
             indexes.append(
-                IndexRef(ref.component, ref.architecture, store.meta.put(text), len(kept))
+                IndexRef(ref.component, ref.architecture, store.meta.put(text), len(kept), ref.kind)
             )
         provenance = Provenance(
             "filter", snapshot=info.name, digest=info.digest, **selection_record(selection)

@@ -72,6 +72,10 @@ def mirror_add(
     remembered for its updates (whose own options override them); a profile's mirrors take
     them from its ``[network]`` at each sync instead.
 
+    ``with_sources`` adds the Sources indices and source packages (of what a filter keeps:
+    the sources that built the binaries kept), ``with_udebs`` the debian-installer
+    Packages indices and .udeb files; both are off by default, as in aptly.
+
     A ``filter`` that matches nothing fails the update (before it commits) with
     EmptyResultError unless ``allow_empty``. ``languages``: the i18n/Translation-LANG files
     to keep (long descriptions; default ``en``, as apt fetches; ``[]`` or ``none`` for none);
@@ -80,11 +84,10 @@ def mirror_add(
     from mirrorkit import profile as profiles
 
     _check_selection(filter, with_deps, with_recommends, allow_empty)
-    if with_sources or with_udebs:
-        raise MirrorkitError("mirroring sources and udebs is not implemented yet")
     base = None
     if profile is not None:
-        given = [name, url, suite, keyring, components, architectures, fingerprints, filter]
+        given = [name, url, suite, keyring, components, architectures, fingerprints, filter,
+                 with_sources, with_udebs]  # fmt: skip
         if any(given) or languages is not None or with_contents:
             raise UsageError(
                 "mirror add --profile takes every upstream from the profile",
@@ -119,6 +122,8 @@ def mirror_add(
                 languages=() if suite.endswith("/") else langs,
                 with_contents=with_contents,
                 **_network_fields(proxy, ca_bundle, auth_file),
+                with_sources=with_sources,
+                with_udebs=with_udebs,
             ),
         )
     st = open_store(store)
@@ -399,10 +404,11 @@ def mirror_search(
 
     st = open_store(store)
     m = mirror.load(st, name)
-    pkgs = mirror.packages(st, m.state.indexes) if m.state is not None else []
+    indexes = [i for i in m.state.indexes if i.kind != "installer"] if m.state else []
+    pkgs = mirror.packages(st, indexes)
     if query is None:
         return tuple(sorted(pkgs, key=lambda p: p.ref))
-    archs = sorted({i.architecture for i in m.state.indexes} - {"all"}) if m.state else []
+    archs = sorted({i.architecture for i in indexes if i.kind in ("deb", "udeb")} - {"all"})
     universe = resolve.Universe(pkgs, archs)
     if with_deps:
         selection = resolve.Selection(query, with_deps=True, allow_missing=True, allow_empty=True)

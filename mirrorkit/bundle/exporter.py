@@ -21,7 +21,7 @@ from typing import IO, Any, cast
 
 import zstandard
 
-from mirrorkit import archive, channel, gpg, snapshot
+from mirrorkit import archive, channel, gpg, mirror, snapshot
 from mirrorkit._version import __version__
 from mirrorkit.bundle.container import CHUNK, TarWriter
 from mirrorkit.bundle.manifest import (
@@ -109,13 +109,14 @@ def _pool_needs(
             text = store.meta.get(ref.sha256)
             if sizes is not None:
                 sizes[ref.sha256] = len(text)
-            label = f"{info.name}: {ref.component}/binary-{ref.architecture}"
-            for p in archive.parse_packages(text, ref.component, label):
-                size, _ = needs.setdefault(p.sha256, (p.size, p.ref))
-                if size != p.size:
-                    raise IntegrityError(
-                        f"snapshot {info.name}: {p.ref}", str(size), str(p.size), kind="size"
-                    )
+            label = f"{info.name}: {mirror.index_label(ref)}"
+            for p in mirror.parse_index(text, ref, label):
+                for f in p.pool_files:
+                    size, _ = needs.setdefault(f.sha256, (f.size, p.ref))
+                    if size != f.size:
+                        raise IntegrityError(
+                            f"snapshot {info.name}: {p.ref}", str(size), str(f.size), kind="size"
+                        )
     return needs
 
 

@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
-from mirrorkit import archive, refs, snapshot
+from mirrorkit import mirror, refs, snapshot
 from mirrorkit.bundle.manifest import (
     DAMAGED,
     HOSTILE,
@@ -40,6 +40,7 @@ from mirrorkit.errors import (
     NotFoundError,
     StoreFormatError,
 )
+from mirrorkit.models import FileRef
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.store import Store, storage_error, syncfs, temp_dir
 
@@ -236,31 +237,45 @@ def _complete(store: Store, manifest: Manifest, staging: _Staging, what: str) ->
         for ref in s.indexes:
             staged = staging.meta.get(ref.sha256)
             text = staged.read_bytes() if staged is not None else store.meta.get(ref.sha256)
-            label = f"{what}: {s.name}: {ref.component}/binary-{ref.architecture}"
-            for p in archive.parse_packages(text, ref.component, label):
-                member = f"pool/{p.sha256}"
-                if member in sizes:
-                    size = sizes[member]
-                else:
-                    try:
-                        size = store.pool.path(p.sha256).stat().st_size
-                    except FileNotFoundError:
-                        raise BundleError(
-                            f"{what}: snapshot {s.name} needs {p.ref} (pool object "
-                            f"{p.sha256}), which is neither in the bundle nor in this store",
-                            f"import the bundle that carries {manifest.since.name} first."
-                            if manifest.since
-                            else "the bundle is incomplete; export it again.",
-                        ) from None
-                if size != p.size:
-                    raise BundleError(
-                        f"{what}: snapshot {s.name}: {p.ref} is {p.size} bytes in its index, "
-                        f"but pool object {p.sha256} has {size}",
-                        HOSTILE,
-                    )
+            label = f"{what}: {s.name}: {mirror.index_label(ref)}"
+            for p in mirror.parse_index(text, ref, label):
+                for f in p.pool_files:
+                    _check_present(store, manifest, sizes, s.name, p.ref, f, what)
     for pin in manifest.channels:
         if staging.channels.get(pin.name) != pin.record():
             raise BundleError(f"{what}: {pin.path}: does not match the signed manifest", HOSTILE)
+
+
+def _check_present(
+    store: Store,
+    manifest: Manifest,
+    sizes: dict[str, int],
+    name: str,
+    ref: str,
+    f: FileRef,
+    what: str,
+) -> None:
+    """Pool object ``f`` of package ``ref`` is in the bundle or the store, with its size."""
+    member = f"pool/{f.sha256}"
+    if member in sizes:
+        size = sizes[member]
+    else:
+        try:
+            size = store.pool.path(f.sha256).stat().st_size
+        except FileNotFoundError:
+            raise BundleError(
+                f"{what}: snapshot {name} needs {ref} (pool object "
+                f"{f.sha256}), which is neither in the bundle nor in this store",
+                f"import the bundle that carries {manifest.since.name} first."
+                if manifest.since
+                else "the bundle is incomplete; export it again.",
+            ) from None
+    if size != f.size:
+        raise BundleError(
+            f"{what}: snapshot {name}: {ref} is {f.size} bytes in its index, "
+            f"but pool object {f.sha256} has {size}",
+            HOSTILE,
+        )
 
 
 def _record_fits(raw: bytes, s: BundledSnapshot) -> bool:

@@ -18,11 +18,13 @@ from typing import Any, Final
 
 from mirrorkit.bundle.container import show_name
 from mirrorkit.errors import BundleError, UsageError
-from mirrorkit.models import ExtraRef, IndexRef, Provenance
+from mirrorkit.models import INDEX_KINDS, ExtraRef, IndexRef, Provenance, index_json
 from mirrorkit.store import canonical_json, check_name
 
 FORMAT = "mirrorkit-bundle"
-VERSION = 1
+# Version 2: an index may carry a "kind" (udeb, source, installer); version 1 bundles (debs
+# only) are read as they were.
+VERSION = 2
 MANIFEST = "manifest.json"
 SIGNATURE = "manifest.json.asc"
 SUMS = "SHA256SUMS"
@@ -134,15 +136,7 @@ class Manifest:
                     "created_at": s.created_at,
                     "mirrorkit_version": s.mirrorkit_version,
                     "sources": [p.to_json() for p in s.sources],
-                    "indexes": [
-                        {
-                            "component": i.component,
-                            "architecture": i.architecture,
-                            "sha256": i.sha256,
-                            "packages": i.packages,
-                        }
-                        for i in s.indexes
-                    ],
+                    "indexes": [index_json(i) for i in s.indexes],
                     "packages": s.packages,
                     "path": s.path,
                     # Only when there are some: a manifest without them reads as before.
@@ -256,9 +250,10 @@ def parse_manifest(data: bytes, what: str) -> Manifest:
     if top.get("format") != FORMAT:
         raise j.fail(f"not a {FORMAT} manifest (format {top.get('format')!r})")
     version = top.get("version")
-    if version != VERSION:
+    if type(version) is not int or not 1 <= version <= VERSION:
         raise BundleError(
-            f"{what}: bundle format version {version!r}; this mirrorkit reads version {VERSION}",
+            f"{what}: bundle format version {version!r}; this mirrorkit reads versions 1 to "
+            f"{VERSION}",
             "import it with the mirrorkit version that made it (see 'mirrorkit bundle show').",
         )
     snapshots: list[BundledSnapshot] = []
@@ -269,12 +264,16 @@ def parse_manifest(data: bytes, what: str) -> Manifest:
         for k, iraw in enumerate(j.items(s.get("indexes"), f"{where}.indexes")):
             i = j.obj(iraw, f"{where}.indexes[{k}]")
             iw = f"{where}.indexes[{k}]"
+            kind = i.get("kind", "deb")
+            if kind not in INDEX_KINDS:
+                raise j.fail(f"{iw}.kind: unknown kind of index {kind!r}")
             indexes.append(
                 IndexRef(
                     j.name(i, "component", iw, "component"),
                     j.name(i, "architecture", iw, "architecture"),
                     j.sha(i, "sha256", iw),
                     j.number(i, "packages", iw),
+                    kind,
                 )
             )
         sources = []

@@ -26,6 +26,7 @@ from mirrorkit.cli.common import (
     publish_app,
     user_errors,
 )
+from mirrorkit.models import INDEX_KINDS, index_label, kinds_text
 
 if TYPE_CHECKING:
     from mirrorkit.publish import Published
@@ -388,9 +389,10 @@ def bundle_show(
             typer.echo("  source:")
             for k, v in sorted(source.to_json().items()):
                 typer.echo(field_line("    ", k, v))
+        kinds = [k for k in INDEX_KINDS if any(i.kind == k for i in s.indexes)]
+        typer.echo(f"  kinds: {kinds_text(kinds)}")
         for i in s.indexes:
-            where = f"{i.component}/binary-{i.architecture}"
-            typer.echo(f"  index: {where} ({plural(i.packages, 'package')})")
+            typer.echo(f"  index: {index_label(i)} ({plural(i.packages, 'package')})")
         for e in s.extras:
             typer.echo(f"  extra: {extra_line(e)}")
     for c in m.channels:

@@ -26,7 +26,7 @@ from mirrorkit.cli.common import (
 )
 from mirrorkit.cli.exports import print_published, published_json
 from mirrorkit.errors import UsageError
-from mirrorkit.models import UpdateResult
+from mirrorkit.models import UpdateResult, index_label, kinds_text
 from mirrorkit.net.redact import redact_url
 
 if TYPE_CHECKING:
@@ -142,9 +142,13 @@ def mirror_add(
     with_contents: bool = typer.Option(
         False, "--with-contents", help="Keep the Contents-ARCH files too (for apt-file)."
     ),
-    with_sources: bool = typer.Option(False, "--with-sources", help="Not implemented yet."),
-    with_udebs: bool = typer.Option(False, "--with-udebs", help="Not implemented yet."),
     no_check: bool = NO_CHECK,
+    with_sources: bool = typer.Option(
+        False, "--with-sources", help="Source packages too (with a filter: those that built it)."
+    ),
+    with_udebs: bool = typer.Option(
+        False, "--with-udebs", help="debian-installer udebs too (a filter names them as debs)."
+    ),
     json_out: bool = JSON,
 ) -> None:
     """Start following an upstream suite (verified with KEYRING).
@@ -380,6 +384,8 @@ def mirror_show(
         typer.echo(f"Filter: {s.filter}{deps}")
     typer.echo(f"Languages: {', '.join(s.languages) or 'none'}")
     typer.echo(f"Contents: {'yes' if s.with_contents else 'no'}")
+    kinds = ["deb"] + ["udeb"] * s.with_udebs + ["source"] * s.with_sources
+    typer.echo(f"Kinds: {kinds_text(kinds)}")
     if m.state is None:
         typer.echo("State: never updated")
         return
@@ -388,7 +394,7 @@ def mirror_show(
     typer.echo(f"Signer: {st.signer}\nInRelease SHA256: {st.inrelease_sha256}")
     typer.echo(f"Fetched at: {st.fetched_at}\nPackages: {st.packages}")
     for i in st.indexes:
-        typer.echo(f"  {i.component}/binary-{i.architecture}: {plural(i.packages, 'package')}")
+        typer.echo(f"  {index_label(i)}: {plural(i.packages, 'package')}")
     for e in st.extras:
         typer.echo(f"  {extra_line(e)}")
 

@@ -22,7 +22,7 @@ from mirrorkit.cli.common import (
     user_errors,
 )
 from mirrorkit.errors import UsageError
-from mirrorkit.models import Package, Provenance
+from mirrorkit.models import Package, Provenance, index_label, kinds_text
 
 if TYPE_CHECKING:
     from mirrorkit.snapshot import SnapshotInfo
@@ -47,6 +47,7 @@ def snapshot_json(info: SnapshotInfo, problems: list[str] | None = None) -> dict
         "sources": [s.to_json() for s in info.sources],
         "indexes": [asdict(i) for i in info.indexes],
         "extras": [asdict(e) for e in info.extras],
+        "kinds": list(info.kinds),
         "packages": info.packages,
         "digest": info.digest,
     }
@@ -153,13 +154,13 @@ def snapshot_show(
         typer.echo(f"Name: {snap.name}\nCreated: {snap.created_at}")
         typer.echo(f"mirrorkit version: {snap.mirrorkit_version}\nDigest: {snap.digest}")
         typer.echo(f"Packages: {snap.packages}")
+        typer.echo(f"Kinds: {kinds_text(snap.kinds)}")
         for s in snap.sources:
             typer.echo("Source:")
             for k, v in sorted(s.to_json().items()):
                 typer.echo(field_line("  ", k, v))
         for i in snap.indexes:
-            where = f"{i.component}/binary-{i.architecture}"
-            typer.echo(f"Index: {where} ({plural(i.packages, 'package')})")
+            typer.echo(f"Index: {index_label(i)} ({plural(i.packages, 'package')})")
         for e in snap.extras:
             typer.echo(f"Extra: {extra_line(e)}")
         typer.echo("Integrity: intact" if not problems else "Integrity: MODIFIED OR DAMAGED")

@@ -21,7 +21,14 @@ from mirrorkit.progress import Reporter
 from mirrorkit.publish import executor, sources
 from mirrorkit.publish.executor import SignedPlan
 from mirrorkit.publish.fs import PublishResult
-from mirrorkit.publish.plan import SuitePlan, parse_duration, plan_rendered, release_date
+from mirrorkit.publish.plan import (
+    SuitePlan,
+    parse_duration,
+    plan_rendered,
+    release_date,
+    render_index,
+    render_sources,
+)
 from mirrorkit.publish.records import published_records, published_trees, record_published
 from mirrorkit.store import Store, check_name
 
@@ -54,12 +61,16 @@ def resolve_target(store: Store, name: str) -> tuple[SnapshotInfo, str]:
     return info, suite
 
 
-def group_indexes(store: Store, info: SnapshotInfo) -> dict[tuple[str, str], list[Package]]:
+def group_indexes(
+    store: Store, info: SnapshotInfo, kind: str = "deb"
+) -> dict[tuple[str, str], list[Package]]:
+    """The snapshot's packages of one ``kind`` by (component, architecture)."""
     from mirrorkit import mirror
 
     grouped: dict[tuple[str, str], list[Package]] = defaultdict(list)
     for ref in info.indexes:
-        grouped[(ref.component, ref.architecture)].extend(mirror.packages(store, [ref]))
+        if ref.kind == kind:
+            grouped[(ref.component, ref.architecture)].extend(mirror.packages(store, [ref]))
     return dict(grouped)
 
 
@@ -85,9 +96,14 @@ def plan_for(
         valid_until = datetime.now(UTC).replace(microsecond=0) + parse_duration(valid_for)
     from mirrorkit.publish.render import rendered_indexes
 
+    debs = [i for i in info.indexes if i.kind == "deb"]
+    udebs = group_indexes(store, info, "udeb")
+    sources = {c: pkgs for (c, _), pkgs in group_indexes(store, info, "source").items()}
     return plan_rendered(
-        rendered_indexes(store, info.indexes),
+        rendered_indexes(store, debs),
         extras=extra_files(store, info),
+        udebs={key: render_index(pkgs) for key, pkgs in sorted(udebs.items())},
+        sources={c: render_sources(pkgs) for c, pkgs in sorted(sources.items())},
         suite=suite,
         date=release_date(previous),
         origin=origin or "mirrorkit",
@@ -106,6 +122,7 @@ class Published:
     fingerprint: str
     client_url: str = "http"  # S3: the client stanza's URIs: "http", or "s3" (apt-transport-s3)
     follows: tuple[str, ...] = ()  # the repos the suite follows (--publish republishes it)
+    kinds: tuple[str, ...] = ("deb",)  # what the suite holds (debs, udebs, sources, ...)
 
     @property
     def location(self) -> str:
@@ -129,7 +146,7 @@ class Published:
             if self.client_url == "s3":  # apt-transport-s3 reads the bucket with credentials
                 default_uri = r.target.url.rstrip("/") + "/"
         lines = [
-            "Types: deb",
+            "Types: deb deb-src" if "source" in self.kinds else "Types: deb",
             f"URIs: {uri or default_uri}",
             f"Suites: {r.suite}",
             f"Components: {' '.join(self.components)}",
@@ -249,6 +266,7 @@ def publish_fs(
         architectures=plan.architectures,
         fingerprint=fingerprint,
         follows=resolved.repos,
+        kinds=plan.kinds,
     )
 
 
@@ -314,4 +332,5 @@ def publish_s3(
         fingerprint=fingerprint,
         client_url=client_url,
         follows=resolved.repos,
+        kinds=plan.kinds,
     )

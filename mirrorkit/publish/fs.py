@@ -39,6 +39,7 @@ from pathlib import Path
 from mirrorkit import archive
 from mirrorkit.errors import FormatError, PublishError
 from mirrorkit.publish.executor import Item
+from mirrorkit.publish.plan import index_files
 from mirrorkit.store import atomic_write, fsync_dir, storage_error, syncfs
 
 STATE_DIR = ".mirrorkit"
@@ -69,6 +70,10 @@ def published_files(root: Path) -> dict[str, str]:
             continue
         for index in sorted(suite.glob("*/binary-*/Packages")):
             listed.update(_listed_files(index))
+        for index in sorted(suite.glob("*/debian-installer/binary-*/Packages")):
+            listed.update(_listed_files(index))
+        for index in sorted(suite.glob("*/source/Sources")):
+            listed.update(index_files(index.read_bytes(), index.name, str(index)))
     return listed
 
 

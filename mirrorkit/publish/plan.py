@@ -79,6 +79,7 @@ class SuitePlan:
     # Paths relative to dists/SUITE/: indices, their by-hash copies, Release (unsigned).
     files: dict[str, bytes] = field(default_factory=dict)
     pool: tuple[PoolLink, ...] = ()
+    kinds: tuple[str, ...] = ("deb",)  # what the suite holds (models.INDEX_KINDS)
 
     @property
     def by_hash(self) -> dict[str, bytes]:
@@ -215,6 +216,57 @@ def _plan_extra(
         checksums[path] = (len(plain), md5, sha)
 
 
+def render_sources(pkgs: Sequence[Package]) -> RenderedIndex:
+    """The published form of a Sources index: stanzas sorted, each Directory the pool
+    directory of its source package, where the .dsc and every file it lists are linked."""
+    links: dict[str, PoolLink] = {}
+    stanzas = []
+    for p in sorted(pkgs, key=lambda p: (p.name, p.version, p.sha256)):
+        directory = pool_path(p).rpartition("/")[0]
+        placed = [PoolLink(f"{directory}/{posixpath.basename(f.path)}", f.sha256, f.size)
+                  for f in p.pool_files]  # fmt: skip
+        _check_links(links, placed)
+        stanzas.append(_rewrite_directory(p.stanza, directory))
+    plain = archive.join_stanzas(stanzas)
+    return RenderedIndex(
+        plain,
+        archive.compress_gz(plain),
+        archive.compress_xz(plain),
+        tuple(sorted(links.values(), key=lambda li: li.path)),
+    )
+
+
+def _rewrite_directory(stanza: bytes, directory: str) -> bytes:
+    return re.sub(
+        rb"^Directory:[^\n]*$", b"Directory: " + directory.encode(), stanza, count=1, flags=re.M
+    )
+
+
+def index_files(text: bytes, name: str, what: str) -> dict[str, str]:
+    """Pool path -> SHA256 of every file a published index lists: a ``Packages`` index (debs
+    or udebs), or a ``Sources`` index (each source package's .dsc and the files it lists)."""
+    if name == "Sources":
+        from mirrorkit.sourcepkg import parse_sources
+
+        return {f.path: f.sha256 for p in parse_sources(text, "", what) for f in p.pool_files}
+    return {p.filename: p.sha256 for p in archive.parse_packages(text, "", what)}
+
+
+def _add_rendered(
+    files: dict[str, bytes],
+    checksums: dict[str, tuple[int, str, str]],
+    base: str,
+    index: RenderedIndex,
+) -> None:
+    """An index (plain, gz, xz) and its by-hash copies, listed in the Release."""
+    for suffix, data in index.files():
+        name = base + suffix
+        sha = hashlib.sha256(data).hexdigest()
+        checksums[name] = (len(data), hashlib.md5(data).hexdigest(), sha)
+        files[name] = data
+        files[archive.by_hash_path(name, sha)] = data
+
+
 def plan_suite(
     indexes: Mapping[tuple[str, str], Sequence[Package]],
     *,
@@ -226,9 +278,13 @@ def plan_suite(
     description: str | None = None,
     valid_until: datetime | None = None,
     extras: Mapping[str, bytes] | None = None,
+    udebs: Mapping[tuple[str, str], Sequence[Package]] | None = None,
+    sources: Mapping[str, Sequence[Package]] | None = None,
 ) -> SuitePlan:
-    """Plan ``dists/SUITE`` for ``indexes``: (component, architecture) -> packages, and
-    ``extras``: Translations and Contents, path under ``dists/SUITE`` -> uncompressed text."""
+    """Plan ``dists/SUITE`` for ``indexes``: (component, architecture) -> packages;
+    ``extras``: Translations and Contents, path under ``dists/SUITE`` -> uncompressed text;
+    ``udebs`` (as ``indexes``, for ``debian-installer/binary-ARCH``) and ``sources``
+    (component -> source packages)."""
     architectures = tuple(sorted({a for _, a in indexes if a != "all"}))
     if architectures:
         components = tuple(sorted({c for c, _ in indexes}))
@@ -243,6 +299,8 @@ def plan_suite(
         description=description,
         valid_until=valid_until,
         extras=extras,
+        udebs={key: render_index(pkgs) for key, pkgs in sorted((udebs or {}).items())},
+        sources={c: render_sources(pkgs) for c, pkgs in sorted((sources or {}).items())},
     )
 
 
@@ -257,14 +315,18 @@ def plan_rendered(
     description: str | None = None,
     valid_until: datetime | None = None,
     extras: Mapping[str, bytes] | None = None,
+    udebs: Mapping[tuple[str, str], RenderedIndex] | None = None,
+    sources: Mapping[str, RenderedIndex] | None = None,
 ) -> SuitePlan:
     """Plan ``dists/SUITE`` around indices already rendered: (component, architecture) ->
-    index (``all`` folded into the others already, when there are others), and ``extras``
-    as :func:`plan_suite` takes them."""
+    index (``all`` folded into the others already, when there are others), and ``extras``,
+    ``udebs`` and ``sources`` (component -> rendered Sources) as :func:`plan_suite` takes
+    them."""
     files: dict[str, bytes] = {}
     checksums: dict[str, tuple[int, str, str]] = {}
     links: dict[str, PoolLink] = {}
-    components = tuple(sorted({c for c, _ in rendered}))
+    udebs, sources = udebs or {}, sources or {}
+    components = tuple(sorted({c for c, _ in rendered} | {c for c, _ in udebs} | set(sources)))
     architectures = tuple(sorted({a for _, a in rendered if a != "all"}))
     for (component, arch), index in sorted(rendered.items()):
         _check_links(links, index.links)
@@ -275,6 +337,14 @@ def plan_rendered(
             checksums[name] = (len(data), hashlib.md5(data).hexdigest(), sha)
             files[name] = data
             files[archive.by_hash_path(name, sha)] = data
+    for (component, arch), index in sorted(udebs.items()):
+        _check_links(links, index.links)
+        _add_rendered(
+            files, checksums, f"{component}/debian-installer/binary-{arch}/Packages", index
+        )
+    for component, index in sorted(sources.items()):
+        _check_links(links, index.links)
+        _add_rendered(files, checksums, f"{component}/source/Sources", index)
     for path, plain in sorted((extras or {}).items()):
         _plan_extra(path, plain, files, checksums)
     fields = [
@@ -304,4 +374,5 @@ def plan_rendered(
         release=release,
         files=files,
         pool=tuple(sorted(links.values(), key=lambda link: link.path)),
+        kinds=("deb",) + (("udeb",) if udebs else ()) + (("source",) if sources else ()),
     )

@@ -55,6 +55,7 @@ from mirrorkit._version import __version__
 from mirrorkit.errors import FormatError, PublishError, UsageError
 from mirrorkit.models import FileRef
 from mirrorkit.publish.executor import Item
+from mirrorkit.publish.plan import index_files
 from mirrorkit.publish.s3lock import LOCK_NAME as LOCK_NAME
 from mirrorkit.publish.s3lock import LockInfo, check_lock, publish_lock
 
@@ -71,7 +72,7 @@ _IMMUTABLE = "public, max-age=31536000, immutable"  # pool and by-hash: content 
 _REVALIDATE = "no-cache"  # names whose content changes with each publish
 _BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\\]")
-_INDEX_RE = re.compile(r"^(.+/binary-[^/]+/Packages)(?:\.(xz|gz|bz2|zst))?$")
+_INDEX_RE = re.compile(r"^(.+/binary-[^/]+/Packages|.+/source/Sources)(?:\.(xz|gz|bz2|zst))?$")
 _CREDENTIAL_CODES = frozenset(
     {
         "InvalidAccessKeyId",
@@ -535,8 +536,8 @@ def published_pool(bucket: Bucket) -> dict[str, str]:
                 comp, ref = picked
                 seen.add(ref.sha256)
                 text = archive.decompress(_read_index(bucket, suite_dir, ref), comp, ref.path)
-                for pkg in archive.parse_packages(text, "", f"{suite_dir}/{base}"):
-                    listed[pkg.filename] = pkg.sha256
+                name = base.rpartition("/")[2]
+                listed.update(index_files(text, name, f"{suite_dir}/{base}"))
         except FormatError as exc:
             raise PublishError(f"{bucket.target.url}: {exc.message}", _DAMAGED) from exc
     return listed

@@ -176,8 +176,8 @@ def mirror_json(m: Mirror) -> dict[str, Any]:
         "FilterWithDeps": spec.with_deps,
         "SkipComponentCheck": False,
         "SkipArchitectureCheck": False,
-        "DownloadSources": False,
-        "DownloadUdebs": False,
+        "DownloadSources": spec.with_sources,
+        "DownloadUdebs": spec.with_udebs,
         "DownloadInstaller": False,
     }
 

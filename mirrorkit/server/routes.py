@@ -452,8 +452,6 @@ async def mirror_packages(request: Request) -> Response:
 
 
 _MIRROR_UNSUPPORTED = {
-    "DownloadSources": "source packages",
-    "DownloadUdebs": "udebs",
     "DownloadInstaller": "installer files",
     "DownloadAppStream": "AppStream metadata",
     "SkipComponentCheck": "skipping the component check",
@@ -497,6 +495,8 @@ async def mirror_create(request: Request) -> Response:
             keyring=keyrings[0],
             filter=field_of(data, "Filter", str, "") or None,
             with_deps=bool(data.get("FilterWithDeps")),
+            with_sources=bool(data.get("DownloadSources")),
+            with_udebs=bool(data.get("DownloadUdebs")),
             store=server.store,
         )
         return 201, aptly.mirror_json(added.mirrors[0])

@@ -70,13 +70,16 @@ class RecordKind:
 
 _DAMAGED = "the store was modified by hand or damaged; restore the file from a backup"
 
-_INDEX = Obj({"component": str, "architecture": str, "sha256": str, "packages": int})
+# "kind" (mirror records version 4, snapshot records 3): udeb, source, installer; absent: deb.
+_INDEX = Obj({"component": str, "architecture": str, "sha256": str, "packages": int}, {"kind": str})
 # Translations and Contents beside the indices (version 2 of mirror and snapshot records).
 _EXTRA = Obj({"component": str, "kind": str, "name": str, "sha256": str, "entries": int})
 
 MIRROR = RecordKind(
     "mirror",
-    3,  # 2: languages, with_contents, extras; 3: the spec's proxy, ca_bundle, auth_files
+    # 2: languages, with_contents, extras; 3: the spec's proxy, ca_bundle, auth_files;
+    # 4: index kinds, with_sources, with_udebs, with_installer, installer_files
+    4,
     Obj(
         {
             "spec": Obj(
@@ -99,6 +102,11 @@ MIRROR = RecordKind(
                     "proxy": str,
                     "ca_bundle": str,
                     "auth_files": ListOf(str),
+                    # version 4: what kinds besides debs the mirror follows
+                    "with_sources": bool,
+                    "with_udebs": bool,
+                    "with_installer": bool,
+                    "installer_files": ListOf(str),
                 },
             ),
             "created_at": str,
@@ -129,7 +137,7 @@ MIRROR = RecordKind(
 
 SNAPSHOT = RecordKind(
     "snapshot",
-    2,
+    3,
     Obj(
         {
             "name": str,

@@ -109,10 +109,12 @@ class AptClient:
         *,
         flat: bool = False,
         name: str | None = None,
+        types: str = "deb",
     ) -> Path:
-        """Write a deb822 ``.sources`` file; for a flat repo ``suite`` is e.g. ``"flat/"``."""
+        """Write a deb822 ``.sources`` file; for a flat repo ``suite`` is e.g. ``"flat/"``.
+        ``types="deb deb-src"`` adds the source packages."""
         stem = name or re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{uri}_{suite}").strip("_")
-        lines = ["Types: deb", f"URIs: {uri}", f"Suites: {suite}"]
+        lines = [f"Types: {types}", f"URIs: {uri}", f"Suites: {suite}"]
         if not flat:
             lines.append(f"Components: {' '.join(components)}")
         lines.append(f"Signed-By: {signed_by}")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tests.helpers.debs import deb_filename
 from tests.helpers.gpgkeys import TestKey, clearsign, detach_sign
+from tests.helpers.sources import dsc_files
 
 __all__ = [
     "Archive",
@@ -209,7 +210,7 @@ def _sign_release(dists: Path, key: TestKey) -> None:
 
 
 def _ftparchive_packages(
-    root: Path, rel_dir: str, arch: str | None, only: set[str] | None = None
+    root: Path, rel_dir: str, arch: str | None, only: set[str] | None = None, extension: str = ""
 ) -> bytes:
     """``apt-ftparchive packages rel_dir`` run in ``root``, optionally keeping only ``only``.
 
@@ -218,6 +219,8 @@ def _ftparchive_packages(
     the index lists exactly the packages of this build.
     """
     cmd = ["apt-ftparchive"]
+    if extension:
+        cmd += ["-o", f"APT::FTPArchive::Packages::Extensions={extension}"]
     if arch is not None:
         # --arch keeps only *_<arch>.deb and *_all.deb, which is exactly Debian's split.
         cmd += ["--arch", arch]
@@ -256,8 +259,14 @@ def build_archive(
     md5sum: bool = True,
     origin: str = "Mirrorkit Test",
     label: str = "Mirrorkit Test",
+    sources: dict[str, list[Path]] | None = None,
+    udebs: dict[str, list[Path]] | None = None,
 ) -> Archive:
     """Build a signed archive at ``root`` from ``packages`` (component -> list of .deb paths).
+
+    ``sources`` (component -> .dsc paths, their files beside them) adds
+    ``<component>/source/Sources`` as ``apt-ftparchive sources`` writes it; ``udebs``
+    (component -> .udeb paths) adds ``<component>/debian-installer/binary-<arch>/Packages``.
 
     Layout: ``pool/<component>/<first letter>/<name>/<file>`` and
     ``dists/<suite>/<component>/binary-<arch>/Packages{.xz,.gz,...}``.
@@ -304,6 +313,33 @@ def build_archive(
                 f"Archive: {suite}\nOrigin: {origin}\nLabel: {label}\n"
                 f"Component: {comp_name}\nArchitecture: {arch}\n"
             )
+
+    for component, udeb_paths in (udebs or {}).items():
+        pool_rel = f"pool/{rc.get(component, component)}"
+        for udeb in udeb_paths:
+            name = udeb.name.split("_", 1)[0]
+            rel = f"{pool_rel}/{name[0]}/{name}/{udeb.name}"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(udeb, root / rel)
+            debs[rel] = root / rel
+        current = {rel for rel in debs if rel.startswith(pool_rel + "/") and rel.endswith(".udeb")}
+        for arch in archs:
+            data = _ftparchive_packages(root, pool_rel, arch, current, extension=".udeb")
+            rel_dir = f"{component}/debian-installer/binary-{arch}"
+            _write_index(dists / rel_dir, "Packages", data, compressions, by_hash)
+            plain_indices.append((f"{rel_dir}/Packages", data))
+    for component, dscs in (sources or {}).items():
+        pool_rel = f"pool/{rc.get(component, component)}"
+        for dsc in dscs:
+            name = dsc.name.split("_", 1)[0]
+            dest = root / pool_rel / name[0] / name
+            dest.mkdir(parents=True, exist_ok=True)
+            for part in dsc_files(dsc):
+                shutil.copyfile(part, dest / part.name)
+        out = subprocess.run(["apt-ftparchive", "sources", pool_rel], cwd=root, check=True,
+                             capture_output=True).stdout  # fmt: skip
+        _write_index(dists / component / "source", "Sources", out, compressions, by_hash)
+        plain_indices.append((f"{component}/source/Sources", out))
 
     files = dict(_collect_index_files(dists))
     files.update(dict(plain_indices))  # listed even when the plain file is not shipped

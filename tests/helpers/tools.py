@@ -19,6 +19,7 @@ TOOLS: dict[str, str] = {
     "apt-cache": "apt",
     "apt-file": "apt-file",  # finds packages by file in the Contents mirrorkit publishes
     "dpkg-deb": "dpkg",  # real .deb files (tests/helpers/debs.py) and their fields
+    "dpkg-source": "dpkg-dev",  # real source packages (tests/helpers/sources.py); apt-get source
     "gpg": "gpg",  # throwaway keys and signatures (tests/helpers/gpgkeys.py); python-gnupg
     "gpg-agent": "gpg-agent",  # gpg signs through the agent
     "gpgconf": "gpgconf",  # stops the agents at teardown

@@ -18,6 +18,7 @@ import pytest
 
 from mirrorkit import bundle, channel, snapshot
 from mirrorkit.bundle import importer, reader
+from mirrorkit.bundle.manifest import VERSION
 from mirrorkit.errors import BundleError
 from mirrorkit.store import Store
 from tests.helpers.bundles import Entry, read_entries, tree_digest, write_entries
@@ -728,8 +729,8 @@ def _edit_manifest(case: str, m: dict[str, Any]) -> str:
     members = m["members"]
     pool = next(x for x in members if x["path"].startswith("pool/"))
     if case == "version":
-        m["version"] = 2
-        return "bundle format version 2; this mirrorkit reads version 1"
+        m["version"] = VERSION + 1
+        return f"bundle format version {VERSION + 1}; this mirrorkit reads versions 1 to {VERSION}"
     if case == "traversal":
         pool["path"] = "pool/../../evil"
         return "member pool/../../evil is not a pool object name"

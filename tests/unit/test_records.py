@@ -37,8 +37,9 @@ CHAN = {"name": "prod", "snapshot": "s", "history": [
 
 def test_every_kind_has_its_version_and_a_hint() -> None:
     assert [(k.name, k.version) for k in KINDS] == [
-        ("mirror", 3),  # 2: languages, contents, extras (issue 15); 3: proxy, CA, auth (13)
-        ("snapshot", 2),  # 2: extras (issue 15)
+        ("mirror", 4),  # 2: languages, contents, extras (issue 15); 3: proxy, CA, auth (13);
+        # 4: index kinds, with_sources, with_udebs, with_installer, installer_files (issue 15)
+        ("snapshot", 3),  # 2: extras; 3: index kinds (udeb, source, installer) (issue 15)
         ("channel", 1),
         ("published-tree", 1),
         ("imported-bundles", 1),
