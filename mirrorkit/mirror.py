@@ -68,6 +68,7 @@ from mirrorkit.net.redact import redact_url
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.resolve import Selection
 from mirrorkit.store import MIRROR, Packed, Store, syncfs, write_record
+from mirrorkit.targets import Target, index_targets
 
 # The mirror records (mirrors.py) are re-exported: callers say mirror.add, mirror.load, ...
 __all__ = [
@@ -312,113 +313,6 @@ def _check_release(
             )
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    """An index to fetch: its kind, component, architecture, and [(compression, ref), ...]
-    (usually one; two when a suite keeps architecture ``all`` in a ``binary-all`` index)."""
-
-    kind: str
-    component: str
-    architecture: str
-    found: list[tuple[str, FileRef]]
-
-
-def _index_targets(spec: MirrorSpec, release: archive.Release, where: str) -> list[_Target]:
-    """Every index to fetch: the Packages indices, then (if the mirror follows them) the
-    debian-installer Packages indices and the Sources indices."""
-    targets: list[_Target] = []
-    if spec.flat:
-        picked = archive.pick_index(release, "Packages")
-        if picked is None:
-            raise FormatError(
-                f"{where}: the Release lists no Packages index",
-                "check the mirror's URL and suite; the upstream may be incomplete.",
-            )
-        for arch in spec.architectures:
-            targets.append(_Target("deb", "main", arch, [picked]))
-        if spec.with_sources:
-            targets.append(
-                _Target("source", "main", "source", [_required(release, "Sources", where)])
-            )
-        return targets
-    for component in spec.components:
-        rcomp = archive.map_component(component, release.components)
-        if release.components and rcomp not in release.components:
-            raise ReleaseError(
-                f"{where}: component {component!r} is not in this suite "
-                f"(it has: {', '.join(release.components)})",
-                "fix the mirror's components.",
-            )
-        for arch in spec.architectures:
-            if release.architectures and arch not in release.architectures:
-                raise ReleaseError(
-                    f"{where}: architecture {arch!r} is not in this suite "
-                    f"(it has: {', '.join(release.architectures)})",
-                    "fix the mirror's architectures.",
-                )
-            # Debian's security archive lists "updates/main" in Components but keeps its
-            # indices under "main/", as apt requests them: look under both names (and under
-            # "main" for a user who wrote "updates/main", as that Release suggests).
-            last = component.rpartition("/")[2]
-            prefixes = dict.fromkeys([component, rcomp, last])
-            picked = next(
-                (
-                    hit
-                    for prefix in prefixes
-                    if (hit := archive.pick_index(release, f"{prefix}/binary-{arch}/Packages"))
-                ),
-                None,
-            )
-            if picked is None:
-                raise FormatError(
-                    f"{where}: the Release lists no {component}/binary-{arch}/Packages index",
-                    "the upstream may be incomplete or mid-sync; try again later.",
-                )
-            found = [picked]
-            prefix = picked[1].path.split("/binary-", 1)[0]
-            if prefix == last and component != last:
-                component = last  # what clients write, and what the snapshot publishes
-            if (
-                arch != "all"
-                and "all" in release.architectures
-                and not release.no_arch_all_packages
-            ):
-                extra = archive.pick_index(release, f"{prefix}/binary-all/Packages")
-                if extra is not None:
-                    found.append(extra)
-            targets.append(_Target("deb", component, arch, found))
-            if spec.with_udebs:
-                udebs = _required(
-                    release, f"{prefix}/debian-installer/binary-{arch}/Packages", where
-                )
-                targets.append(_Target("udeb", component, arch, [udebs]))
-        if spec.with_sources:
-            prefix = next(
-                (
-                    p
-                    for p in dict.fromkeys([component, rcomp, last])
-                    if archive.pick_index(release, f"{p}/source/Sources")
-                ),
-                component,
-            )
-            sources = _required(release, f"{prefix}/source/Sources", where)
-            targets.append(_Target("source", component, "source", [sources]))
-    return targets
-
-
-def _required(release: archive.Release, base: str, where: str) -> tuple[str, FileRef]:
-    """The best listed variant of index ``base``; FormatError if the Release lists none."""
-    picked = archive.pick_index(release, base)
-    if picked is None:
-        what = "--with-sources" if base.endswith("/Sources") else "--with-udebs"
-        raise FormatError(
-            f"{where}: the Release lists no {base} index",
-            f"the upstream does not publish it; edit the mirror without {what} "
-            "(or try again later if the upstream is mid-sync).",
-        )
-    return picked
-
-
 async def _fetch_index(
     fetcher: Fetcher, base: str, release: archive.Release, ref: FileRef
 ) -> bytes:
@@ -439,7 +333,7 @@ async def _fetch_index(
 
 
 def _load_index(
-    spec: MirrorSpec, target: _Target, blobs: dict[str, bytes], base: str
+    spec: MirrorSpec, target: Target, blobs: dict[str, bytes], base: str
 ) -> LoadedIndex:
     """Decompress and parse the verified index file(s) of one target."""
     component, arch, found = target.component, target.architecture, target.found
@@ -524,7 +418,7 @@ async def prepare(
         and all(store.meta.has(e.sha256) for e in (*previous.upstream_extras, *previous.extras))
     ):
         return Prepared(mirror, raw, verified, release, True, [])
-    targets = _index_targets(spec, release, base)
+    targets = index_targets(spec, release, base)
     unique = {ref.sha256: ref for t in targets for _, ref in t.found}
     blobs = await asyncio.gather(
         *(_fetch_index(fetcher, base, release, ref) for ref in unique.values())
@@ -546,7 +440,7 @@ async def _fetch_extras(
     spec: MirrorSpec,
     release: archive.Release,
     base: str,
-    targets: list[_Target],
+    targets: list[Target],
 ) -> list[extras.Loaded]:
     """The Translations and Contents the spec asks for and the Release lists, verified."""
     if spec.flat or not (spec.languages or spec.with_contents):
