@@ -68,7 +68,7 @@ from mirrorkit.net.redact import redact_url
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.resolve import Selection
 from mirrorkit.store import MIRROR, Packed, Store, syncfs, write_record
-from mirrorkit.targets import Target, index_targets
+from mirrorkit.targets import LoadedIndex, Target, index_targets, load_index
 
 # The mirror records (mirrors.py) are re-exported: callers say mirror.add, mirror.load, ...
 __all__ = [
@@ -233,7 +233,7 @@ async def check_upstream(spec: MirrorSpec, network: NetworkConfig) -> str | None
     # Not its freshness: an archived release (Valid-Until long past) is followed with
     # 'mirror update --allow-expired'.
     _check_release(spec, release, None, UpdateOptions(allow_expired=True), base)
-    _index_targets(spec, release, base)
+    index_targets(spec, release, base)
     return None
 
 
@@ -332,40 +332,6 @@ async def _fetch_index(
     return data
 
 
-def _load_index(
-    spec: MirrorSpec, target: Target, blobs: dict[str, bytes], base: str
-) -> LoadedIndex:
-    """Decompress and parse the verified index file(s) of one target."""
-    component, arch, found = target.component, target.architecture, target.found
-    what = f"{base}/{found[0][1].path}"
-    if target.kind != "deb":
-        compression, ref = found[0]
-        text = archive.decompress(blobs[ref.sha256], compression, what)
-        kind = target.kind
-        return LoadedIndex(
-            component, arch, text, parse_index(text, _ref(component, arch, kind), what), kind
-        )
-    if len(found) == 1 and not spec.flat:
-        compression, ref = found[0]
-        text, pkgs = archive.parse_compressed(blobs[ref.sha256], compression, component, what)
-        return LoadedIndex(component, arch, text, pkgs)
-    text = b"".join(
-        archive.decompress(blobs[ref.sha256], compression, what).rstrip(b"\n") + b"\n\n"
-        for compression, ref in found
-    )
-    if spec.flat:
-        text = _filter_arch(text, arch)
-    return LoadedIndex(component, arch, text, archive.parse_packages(text, component, what))
-
-
-def _filter_arch(text: bytes, arch: str) -> bytes:
-    """For flat repositories: one Packages file holds every architecture."""
-    keep = [
-        s for s in archive.iter_stanzas(text) if archive.field(s, "Architecture") in (arch, "all")
-    ]
-    return archive.join_stanzas(keep)
-
-
 @dataclass
 class Prepared:
     """An upstream verified down to its indices, before any .deb is downloaded."""
@@ -377,19 +343,6 @@ class Prepared:
     unchanged: bool
     indexes: list[LoadedIndex]
     extras: list[extras.Loaded] = field(default_factory=list)  # Translations, Contents
-
-
-@dataclass(frozen=True, slots=True)
-class LoadedIndex:
-    component: str
-    architecture: str
-    text: bytes
-    packages: list[Package]
-    kind: str = "deb"
-
-
-def _ref(component: str, architecture: str, kind: str) -> IndexRef:
-    return IndexRef(component, architecture, "", 0, kind)
 
 
 async def prepare(
@@ -425,11 +378,11 @@ async def prepare(
     )
     verified_indexes = dict(zip(unique, blobs, strict=True))
     indexes = [
-        await asyncio.to_thread(_load_index, spec, target, verified_indexes, base)
+        await asyncio.to_thread(load_index, spec, target, verified_indexes, base)
         for target in targets
     ]
     for index in indexes:
-        label = index_label(_ref(index.component, index.architecture, index.kind))
+        label = index_label(index.ref)
         reporter.debug(f"{base} {label}: verified, {len(index.packages)} packages")
     loaded = await _fetch_extras(fetcher, spec, release, base, targets)
     return Prepared(mirror, raw, verified, release, False, indexes, loaded)

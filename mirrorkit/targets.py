@@ -1,7 +1,8 @@
-"""Which index files of a suite a mirror fetches: its Packages indices (per component and
-architecture, with a separate ``binary-all`` where the suite has one), and, as the mirror's
-spec asks, the debian-installer Packages and the Sources indices, each as the signed Release
-lists them (the best compression offered). No I/O: the Release in, the targets out.
+"""Which index files of a suite a mirror fetches, and how each is read: its Packages
+indices (per component and architecture, with a separate ``binary-all`` where the suite has
+one), and, as the mirror's spec asks, the debian-installer Packages and the Sources indices,
+each as the signed Release lists them (the best compression offered). No I/O: the Release in,
+the targets out; verified bytes in, parsed indices out.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 
 from mirrorkit import archive
 from mirrorkit.errors import FormatError, ReleaseError
-from mirrorkit.models import FileRef, MirrorSpec
+from mirrorkit.mirrors import parse_index
+from mirrorkit.models import FileRef, IndexRef, MirrorSpec, Package
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +120,49 @@ def required(release: archive.Release, base: str, where: str) -> tuple[str, File
             "(or try again later if the upstream is mid-sync).",
         )
     return picked
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedIndex:
+    """An index verified and parsed (for the store: its text as it will be kept)."""
+
+    component: str
+    architecture: str
+    text: bytes
+    packages: list[Package]
+    kind: str = "deb"
+
+    @property
+    def ref(self) -> IndexRef:
+        """An IndexRef that names it (without a SHA256: for labels and parsers)."""
+        return IndexRef(self.component, self.architecture, "", 0, self.kind)
+
+
+def load_index(spec: MirrorSpec, target: Target, blobs: dict[str, bytes], base: str) -> LoadedIndex:
+    """Decompress and parse the verified index file(s) of one target."""
+    component, arch, found = target.component, target.architecture, target.found
+    what = f"{base}/{found[0][1].path}"
+    if target.kind != "deb":
+        compression, ref = found[0]
+        text = archive.decompress(blobs[ref.sha256], compression, what)
+        index = IndexRef(component, arch, "", 0, target.kind)
+        return LoadedIndex(component, arch, text, parse_index(text, index, what), target.kind)
+    if len(found) == 1 and not spec.flat:
+        compression, ref = found[0]
+        text, pkgs = archive.parse_compressed(blobs[ref.sha256], compression, component, what)
+        return LoadedIndex(component, arch, text, pkgs)
+    text = b"".join(
+        archive.decompress(blobs[ref.sha256], compression, what).rstrip(b"\n") + b"\n\n"
+        for compression, ref in found
+    )
+    if spec.flat:
+        text = _filter_arch(text, arch)
+    return LoadedIndex(component, arch, text, archive.parse_packages(text, component, what))
+
+
+def _filter_arch(text: bytes, arch: str) -> bytes:
+    """For flat repositories: one Packages file holds every architecture."""
+    keep = [
+        s for s in archive.iter_stanzas(text) if archive.field(s, "Architecture") in (arch, "all")
+    ]
+    return archive.join_stanzas(keep)
