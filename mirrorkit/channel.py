@@ -21,7 +21,7 @@ from typing import Any
 
 from mirrorkit import snapshot
 from mirrorkit.errors import ConflictError, NotFoundError
-from mirrorkit.store import CHANNEL, Store, read_record, write_record
+from mirrorkit.store import CHANNEL, Store, check_name, read_record, write_record
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +131,9 @@ def set_channel(store: Store, name: str, snapshot_name: str, *, via: str = "") -
 
     Whether a snapshot holds the name is refs' rule: call :func:`mirrorkit.refs.set_channel`."""
     _path(store, name)  # a bad channel name is named as such, before the snapshot checks
-    with store.locked():
+    check_name(snapshot_name, "snapshot")
+    # The snapshot's lock too: 'snapshot rm' sees this channel, or this sees the snapshot gone.
+    with store.locked(f"channel/{name}", f"snapshot/{snapshot_name}"):
         digest = snapshot.load(store, snapshot_name).digest
         current = load(store, name) if exists(store, name) else None
         if current is not None and (current.snapshot, current.digest) == (snapshot_name, digest):
@@ -146,7 +148,8 @@ def set_channel(store: Store, name: str, snapshot_name: str, *, via: str = "") -
 
 def rollback(store: Store, name: str) -> Channel:
     """Point the channel back at the snapshot it had before the current one."""
-    with store.locked():
+    _path(store, name)
+    with store.locked(f"channel/{name}"):
         current = load(store, name)
         stack = current._stack()
         if len(stack) < 2:
@@ -155,15 +158,18 @@ def rollback(store: Store, name: str) -> Channel:
                 f"see 'mirrorkit channel history {name}'.",
             )
         target, digest = stack[-2]
-        if not snapshot.exists(store, target):
-            raise NotFoundError(
-                f"channel {name} would roll back to snapshot {target}, which was removed",
-                f"point it at an existing snapshot with 'mirrorkit channel set {name} SNAPSHOT'.",
-            )
-        event = Event("rollback", target, _now(), _who(), digest)
-        channel = Channel(name, target, (*current.history, event))
-        _write(store, channel)
-        return channel
+        # Known only now; its lock keeps a 'snapshot rm --force' from removing it meanwhile.
+        with store.locked(f"snapshot/{target}"):
+            if not snapshot.exists(store, target):
+                raise NotFoundError(
+                    f"channel {name} would roll back to snapshot {target}, which was removed",
+                    f"point it at an existing snapshot with 'mirrorkit channel set {name} "
+                    "SNAPSHOT'.",
+                )
+            event = Event("rollback", target, _now(), _who(), digest)
+            channel = Channel(name, target, (*current.history, event))
+            _write(store, channel)
+            return channel
 
 
 def resolve(store: Store, name: str) -> tuple[Channel, snapshot.SnapshotInfo]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import os
 import random
@@ -370,7 +371,34 @@ class Fetcher:
         )
 
     async def _fetch_file(self, url: str, ref: FileRef, pool: Pool, partial_dir: Path) -> int:
-        part = partial_dir / ref.sha256
+        """Download ``ref`` into the pool, resuming its partial file, which only one download
+        writes at a time: updates of two mirrors (processes, or threads of one) may want the
+        same object at once. The first holds ``<sha256>.lock`` (flock) while it downloads; the
+        other waits, then finds the object in the pool."""
+        lock = partial_dir / f"{ref.sha256}.lock"
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise storage_error(lock, exc) from exc
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.2)
+            if pool.has(ref.sha256):
+                return 0  # the other download finished it
+            moved = await self._fetch_claimed(url, ref, pool, part=partial_dir / ref.sha256)
+            # Removed only once the object is in the pool: whoever still locks the old file,
+            # or a new one at this path, finds the object there and downloads nothing.
+            lock.unlink(missing_ok=True)
+            return moved
+        finally:
+            os.close(fd)
+
+    async def _fetch_claimed(self, url: str, ref: FileRef, pool: Pool, *, part: Path) -> int:
+        partial_dir = part.parent
         validator_file = partial_dir / f"{ref.sha256}.validator"
         restarted = False
         moved = 0

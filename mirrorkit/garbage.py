@@ -39,7 +39,9 @@ class GcResult:
 
 def collect(store: Store, *, dry_run: bool = False) -> GcResult:
     result = GcResult()
-    with store.locked():
+    # gc removes what nothing refers to, so it runs alone: the whole store, exclusively. A dry
+    # run removes nothing: it runs beside other commands (its counts are of that moment).
+    with store.locked("gc") if dry_run else store.locked():
         roots = refs.gc_roots(store)
 
         def remove(path: Path, counter: str) -> None:

@@ -28,6 +28,7 @@ from mirrorkit.errors import (
     NotFoundError,
     ReleaseError,
     SignatureError,
+    UsageError,
 )
 from mirrorkit.mirrors import (
     FORMAT,
@@ -149,7 +150,7 @@ async def update_async(
 ) -> UpdateResult:
     """:func:`update` as a coroutine, for a caller that runs its own event loop."""
     load(store, name)  # fail fast, before the lock creates a store
-    with store.locked():
+    with store.locked(f"mirror/{name}"):
         # Read after the lock: a 'mirror rm' or 'mirror add --profile' that ran between an
         # earlier read and the lock would be undone by the state this update writes.
         mirror = load(store, name)
@@ -605,7 +606,7 @@ async def _update_group(
 
     retry = options.retry or RetryPolicy(max_tries=options.max_tries)
     network = with_changes(options.network, extra_auth_files=(store_auth_file(store),))
-    with store.locked(), _gc_spared() as spare_from_gc:
+    with store.locked(*mirror_locks(names)), _gc_spared() as spare_from_gc:
         # The records this update rewrites are read only now, under the lock (see update_async).
         if planned is not None:
             mirrors = [would_add(store, spec) for spec in planned]
@@ -665,6 +666,14 @@ async def _update_group(
             finally:
                 for task in packing.values():  # any left: an error ended the update early
                     task.cancel()
+
+
+def mirror_locks(names: Sequence[str]) -> list[str]:
+    """The locks an update of mirrors ``names`` holds: each mirror's (never none: no resources
+    would mean the whole store)."""
+    if not names:
+        raise UsageError("no mirror to update")
+    return [f"mirror/{n}" for n in names]
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from mirrorkit.models import ExtraRef, IndexRef, MirrorSpec, Package, index_json
 from mirrorkit.net.auth import remember, split_credentials
 from mirrorkit.net.config import NetworkConfig
 from mirrorkit.net.redact import has_credentials, redact_url
-from mirrorkit.store import MIRROR, Store, read_record, write_record
+from mirrorkit.store import MIRROR, Store, check_name, read_record, write_record
 
 FORMAT = MIRROR.version
 
@@ -224,7 +224,10 @@ def _kept_state(old: Mirror, spec: MirrorSpec) -> MirrorState | None:
 
 def _write(store: Store, mirror: Mirror, moved: tuple[str, str, str] | None) -> Mirror:
     if moved is not None:
-        remember(store_auth_file(store), mirror.spec.url, moved[1], moved[2])
+        # The auth file is the store's, not this mirror's: its own lock (held already by
+        # mirror add and edit, see add_locks; taken here by an update migrating an old record).
+        with store.locked("auth"):
+            remember(store_auth_file(store), mirror.spec.url, moved[1], moved[2])
     write_record(
         record_path(store, mirror.spec.name), MIRROR, record_body(mirror), tmp_dir=store.tmp
     )
@@ -248,6 +251,13 @@ def network_of(spec: MirrorSpec) -> NetworkConfig:
         ca_bundle=Path(spec.ca_bundle) if spec.ca_bundle else None,
         auth_files=tuple(Path(p) for p in spec.auth_files) or None,
     )
+
+
+def add_locks(specs: Sequence[MirrorSpec]) -> list[str]:
+    """The locks adding (or replacing) mirrors ``specs`` holds: each mirror's, and the store's
+    auth file's (``auth``) when a URL carries credentials that go into it."""
+    locks = [f"mirror/{check_name(spec.name, 'mirror')}" for spec in specs]
+    return [*locks, "auth"] if any(split_credentials(s.url) for s in specs) else locks
 
 
 def store_auth_file(store: Store) -> Path:

@@ -18,13 +18,13 @@ cli/api -> refs -> channel -> snapshot -> stages).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
 
 from mirrorkit import channel, mirror, repo, snapshot
-from mirrorkit.errors import ConflictError, FormatError
+from mirrorkit.errors import ConflictError, FormatError, StoreLockedError
 from mirrorkit.models import IndexRef
 from mirrorkit.store import Store, check_name
 
@@ -60,29 +60,47 @@ def check_free(store: Store, name: str, kind: Kind) -> None:
         )
 
 
+# Whatever creates a snapshot NAME holds both locks of the name, so that no channel NAME
+# appears meanwhile (and the reverse: a channel's writers hold ``channel/NAME``).
+name_locks = snapshot.new_name_locks
+
+
 @contextmanager
-def creating_snapshot(store: Store, name: str) -> Iterator[None]:
-    """Hold the store lock while snapshot ``name`` is made, refusing a name a channel holds.
+def creating_snapshot(store: Store, name: str, *sources: str) -> Iterator[None]:
+    """Hold the locks of snapshot ``name`` and of what it is made from (``sources``: lock
+    resources, e.g. ``mirror/web``) while it is made, refusing a name a channel holds.
     Checked before the lock too, so that a refused name does not create a store."""
     check_free(store, name, "snapshot")
-    with store.locked():
+    with store.locked(*name_locks(name), *sources):
         check_free(store, name, "snapshot")
         yield
 
 
-def unique_snapshot_name(store: Store, stem: str) -> str:
-    """``stem``, or ``stem-2``, ``stem-3``... : the first name neither kind holds."""
+@contextmanager
+def creating_unique_snapshot(store: Store, stem: str) -> Iterator[str]:
+    """The first of ``stem``, ``stem-2``, ``stem-3``... that neither kind holds, locked (see
+    :func:`name_locks`) while the caller makes the snapshot. A name another command holds the
+    lock of right now (it may be making that very name) is passed over, without waiting."""
     name, n = stem, 1
-    while kind_of(store, name, "snapshot") is not None:
+    while True:
+        with ExitStack() as held:
+            try:
+                held.enter_context(store.locked(*name_locks(name), wait=0))
+            except StoreLockedError as exc:
+                if exc.resource not in name_locks(name):
+                    raise  # the store itself (gc runs)
+            else:
+                if kind_of(store, name, "snapshot") is None:
+                    yield name
+                    return
         n += 1
         name = f"{stem}-{n}"
-    return name
 
 
-def default_snapshot_name(store: Store, base: str, today: date | None = None) -> str:
-    """``BASE-YYYYMMDD``, then ``-2``, ``-3``... if taken."""
+def default_stem(base: str, today: date | None = None) -> str:
+    """``BASE-YYYYMMDD``, the default snapshot name (then ``-2``, ``-3``... if taken)."""
     day = today or datetime.now(UTC).date()
-    return unique_snapshot_name(store, f"{base}-{day.strftime('%Y%m%d')}")
+    return f"{base}-{day.strftime('%Y%m%d')}"
 
 
 def users(store: Store, snapshot_name: str) -> list[str]:
@@ -102,8 +120,8 @@ def users(store: Store, snapshot_name: str) -> list[str]:
 
 def remove_snapshot(store: Store, name: str, *, force: bool = False) -> None:
     """Remove snapshot ``name``, refused while something needs it (see :func:`users`) unless
-    ``force``."""
-    with store.locked():
+    ``force``. Whatever adds a user of a snapshot holds the snapshot's lock meanwhile."""
+    with store.locked(f"snapshot/{name}"):
         snapshot.load(store, name)
         needed = users(store, name)
         if needed and not force:
@@ -117,8 +135,9 @@ def remove_snapshot(store: Store, name: str, *, force: bool = False) -> None:
 def rename_snapshot(store: Store, name: str, new_name: str) -> snapshot.SnapshotInfo:
     """Rename snapshot ``name`` to ``new_name``, refused while something names it (see
     :func:`users`): a channel's history and a snapshot's provenance keep the old name."""
+    check_name(name, "snapshot")
     check_name(new_name, "snapshot")
-    with store.locked():
+    with store.locked(f"snapshot/{name}", *name_locks(new_name)):
         info = snapshot.load(store, name)
         needed = users(store, name)
         if needed:
@@ -138,7 +157,9 @@ def set_channel(store: Store, name: str, snapshot_name: str, *, via: str = "") -
     """Point channel ``name`` at ``snapshot_name`` (see :func:`channel.set_channel`), refused
     when a snapshot has the name."""
     check_name(name, "channel")  # a bad channel name is named as such, before other checks
-    with store.locked():
+    check_name(snapshot_name, "snapshot")
+    # The snapshot's lock: 'snapshot rm' must see this channel, or this must see it gone.
+    with store.locked(f"channel/{name}", f"snapshot/{snapshot_name}"):
         check_free(store, name, "channel")
         return channel.set_channel(store, name, snapshot_name, via=via)
 

@@ -330,10 +330,16 @@ def check(store: Store, info: SnapshotInfo) -> list[str]:
     return problems
 
 
+def new_name_locks(name: str) -> tuple[str, str]:
+    """The locks a command holds while it makes snapshot ``name``: the snapshot's, and the
+    channel's of the same name (snapshots and channels share one namespace; see refs)."""
+    return (f"snapshot/{name}", f"channel/{name}")
+
+
 def remove(store: Store, name: str) -> None:
     """Remove snapshot ``name``, needed or not: what may still need it (channels, snapshots
     made from it) is refs' question; ``mirrorkit.refs.remove_snapshot`` asks it first."""
-    with store.locked():
+    with store.locked(f"snapshot/{name}"):
         load(store, name)
         final = _dir(store, name)
         # Rename first so the snapshot disappears atomically, then delete at leisure. A rename
@@ -380,7 +386,7 @@ def merge(
     policy = MergePolicy.parse(policy)
     if not sources:
         raise UsageError("merge needs at least one source snapshot")
-    with store.locked():
+    with store.locked(*new_name_locks(dest), *(f"snapshot/{s}" for s in sources)):
         infos = [load(store, s) for s in sources]
         indexes = merge_indexes(store, [i.indexes for i in infos], policy)
         merged_extras = _extras_for(store, [(i.indexes, i.extras) for i in infos], indexes)
@@ -429,7 +435,7 @@ def create_from_mirrors(
     """One snapshot of several mirrors' committed states, merged with ``policy``; its
     provenance lists every upstream (and the filter that chose the packages, if any). With one
     mirror this is a plain snapshot of it."""
-    with store.locked():
+    with store.locked(*new_name_locks(name), *(f"mirror/{m}" for m in mirror_names)):
         mirrors = [mirror.load(store, m) for m in mirror_names]
         sources = _mirror_sources(mirrors, policy, selection)
         states = [m.state for m in mirrors if m.state is not None]
@@ -491,7 +497,7 @@ def filter_snapshot(
     store: Store, source: str, dest: str, selection: resolve.Selection
 ) -> tuple[SnapshotInfo, resolve.Selected]:
     """A new snapshot DEST with the packages of SOURCE that ``selection`` keeps."""
-    with store.locked():
+    with store.locked(*new_name_locks(dest), f"snapshot/{source}"):
         info = load(store, source)
         u = universe(store, [info])
         picked = resolve.apply(u, selection)
@@ -654,7 +660,7 @@ def create_from_debs(
     if not files:
         raise UsageError("no .deb files found in the given paths")
     check_name(component, "component")
-    with store.locked():
+    with store.locked(*new_name_locks(name)):
         pkgs = []
         seen: dict[tuple[str, str, str], tuple[Package, Path]] = {}
         for f in files:

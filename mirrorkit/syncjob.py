@@ -7,6 +7,7 @@ that name would replace it on the package.)
 from __future__ import annotations
 
 import asyncio
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from mirrorkit.net.redact import redact_url
 from mirrorkit.profile import Profile, check_keyrings, load_profile, snapshot_name
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.resolve import Selection
-from mirrorkit.store import Store
+from mirrorkit.store import Store, check_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +77,7 @@ def sync(
 ) -> SyncResult:
     reporter = reporter or NullReporter()
     profile, selection = _load(profile_path, no_publish, gnupghome)
-    with store.locked():
+    with store.locked(*_locks(profile, no_publish)):
         updates = asyncio.run(_update(store, profile, selection, options, reporter))
         if options is not None and options.dry_run:
             return SyncResult(profile, tuple(updates), None, None, dry_run=True)
@@ -103,7 +104,7 @@ async def sync_async(
     (:func:`sync` runs those on its own thread instead: Ctrl-C stops them there at once.)"""
     reporter = reporter or NullReporter()
     profile, selection = await asyncio.to_thread(_load, profile_path, no_publish, gnupghome)
-    with store.locked():
+    with store.locked(*_locks(profile, no_publish)):
         updates = await _update(store, profile, selection, options, reporter)
         if options is not None and options.dry_run:
             return SyncResult(profile, tuple(updates), None, None, dry_run=True)
@@ -112,6 +113,28 @@ async def sync_async(
             reporter, None if force_snapshot else updates,
         )  # fmt: skip
     return SyncResult(profile, tuple(updates), info, published, unchanged=unchanged)
+
+
+def _locks(profile: Profile, no_publish: bool) -> list[str]:
+    """Everything a sync changes, locked for its whole run (taken in order at the start, so a
+    sync never fails after hours of downloading because a lock was taken meanwhile): its
+    mirrors, the store's auth file if their URLs carry credentials, its publish target and its
+    channel. Its new snapshot's name is chosen, and locked, when it is made."""
+    from mirrorkit.mirrors import add_locks
+
+    locks = add_locks(profile.upstreams)
+    pub = profile.publish
+    if pub is not None and not no_publish:
+        if pub.fs is not None:
+            locks.append(publish.target_lock(Path(pub.fs)))
+        elif pub.s3 is not None:
+            from mirrorkit.publish import s3
+
+            target = s3.S3Target.parse(pub.s3, endpoint_url=pub.endpoint_url)
+            locks.append(publish.target_lock(target.url, target.endpoint_url))
+    if pub is not None and pub.channel is not None:
+        locks.append(f"channel/{check_name(pub.channel, 'channel')}")
+    return locks
 
 
 def _load(
@@ -173,17 +196,15 @@ def _snapshot_and_publish(
     """The profile's snapshot of the updated mirrors, published and its channel moved; and
     whether it is an earlier one (``updates`` given, none changed: see :func:`_unchanged`)."""
     names = [spec.name for spec in profile.upstreams]
-    with store.locked():
+    with store.locked(*_locks(profile, no_publish)), ExitStack() as new_name:
         info = _unchanged(store, profile, selection, updates)
         unchanged = info is not None
         if info is None:
             stem = snapshot_name(profile.snapshot, profile.name, datetime.now(UTC).date())
+            # The new name stays locked until its channel points at it.
+            name = new_name.enter_context(refs.creating_unique_snapshot(store, stem))
             info = snapshot.create_from_mirrors(
-                store,
-                refs.unique_snapshot_name(store, stem),
-                names,
-                profile.snapshot.merge,
-                selection,
+                store, name, names, profile.snapshot.merge, selection
             )
         elif _served(store, profile, info.name):
             return info, None, True

@@ -7,12 +7,14 @@ import functools
 import os
 import re
 from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from mirrorkit.errors import MirrorkitError, UsageError
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.store import Store, default_store_path, storage_error
+from mirrorkit.store.locks import waiting
 
 if TYPE_CHECKING:
     import logging
@@ -36,14 +38,35 @@ _T = TypeVar("_T")
 # --- the boundary -----------------------------------------------------------------------------
 
 
+def lock_wait(value: object) -> float | None:
+    """A function's ``wait=``: how many seconds its locks may wait (None: fail at once)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise UsageError(
+            f"wait must be a number of seconds >= 0, not {value!r}",
+            "give --wait SECONDS (0, or leave it out, to fail at once when a lock is held).",
+        )
+    return float(value)
+
+
+def waiting_as_asked(kwargs: dict[str, Any]) -> AbstractContextManager[None]:
+    """The call's ``wait=`` for every lock it takes; none given, the caller's (an API function
+    calling another keeps its caller's wait)."""
+    wait = lock_wait(kwargs.get("wait"))
+    return nullcontext() if wait is None else waiting(wait)
+
+
 def boundary(fn: Callable[_P, _T]) -> Callable[_P, _T]:
     """Only MirrorkitError leaves the API: a disk error becomes a StorageError naming the file,
-    anything else a MirrorkitError that keeps the original as its ``__cause__``."""
+    anything else a MirrorkitError that keeps the original as its ``__cause__``. A ``wait=``
+    keyword is how long every lock the call takes may wait (``store/locks.py``)."""
 
     @functools.wraps(fn)
     def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:
-            return fn(*args, **kwargs)
+            with waiting_as_asked(kwargs):
+                return fn(*args, **kwargs)
         except MirrorkitError:
             raise
         except OSError as exc:
@@ -66,7 +89,8 @@ def boundary_async(
     @functools.wraps(fn)
     async def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:
-            return await fn(*args, **kwargs)
+            with waiting_as_asked(kwargs):
+                return await fn(*args, **kwargs)
         except MirrorkitError:
             raise
         except OSError as exc:

@@ -58,6 +58,7 @@ def publish_fs(
     label: str | None = None,
     valid_for: str | None = None,
     component: Sequence[str] | Mapping[str, str] = (),
+    wait: float | None = None,
     store: StrPath | None = None,
     gnupghome: StrPath | None = None,
 ) -> Published:
@@ -105,6 +106,7 @@ def publish_s3(
     valid_for: str | None = None,
     component: Sequence[str] | Mapping[str, str] = (),
     client_url: str = "http",
+    wait: float | None = None,
     store: StrPath | None = None,
     gnupghome: StrPath | None = None,
     reporter: Reporter | None = None,
@@ -167,6 +169,7 @@ async def publish_s3_async(
     valid_for: str | None = None,
     component: Sequence[str] | Mapping[str, str] = (),
     client_url: str = "http",
+    wait: float | None = None,
     store: StrPath | None = None,
     gnupghome: StrPath | None = None,
     reporter: Reporter | None = None,
@@ -218,6 +221,7 @@ def bundle_export(
     channels: Sequence[str] = (),
     since: str | None = None,
     split: str | int | None = None,
+    wait: float | None = None,
     store: StrPath | None = None,
     gnupghome: StrPath | None = None,
     reporter: Reporter | None = None,
@@ -268,6 +272,7 @@ def bundle_import(
     file: StrPath,
     *,
     keyring: StrPath,
+    wait: float | None = None,
     store: StrPath | None = None,
     reporter: Reporter | None = None,
 ) -> ImportResult:
@@ -285,7 +290,9 @@ def bundle_import(
 
 
 @boundary
-def gc(*, dry_run: bool = False, store: StrPath | None = None) -> GcReport:
+def gc(
+    *, dry_run: bool = False, wait: float | None = None, store: StrPath | None = None
+) -> GcReport:
     """Remove pool objects no mirror, snapshot or published suite references, temporary
     files, and partial downloads of abandoned updates (gc excludes every other command, so
     no running update owns them)."""

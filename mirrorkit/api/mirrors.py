@@ -60,6 +60,7 @@ def mirror_add(
     ca_bundle: StrPath | None = None,
     auth_file: StrPath | Sequence[StrPath] | None = None,
     no_check: bool = False,
+    wait: float | None = None,
     store: StrPath | None = None,
 ) -> MirrorsAdded:
     """Start following an upstream suite, verified with ``keyring``; or, with ``profile``,
@@ -82,6 +83,7 @@ def mirror_add(
     ``with_contents``: the Contents-ARCH files too (for apt-file; default off)."""
     from mirrorkit import extras, mirror
     from mirrorkit import profile as profiles
+    from mirrorkit.mirrors import add_locks
 
     _check_selection(filter, with_deps, with_recommends, allow_empty)
     base = None
@@ -138,7 +140,7 @@ def mirror_add(
         why = _check_upstream(spec, proxy, ca_bundle, auth_file, base, no_check, st)
         if why is not None:
             unchecked.append(f"{spec.name}: {why}")
-    with st.locked():
+    with st.locked(*add_locks(specs)):
         added = tuple(mirror.add(st, spec, replace=profile is not None) for spec in specs)
     for m in added:
         log().info("added mirror %s: %s %s", m.spec.name, m.spec.url, m.spec.suite)
@@ -164,6 +166,7 @@ def mirror_edit(
     auth_file: StrPath | Sequence[StrPath] | None = None,
     reset_network: bool = False,
     no_check: bool = False,
+    wait: float | None = None,
     store: StrPath | None = None,
 ) -> MirrorEdited:
     """Change what mirror ``name`` follows (None: leave that part as it is; ``filter=""``
@@ -209,8 +212,17 @@ def mirror_edit(
             "('mirrorkit mirror edit --help').",
         )
     why = _check_upstream(spec, proxy, ca_bundle, auth_file, None, no_check, st)
-    with st.locked():
-        mirror.load(st, name)  # still there (a 'mirror rm' may have run meanwhile)
+    from mirrorkit.mirrors import add_locks
+
+    with st.locked(*add_locks([spec])):
+        # Read again under the lock: a 'mirror rm' may have run meanwhile (NotFoundError), or
+        # another edit, whose changes stay (these apply on top of them).
+        current = mirror.load(st, name).spec
+        if current != old:
+            spec = replace(current, **changes)  # type: ignore[arg-type]
+            _check_selection(
+                spec.filter or None, spec.with_deps, spec.with_recommends, spec.allow_empty
+            )
         edited = mirror.edit(st, spec)
     log().info("edited mirror %s", name)
     return MirrorEdited(edited, why)
@@ -305,6 +317,7 @@ async def mirror_update_async(
     auth_file: StrPath | Sequence[StrPath] | None = None,
     dry_run: bool = False,
     no_space_check: bool = False,
+    wait: float | None = None,
     store: StrPath | None = None,
     reporter: Reporter | None = None,
 ) -> UpdateResult:
@@ -340,6 +353,7 @@ def mirror_update(
     auth_file: StrPath | Sequence[StrPath] | None = None,
     dry_run: bool = False,
     no_space_check: bool = False,
+    wait: float | None = None,
     store: StrPath | None = None,
     reporter: Reporter | None = None,
 ) -> UpdateResult:
@@ -419,12 +433,12 @@ def mirror_search(
 
 
 @boundary
-def mirror_rm(name: str, *, store: StrPath | None = None) -> Removed:
+def mirror_rm(name: str, *, wait: float | None = None, store: StrPath | None = None) -> Removed:
     """Forget a mirror (its snapshots stay; pool files stay until gc)."""
     from mirrorkit import mirror
 
     st = open_store(store)
-    with st.locked():
+    with st.locked(f"mirror/{name}"):
         mirror.remove(st, name)
     return Removed("mirror", name)
 
@@ -468,6 +482,7 @@ async def sync_async(
     auth_file: StrPath | Sequence[StrPath] | None = None,
     dry_run: bool = False,
     no_space_check: bool = False,
+    wait: float | None = None,
     store: StrPath | None = None,
     gnupghome: StrPath | None = None,
     reporter: Reporter | None = None,
@@ -507,6 +522,7 @@ def sync(
     auth_file: StrPath | Sequence[StrPath] | None = None,
     dry_run: bool = False,
     no_space_check: bool = False,
+    wait: float | None = None,
     store: StrPath | None = None,
     gnupghome: StrPath | None = None,
     reporter: Reporter | None = None,

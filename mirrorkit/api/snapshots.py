@@ -42,6 +42,7 @@ def snapshot_create(
     from_debs: Sequence[StrPath] = (),
     from_repo: str | None = None,
     component: str | None = None,
+    wait: float | None = None,
     store: StrPath | None = None,
 ) -> SnapshotInfo:
     """Freeze a mirror's current state (``name`` defaults to MIRROR-YYYYMMDD), your own
@@ -81,10 +82,10 @@ def snapshot_create(
         raise UsageError("--component is for --from-debs; a mirror's snapshot keeps its components")
     mirror.load(st, from_mirror)  # named before the snapshot's name
     if name:
-        with refs.creating_snapshot(st, name):
+        with refs.creating_snapshot(st, name, f"mirror/{from_mirror}"):
             return snapshot.create_from_mirror(st, from_mirror, name)
-    with st.locked():
-        name = refs.default_snapshot_name(st, from_mirror)
+    stem = refs.default_stem(from_mirror)
+    with st.locked(f"mirror/{from_mirror}"), refs.creating_unique_snapshot(st, stem) as name:
         return snapshot.create_from_mirror(st, from_mirror, name)
 
 
@@ -114,7 +115,9 @@ def snapshot_show(
 
 
 @boundary
-def snapshot_rm(name: str, *, force: bool = False, store: StrPath | None = None) -> Removed:
+def snapshot_rm(
+    name: str, *, force: bool = False, wait: float | None = None, store: StrPath | None = None
+) -> Removed:
     """Remove a snapshot (refused while a channel or snapshot needs it, unless ``force``)."""
     from mirrorkit import refs
 
@@ -140,7 +143,9 @@ def snapshot_search(
 
 
 @boundary
-def snapshot_rename(name: str, new_name: str, *, store: StrPath | None = None) -> SnapshotInfo:
+def snapshot_rename(
+    name: str, new_name: str, *, wait: float | None = None, store: StrPath | None = None
+) -> SnapshotInfo:
     """Give snapshot ``name`` the name ``new_name``: the same packages and provenance under a
     new record (its digest covers the name); refused while a channel or a snapshot made from
     it names it."""
@@ -181,6 +186,7 @@ def snapshot_filter(
     with_essential: bool = False,
     allow_missing: bool = False,
     allow_empty: bool = False,
+    wait: float | None = None,
     store: StrPath | None = None,
 ) -> FilterResult:
     """A new snapshot ``dest``: the packages of ``source`` that ``query`` matches (with
@@ -194,7 +200,7 @@ def snapshot_filter(
         query, with_deps, with_recommends, with_essential, allow_missing, allow_empty
     )
     st = open_store(store)
-    with refs.creating_snapshot(st, dest):
+    with refs.creating_snapshot(st, dest, f"snapshot/{source}"):
         info, picked = snapshot.filter_snapshot(st, source, dest, selection)
     unmet = tuple(picked.closure.unmet) if picked.closure is not None else ()
     return FilterResult(info, tuple(picked.matched), tuple(picked.packages), unmet)
@@ -220,6 +226,7 @@ def snapshot_merge(
     *,
     latest: bool = False,
     all_versions: bool = False,
+    wait: float | None = None,
     store: StrPath | None = None,
 ) -> MergeResult:
     """Merge snapshots into a new one ``dest``: by default, for each package the later of
@@ -232,7 +239,7 @@ def snapshot_merge(
         raise UsageError("--latest and --all-versions exclude each other")
     policy = "latest" if latest else "all-versions" if all_versions else "later"
     st = open_store(store)
-    with refs.creating_snapshot(st, dest):
+    with refs.creating_snapshot(st, dest, *(f"snapshot/{s}" for s in sources)):
         info = snapshot.merge(st, dest, sources, policy)
     return MergeResult(info, policy)
 
@@ -241,7 +248,9 @@ def snapshot_merge(
 
 
 @boundary
-def channel_set(channel: str, snapshot: str, *, store: StrPath | None = None) -> Channel:
+def channel_set(
+    channel: str, snapshot: str, *, wait: float | None = None, store: StrPath | None = None
+) -> Channel:
     """Point ``channel`` (e.g. prod) at ``snapshot``; publish the channel to make it live."""
     from mirrorkit import refs
 
@@ -265,7 +274,9 @@ def channel_history(channel: str, *, store: StrPath | None = None) -> tuple[Even
 
 
 @boundary
-def channel_rollback(channel: str, *, store: StrPath | None = None) -> Channel:
+def channel_rollback(
+    channel: str, *, wait: float | None = None, store: StrPath | None = None
+) -> Channel:
     """Point ``channel`` back at the snapshot it had before."""
     from mirrorkit import channel as channels
 

@@ -222,7 +222,9 @@ def export(
     for name in [*names, *([since] if since else [])]:
         snapshot.load(store, name)  # fail fast, before the store is locked
     fingerprint = gpg.resolve_signing_key(key, gnupghome)
-    with store.locked():
+    # What it reads: no snapshot it exports is removed, no channel it pins moved, meanwhile.
+    read = [*names, *([since] if since else [])]
+    with store.locked(*(f"snapshot/{n}" for n in read), *(f"channel/{c}" for c in channels)):
         infos = [snapshot.load(store, n) for n in names]
         base = snapshot.load(store, since) if since else None
         pins = _pins(store, channels, infos, base)

@@ -313,6 +313,18 @@ def _commit_snapshots(store: Store, staging: _Staging) -> list[str]:
     return list(staging.snapshots)
 
 
+def import_locks(manifest: Manifest) -> list[str]:
+    """What an import locks: the import log (``bundle-import``: one import at a time, which
+    also owns the staging directories under ``tmp/``), the names of the snapshots it adds, and
+    the channels it pins with the snapshots they point at."""
+    locks = ["bundle-import"]
+    for s in manifest.snapshots:
+        locks += refs.name_locks(s.name)
+    for pin in manifest.channels:
+        locks += [f"channel/{pin.name}", f"snapshot/{pin.snapshot}"]
+    return locks
+
+
 def import_bundle(
     store: Store, path: Path, keyring: Path, reporter: Reporter | None = None
 ) -> ImportResult:
@@ -329,7 +341,7 @@ def import_bundle(
         assert signers is not None
         manifest_sha = hashlib.sha256(reading.manifest_bytes).hexdigest()
         _precheck(store, manifest, reading.what)  # refuse early, without creating a store
-        with store.locked():
+        with store.locked(*import_locks(manifest)):
             present = _precheck(store, manifest, reading.what)
             # Left by an import that was killed (SIGKILL, power loss): no import runs without
             # the lock, so none of these is in use.

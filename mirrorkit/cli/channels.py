@@ -31,7 +31,7 @@ def channel_set(
     A channel (prod, staging, ...) is a name clients keep; publish the channel to make the
     move live."""
     with user_errors():
-        ch = api.channel_set(name, snapshot_name, store=G.store)
+        ch = api.channel_set(name, snapshot_name, wait=G.wait, store=G.store)
     if json_out:
         emit_json(channel_json(ch))
         return
@@ -71,7 +71,7 @@ def channel_rollback(name: str = CHANNEL, json_out: bool = JSON) -> None:
 
     Publish the channel to make the move live."""
     with user_errors():
-        ch = api.channel_rollback(name, store=G.store)
+        ch = api.channel_rollback(name, wait=G.wait, store=G.store)
     if json_out:
         emit_json(channel_json(ch))
         return
@@ -88,7 +88,7 @@ def gc_cmd(
     Pool and metadata objects no mirror, snapshot or published suite references,
     temporary files left behind, and partial downloads of abandoned updates."""
     with user_errors():
-        result = api.gc(dry_run=dry_run, store=G.store)
+        result = api.gc(dry_run=dry_run, wait=G.wait, store=G.store)
     if json_out:
         emit_json(
             {

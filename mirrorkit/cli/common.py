@@ -19,6 +19,7 @@ from mirrorkit._version import __version__
 from mirrorkit.cli import signals
 from mirrorkit.errors import MirrorkitError
 from mirrorkit.store import default_store_path
+from mirrorkit.store.locks import set_wait_reporter
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -37,6 +38,8 @@ class Globals:
     proxy: str | None = None
     ca_bundle: Path | None = None
     auth_files: list[Path] | None = None
+    # --wait: seconds a command waits for a lock another command holds (None: fails at once).
+    wait: float | None = None
 
 
 G = Globals(store=Path())
@@ -45,7 +48,7 @@ G = Globals(store=Path())
 # name -> whether it takes a value.
 _GLOBAL_OPTIONS = {"--store": True, "--gnupghome": True, "-q": False, "--quiet": False,
                    "-v": False, "--verbose": False, "--proxy": True, "--ca-bundle": True,
-                   "--auth-file": True}  # fmt: skip
+                   "--auth-file": True, "--wait": True}  # fmt: skip
 
 
 def hoist_global_options(args: Sequence[str]) -> list[str]:
@@ -304,6 +307,14 @@ def _main(
         help="Credentials in apt's auth.conf format; repeatable [default: /etc/apt/auth.conf, "
         "/etc/apt/auth.conf.d/*.conf, ~/.netrc].",
     ),
+    wait: float | None = typer.Option(
+        None,
+        "--wait",
+        metavar="SECONDS",
+        min=0,
+        help="Wait up to SECONDS for a mirror, snapshot, channel or publish target another "
+        "command is changing (saying so on stderr) [default: fail at once, naming it].",
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
     ),
@@ -311,6 +322,9 @@ def _main(
     G.store = store or default_store_path()
     G.quiet, G.verbose, G.gnupghome = quiet, verbose, gnupghome
     G.proxy, G.ca_bundle, G.auth_files = proxy, ca_bundle, auth_file or None
+    G.wait = wait
+    # A command that has to wait for a lock says what for (the core only hands over the line).
+    set_wait_reporter(None if quiet else lambda line: err(f"{line} ..."))
     # -v shows what the core logs (logging.getLogger("mirrorkit.*")) on stderr. logging is
     # imported only then (or when something else loaded it): 5 ms of every start-up.
     if verbose and not quiet:

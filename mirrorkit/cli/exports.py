@@ -157,6 +157,7 @@ def publish_fs(
             origin=origin,
             label=label,
             valid_for=valid_for,
+            wait=G.wait,
             store=G.store,
             gnupghome=G.gnupghome,
         )
@@ -232,6 +233,7 @@ def publish_s3(
             jobs=jobs,
             prune=prune,
             break_lock=break_lock,
+            wait=G.wait,
             store=G.store,
             gnupghome=G.gnupghome,
             reporter=TqdmReporter(),
@@ -317,6 +319,7 @@ def bundle_export(
             channels=channels,
             since=since,
             split=split,
+            wait=G.wait,
             store=G.store,
             gnupghome=G.gnupghome,
             reporter=TqdmReporter(),
@@ -450,7 +453,9 @@ def bundle_import(
     The signature is checked first, every member as it streams in; its channel pins are
     applied last. FILE is the bundle, or the first part or the index of a split one."""
     with user_errors():
-        result = api.bundle_import(file, keyring=keyring, store=G.store, reporter=TqdmReporter())
+        result = api.bundle_import(
+            file, keyring=keyring, wait=G.wait, store=G.store, reporter=TqdmReporter()
+        )
     if json_out:
         emit_json(
             {

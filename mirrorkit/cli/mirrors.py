@@ -178,6 +178,7 @@ def mirror_add(
             ca_bundle=G.ca_bundle,
             auth_file=G.auth_files,
             no_check=no_check,
+            wait=G.wait,
             store=G.store,
         )
     for why in added.unchecked:
@@ -268,6 +269,7 @@ def mirror_edit(
             auth_file=G.auth_files,
             reset_network=reset_network,
             no_check=no_check,
+            wait=G.wait,
             store=G.store,
         )
     m = edited.mirror
@@ -336,6 +338,7 @@ def mirror_update(
             proxy=G.proxy,
             ca_bundle=G.ca_bundle,
             auth_file=G.auth_files,
+            wait=G.wait,
             store=G.store,
             reporter=TqdmReporter(),
         )
@@ -405,7 +408,7 @@ def mirror_rm(
 ) -> None:
     """Forget a mirror; its snapshots stay, and its files until gc."""
     with user_errors():
-        removed = api.mirror_rm(name, store=G.store)
+        removed = api.mirror_rm(name, wait=G.wait, store=G.store)
     if json_out:
         emit_json(asdict(removed))
         return
@@ -449,6 +452,7 @@ def sync_cmd(
             proxy=G.proxy,
             ca_bundle=G.ca_bundle,
             auth_file=G.auth_files,
+            wait=G.wait,
             store=G.store,
             gnupghome=G.gnupghome,
             reporter=TqdmReporter(),

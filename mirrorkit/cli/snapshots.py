@@ -103,6 +103,7 @@ def snapshot_create(
             from_debs=[*from_debs, *(more_debs or [])] if from_debs else [],
             from_repo=from_repo,
             component=component,
+            wait=G.wait,
             store=G.store,
         )
     if json_out:
@@ -183,7 +184,7 @@ def snapshot_rm(
 ) -> None:
     """Remove a snapshot that no channel or snapshot needs."""
     with user_errors():
-        removed = api.snapshot_rm(name, force=force, store=G.store)
+        removed = api.snapshot_rm(name, force=force, wait=G.wait, store=G.store)
     if json_out:
         emit_json(asdict(removed))
         return
@@ -204,7 +205,7 @@ def snapshot_merge(
     --all-versions: every version stays."""
     with user_errors():
         merged = api.snapshot_merge(
-            dest, sources, latest=latest, all_versions=all_versions, store=G.store
+            dest, sources, latest=latest, all_versions=all_versions, wait=G.wait, store=G.store
         )
     if json_out:
         emit_json({**snapshot_json(merged.snapshot), "policy": merged.policy})
@@ -287,6 +288,7 @@ def snapshot_filter(
             with_essential=with_essential,
             allow_missing=allow_missing,
             allow_empty=allow_empty,
+            wait=G.wait,
             store=G.store,
         )
     if json_out:

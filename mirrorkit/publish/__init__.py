@@ -29,7 +29,12 @@ from mirrorkit.publish.plan import (
     render_index,
     render_sources,
 )
-from mirrorkit.publish.records import published_records, published_trees, record_published
+from mirrorkit.publish.records import (
+    published_records,
+    published_trees,
+    record_published,
+    target_lock,
+)
 from mirrorkit.store import Store, check_name
 
 if TYPE_CHECKING:
@@ -50,7 +55,22 @@ __all__ = [
     "record_published",
     "release_date",
     "resolve_target",
+    "source_locks",
+    "target_lock",
 ]
+
+
+def source_locks(name: str | None, components: Mapping[str, str] | None = None) -> list[str]:
+    """What publishing ``name`` (or one source per component) locks besides its target: each
+    source's name (a snapshot is not removed, a channel not moved, while it is published). A
+    repo's own lock is not taken: its writers republish after they release it, and a repo's
+    head is read once (the next republish follows it)."""
+    names = [name] if name is not None else list((components or {}).values())
+    locks = []
+    for n in names:
+        check_name(n, "snapshot, channel or repo")
+        locks += [f"snapshot/{n}", f"channel/{n}"]
+    return locks
 
 
 def resolve_target(store: Store, name: str) -> tuple[SnapshotInfo, str]:
@@ -239,7 +259,7 @@ def publish_fs(
     from mirrorkit import gpg
     from mirrorkit.publish.fs import DirectoryTarget
 
-    with store.locked():
+    with store.locked(target_lock(target), *source_locks(name, components)):
         resolved = sources.resolve(store, name, components or {})
         info = resolved.info
         suite = _suite(resolved, suite)
@@ -302,7 +322,9 @@ def publish_s3(
     if client_url not in ("http", "s3"):
         raise UsageError(f"--client-url {client_url!r}: use http or s3")
     target = s3.S3Target.parse(url, endpoint_url=endpoint_url, region=region)
-    with store.locked():
+    with store.locked(
+        target_lock(target.url, target.endpoint_url), *source_locks(name, components)
+    ):
         resolved = sources.resolve(store, name, components or {})
         info = resolved.info
         suite = _suite(resolved, suite)

@@ -21,11 +21,20 @@ def _record_identity(target: Path | str, endpoint_url: str | None) -> dict[str, 
     return {"s3": target, "endpoint_url": endpoint_url}
 
 
-def _record_path(store: Store, identity: dict[str, Any]) -> Path:
+def _digest(identity: dict[str, Any]) -> str:
     # A directory's record keeps the name it always had (the digest of the resolved path).
     name = identity["dir"] if "dir" in identity else f"{identity['s3']} {identity['endpoint_url']}"
-    digest = hashlib.sha256(str(name).encode()).hexdigest()[:16]
-    return store.published / f"{digest}.json"
+    return hashlib.sha256(str(name).encode()).hexdigest()[:16]
+
+
+def _record_path(store: Store, identity: dict[str, Any]) -> Path:
+    return store.published / f"{_digest(identity)}.json"
+
+
+def target_lock(target: Path | str, endpoint_url: str | None = None) -> str:
+    """The store lock of a publish target (``publish/<digest>``, the digest its record is
+    named by): held by whatever publishes into it or changes its record."""
+    return f"publish/{_digest(_record_identity(target, endpoint_url))}"
 
 
 def record_published(

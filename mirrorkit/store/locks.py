@@ -34,7 +34,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mirrorkit.errors import StorageError, StoreLockedError
+from mirrorkit.errors import StorageError, StoreLockedError, UsageError
 from mirrorkit.store.files import storage_error
 
 # A resource is KIND or KIND/NAME; each part is a safe file name (mirror, snapshot and channel
@@ -64,10 +64,31 @@ def _report_wait(message: str) -> None:
     logging.getLogger("mirrorkit.lock").info("%s", message)
 
 
+# How long the running operation waits for a lock when ``locked`` is not told (``waiting``).
+_WAIT: ContextVar[float | None] = ContextVar("mirrorkit_lock_wait", default=None)
+
+
+@contextmanager
+def waiting(seconds: float | None) -> Iterator[None]:
+    """Within this block, ``locked(..., wait=None)`` waits up to ``seconds`` (None: fails at
+    once). The API sets it from a function's ``wait=``, so that every lock the operation takes,
+    however deep in the core, waits as the caller asked."""
+    token = _WAIT.set(seconds)
+    try:
+        yield
+    finally:
+        _WAIT.reset(token)
+
+
 def check_resource(resource: str) -> str:
     parts = resource.split("/")
     if not resource or not all(_PART.match(p) and ".." not in p for p in parts):
-        raise ValueError(f"invalid lock resource {resource!r}")
+        # Names are checked where they are made; one that reaches a lock unchecked is refused
+        # here rather than becoming a path.
+        raise UsageError(
+            f"invalid name {resource.partition('/')[2] or resource!r}",
+            "use letters, digits and . _ + - (not starting with a punctuation mark).",
+        )
     return resource
 
 
@@ -113,6 +134,8 @@ class StoreLocks:
     def locked(self, *resources: str, wait: float | None = None) -> Iterator[None]:
         for r in resources:
             check_resource(r)
+        if wait is None:
+            wait = _WAIT.get()
         if wait is not None and wait < 0:
             raise ValueError(f"wait must be >= 0 seconds, not {wait}")
         root = self.root.resolve()
@@ -241,14 +264,16 @@ class StoreLocks:
         if wait:
             message = f"gave up after waiting {waited:.0f} s: {what}"
             hint = (
-                "run the command again when that one has finished, or wait longer (a lock is "
-                "released when its holder exits, even if it crashed)."
+                "run the command again when that one has finished, or wait longer with "
+                "--wait SECONDS (wait= in Python); a lock is released when its holder exits, "
+                "even if it crashed."
             )
         else:
             message = what
             hint = (
-                "wait for it to finish and run the command again (a lock is released when "
-                "its holder exits, even if it crashed)."
+                "run the command again when that one has finished, or give --wait SECONDS "
+                "(wait= in Python) to wait for it; a lock is released when its holder exits, "
+                "even if it crashed."
             )
         err = StoreLockedError(message, hint)
         err.resource = resource if resource is not None else "store"

@@ -64,13 +64,16 @@ def write_entries(path: Path, entries: list[Entry]) -> Path:
 
 def tree_digest(root: Path) -> str:
     """A digest of everything under ``root`` (names, types, modes, contents), except the lock
-    file (the pid of whoever held it last). A missing root digests as such."""
+    files (``lock`` and ``locks/``: the pid of whoever held each last, and which resources were
+    ever locked). A missing root digests as such."""
     if not root.exists():
         return "absent"
     h = hashlib.sha256()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         rel = os.path.relpath(dirpath, root)
+        if rel == ".":
+            dirnames[:] = [d for d in dirnames if d != "locks"]
         h.update(f"d {rel}\n".encode())
         for name in sorted(filenames):
             path = Path(dirpath) / name

@@ -25,6 +25,9 @@ Fault kinds (``times`` counts requests the fault was applied to; ``-1`` means fo
                   matching, shorter Content-Length.
 ``ignore_range``  Range requests only: answer 200 with the full body.
 
+``srv.hold(glob)`` makes matching requests wait, unanswered, until ``srv.release()`` (or
+``stop()``): how a test keeps a client busy mid-download for as long as it needs.
+
 ``FaultServer(root, tls=ctx)`` serves HTTPS (each accepted socket wrapped with the server-side
 ``ssl.SSLContext``; a failed handshake still counts in ``connections``);
 ``FaultServer(root, auth=("user", "password"))`` answers 401 to every request without those
@@ -227,6 +230,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, method: str, path: str, headers: _Headers) -> None:
         owner = self.server.owner
+        owner._wait_if_held(path)
         faults = owner._take_faults(method, path, "range" in headers)
         other: _Fault | None = None
         for fault in faults:
@@ -379,6 +383,8 @@ class FaultServer:
         self._conns: set[socket.socket] = set()
         self.connections = 0  # accepted so far
         self._stopping = threading.Event()
+        self._holds: list[str] = []  # globs of requests that wait for release()
+        self._released = threading.Event()
         self._issued: dict[tuple[str, str], set[str]] = {}
         self._answering: list[str] = []  # paths of the requests being answered now
         self._concurrent: list[tuple[str, ...]] = []  # _answering as each request started
@@ -409,6 +415,24 @@ class FaultServer:
             raise ValueError("times must be positive or -1")
         with self._lock:
             self._faults.append(_Fault(path_suffix_or_glob, kind, times, dict(params)))
+
+    def hold(self, glob: str) -> None:
+        """Requests matching ``glob`` wait, unanswered, until :meth:`release`."""
+        with self._lock:
+            self._holds.append(glob)
+            self._released.clear()
+
+    def release(self) -> None:
+        """Answer the held requests, and hold none from now on."""
+        with self._lock:
+            self._holds.clear()
+            self._released.set()
+
+    def _wait_if_held(self, path: str) -> None:
+        with self._lock:
+            held = any(path_matches(g, path) for g in self._holds)
+        while held and not self._released.wait(0.05) and not self._stopping.is_set():
+            pass
 
     def clear_faults(self) -> None:
         with self._lock:

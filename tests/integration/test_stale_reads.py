@@ -144,3 +144,87 @@ def test_publish_of_a_channel_moved_just_before_its_lock_publishes_where_it_poin
     assert "s2" in r.output, r.output
     packages = (tmp_path / "www/dists/stable/main/binary-amd64/Packages").read_text()
     assert "Package: tool" in packages  # s2's content, not s1's
+
+
+# --- the commands converted to per-resource locks (issue 13) ------------------------------------
+
+
+def test_snapshot_filter_of_a_source_removed_just_before_its_lock_is_refused(
+    tmp_path: Path, debs_dir: dict[str, Path],
+    race: Callable[[Path, tuple[str, ...]], list[str]],
+) -> None:  # fmt: skip
+    store = tmp_path / "store"
+    _ok(store, "snapshot", "create", "a", "--from-debs", str(debs_dir["hello"]))
+    race(store, ("snapshot", "rm", "a"))
+    _refused(run_cli(store, "snapshot", "filter", "a", "f", "hello"), "no snapshot named 'a'")
+    assert "f" not in _ok(store, "snapshot", "list").split()
+
+
+def test_channel_set_to_a_snapshot_removed_just_before_its_lock_is_refused(
+    tmp_path: Path, debs_dir: dict[str, Path],
+    race: Callable[[Path, tuple[str, ...]], list[str]],
+) -> None:  # fmt: skip
+    store = tmp_path / "store"
+    _ok(store, "snapshot", "create", "s1", "--from-debs", str(debs_dir["hello"]))
+    race(store, ("snapshot", "rm", "s1"))
+    _refused(run_cli(store, "channel", "set", "prod", "s1"), "no snapshot named 's1'")
+    assert not (store / "channels" / "prod.json").exists()
+
+
+def test_snapshot_of_a_mirror_removed_just_before_its_lock_is_refused(
+    tmp_path: Path, upstream: FaultServer, test_key: TestKey,
+    race: Callable[[Path, tuple[str, ...]], list[str]],
+) -> None:  # fmt: skip
+    store = tmp_path / "store"
+    _ok(store, "mirror", "add", "up", upstream.url, "stable",
+        "--keyring", str(test_key.public_keyring))  # fmt: skip
+    _ok(store, "mirror", "update", "up")
+    race(store, ("mirror", "rm", "up"))
+    _refused(run_cli(store, "snapshot", "create", "s", "--from-mirror", "up"),
+             "no mirror named 'up'")  # fmt: skip
+    assert not (store / "snapshots" / "s").exists()
+
+
+def test_a_default_snapshot_name_taken_just_before_its_lock_is_passed_over(
+    tmp_path: Path, upstream: FaultServer, test_key: TestKey, debs_dir: dict[str, Path],
+    race: Callable[[Path, tuple[str, ...]], list[str]],
+) -> None:  # fmt: skip
+    from datetime import UTC, datetime
+
+    store = tmp_path / "store"
+    _ok(store, "mirror", "add", "up", upstream.url, "stable",
+        "--keyring", str(test_key.public_keyring))  # fmt: skip
+    _ok(store, "mirror", "update", "up")
+    stem = f"up-{datetime.now(UTC).strftime('%Y%m%d')}"
+    race(store, ("snapshot", "create", stem, "--from-debs", str(debs_dir["hello"])))
+    _ok(store, "snapshot", "create", "--from-mirror", "up")
+    assert {stem, f"{stem}-2"} <= set(_ok(store, "snapshot", "list").split())
+    assert json.loads(_ok(store, "snapshot", "show", stem, "--json"))["sources"][0]["kind"] == (
+        "debs"
+    )
+
+
+def test_bundle_export_of_a_snapshot_removed_just_before_its_lock_is_refused(
+    tmp_path: Path, debs_dir: dict[str, Path], publish_key: TestKey,
+    race: Callable[[Path, tuple[str, ...]], list[str]],
+) -> None:  # fmt: skip
+    store = tmp_path / "store"
+    _ok(store, "snapshot", "create", "s1", "--from-debs", str(debs_dir["hello"]))
+    race(store, ("snapshot", "rm", "s1"))
+    r = run_cli(store, "bundle", "export", "s1", "-o", str(tmp_path / "b"),
+                "--key", publish_key.fingerprint, gnupghome=publish_key.gnupghome)  # fmt: skip
+    _refused(r, "no snapshot named 's1'")
+    assert not (tmp_path / "b").exists()
+
+
+def test_mirror_edit_keeps_an_edit_made_just_before_its_lock(
+    tmp_path: Path, upstream: FaultServer, test_key: TestKey,
+    race: Callable[[Path, tuple[str, ...]], list[str]],
+) -> None:  # fmt: skip
+    store = tmp_path / "store"
+    _ok(store, "mirror", "add", "up", upstream.url, "stable",
+        "--keyring", str(test_key.public_keyring))  # fmt: skip
+    race(store, ("mirror", "edit", "up", "--filter", "hello", "--no-check"))
+    _ok(store, "mirror", "edit", "up", "-a", "amd64,i386", "--no-check")
+    spec = json.loads(_ok(store, "mirror", "show", "up", "--json"))["spec"]
+    assert spec["filter"] == "hello" and spec["architectures"] == ["amd64", "i386"], spec

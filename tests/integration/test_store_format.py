@@ -40,9 +40,13 @@ def store(tmp_path: Path, upstream: FaultServer, archive: Archive) -> Path:
 
 
 def listing(root: Path) -> dict[str, tuple[int, int, str]]:
-    """Every file and directory under ``root``: mode, mtime and (for files) SHA256."""
+    """Every file and directory under ``root``: mode, mtime and (for files) SHA256; but not the
+    resource locks (``locks/``: each holds the pid of whoever held it last; ``lock`` is left to
+    the callers)."""
     seen = {}
     for path in sorted(root.rglob("*")):
+        if path.relative_to(root).parts[0] == "locks":
+            continue
         st = path.lstat()
         digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
         seen[str(path.relative_to(root))] = (st.st_mode, st.st_mtime_ns, digest)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mirrorkit.errors import StoreLockedError
+from mirrorkit.errors import StoreLockedError, UsageError
 from mirrorkit.store import Store
 from mirrorkit.store.locks import set_wait_reporter
 
@@ -132,7 +132,7 @@ def test_wait_is_bounded(store: Store, heard: list[str]) -> None:
 
 def test_bad_resource_names_are_refused(store: Store) -> None:
     for bad in ("", "mirror/../x", "/abs", "mirror/", "a b"):
-        with pytest.raises(ValueError):
+        with pytest.raises(UsageError):
             _try(store, bad)
 
 
