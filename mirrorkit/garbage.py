@@ -61,6 +61,10 @@ def collect(store: Store, *, dry_run: bool = False) -> GcResult:
                 keep_meta.update(outputs)
             elif not dry_run:
                 entry.unlink(missing_ok=True)
+        if not dry_run:  # key lists (keylist.py) of indices no longer kept
+            for path in store.root.glob("cache/keys/*/*.zst"):
+                if path.name.removesuffix(".zst") not in keep_meta:
+                    path.unlink(missing_ok=True)
         for path in sorted(store.meta.root.glob("*/*.zst")):
             if path.name.removesuffix(".zst") not in keep_meta:
                 remove(path, "meta_files")

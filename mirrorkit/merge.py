@@ -23,12 +23,31 @@ this module's dependencies.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Generic, Protocol, TypeVar
 
 from mirrorkit.archive import compare_versions
-from mirrorkit.models import MergePolicy, Package
+from mirrorkit.models import MergePolicy
 
 
-class Winners:
+class Keyed(Protocol):
+    """What the merge reads of a package: models.Package, or a key list's keylist.Key."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def architecture(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def component(self) -> str: ...
+
+
+P = TypeVar("P", bound=Keyed)
+
+
+class Winners(Generic[P]):
     """What the merge of ``sources`` (each a sequence of packages, earlier first) keeps: for
     each name and architecture (``all-versions``: and version) the source that wins, and the
     builds of it that stay (one per version: the first seen).
@@ -37,13 +56,13 @@ class Winners:
     per package would wake the cyclic GC over the whole parsed index (0.12 s for bookworm's
     63,000 packages; the merge itself costs about that)."""
 
-    def __init__(self, sources: Sequence[Sequence[Package]], policy: MergePolicy | str) -> None:
+    def __init__(self, sources: Sequence[Sequence[P]], policy: MergePolicy | str) -> None:
         self.policy = MergePolicy.parse(policy)
         self._with_version = self.policy is MergePolicy.ALL_VERSIONS
         self._rank: dict[tuple[str, ...], int] = {}
-        self._build: dict[tuple[str, ...], Package] = {}
+        self._build: dict[tuple[str, ...], P] = {}
         # Further versions of a name+architecture in the winning source (``later``; rare).
-        self._more: dict[tuple[str, ...], list[Package]] = {}
+        self._more: dict[tuple[str, ...], list[P]] = {}
         if self.policy is MergePolicy.LATEST:
             self._latest(sources)
         elif self._with_version:
@@ -51,7 +70,7 @@ class Winners:
         else:
             self._later(sources)
 
-    def _every_version(self, sources: Sequence[Sequence[Package]]) -> None:
+    def _every_version(self, sources: Sequence[Sequence[P]]) -> None:
         rank_of, build = self._rank, self._build
         for rank, packages in enumerate(sources):
             for p in packages:
@@ -60,7 +79,7 @@ class Winners:
                     rank_of[key] = rank
                     build[key] = p
 
-    def _later(self, sources: Sequence[Sequence[Package]]) -> None:
+    def _later(self, sources: Sequence[Sequence[P]]) -> None:
         rank_of, build, more = self._rank, self._build, self._more
         for rank, packages in enumerate(sources):
             for p in packages:
@@ -75,7 +94,7 @@ class Winners:
                     if all(o.version != p.version for o in others):
                         others.append(p)
 
-    def _latest(self, sources: Sequence[Sequence[Package]]) -> None:
+    def _latest(self, sources: Sequence[Sequence[P]]) -> None:
         rank_of, build = self._rank, self._build
         for rank, packages in enumerate(sources):
             for p in packages:
@@ -90,11 +109,11 @@ class Winners:
                     rank_of[key] = rank
                     build[key] = p
 
-    def packages(self) -> list[Package]:
+    def packages(self) -> list[P]:
         """Every build that stays, once."""
         return [*self._build.values(), *(p for others in self._more.values() for p in others)]
 
-    def keeps(self, rank: int, p: Package) -> bool:
+    def keeps(self, rank: int, p: P) -> bool:
         """Does the merge keep ``p`` of source ``rank`` (this build, or the same bytes listed
         again, say in another architecture's index)?"""
         key = (
@@ -109,8 +128,8 @@ class Winners:
 
 
 def merge_packages(
-    sources: Sequence[Sequence[Package]], policy: MergePolicy | str = MergePolicy.LATER
-) -> list[Package]:
+    sources: Sequence[Sequence[P]], policy: MergePolicy | str = MergePolicy.LATER
+) -> list[P]:
     """The packages the merge keeps, one per name, architecture and version, sorted by
     component, name, architecture and version."""
     kept = Winners(sources, policy).packages()
@@ -118,16 +137,16 @@ def merge_packages(
 
 
 def merge_indexes(
-    sources: Sequence[Sequence[tuple[str, str, Sequence[Package]]]],
+    sources: Sequence[Sequence[tuple[str, str, Sequence[P]]]],
     policy: MergePolicy | str = MergePolicy.LATER,
-) -> dict[tuple[str, str], list[Package]]:
+) -> dict[tuple[str, str], list[P]]:
     """The merge of sources given as indices, ``(component, architecture, packages)``: the
     packages each (component, architecture) index of the result holds, sorted by name,
     architecture and version. An ``Architecture: all`` package kept is listed in every index
     of its component, as every architecture installs it."""
     flat = [[p for _, _, packages in indexes for p in packages] for indexes in sources]
     winners = Winners(flat, policy)
-    chosen: dict[tuple[str, str], dict[tuple[str, str, str], Package]] = {}
+    chosen: dict[tuple[str, str], dict[tuple[str, str, str], P]] = {}
     for indexes in sources:
         for component, arch, _ in indexes:
             chosen.setdefault((component, arch), {})

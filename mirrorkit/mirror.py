@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mirrorkit import archive, extras, gpg, merge, resolve, space
+from mirrorkit import archive, extras, gpg, keylist, merge, resolve, space
 from mirrorkit.errors import (
     FetchError,
     FormatError,
@@ -454,8 +454,15 @@ def start_packing(store: Store, indexes: Sequence[LoadedIndex]) -> asyncio.Task[
     index; hashlib and zstd release the GIL), writing nothing. One: it runs beside the
     resolver or the downloads, which need the other cores (zstd's own workers on top made a
     filtered update of bookworm 0.02 s slower on 2 cores)."""
-    texts = [i.text for i in indexes]
-    packs = asyncio.to_thread(lambda: [store.meta.pack(t, threads=0) for t in texts])
+
+    def pack(index: LoadedIndex) -> Packed:
+        packed = store.meta.pack(index.text, threads=0)
+        # Its key list too, for snapshot merge and diff (a cache, keyed by the digest).
+        if not keylist.exists(store, packed.sha256):
+            keylist.save(store, packed.sha256, index.text, index.packages)
+        return packed
+
+    packs = asyncio.to_thread(lambda: [pack(i) for i in indexes])
     return asyncio.create_task(packs)
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mirrorkit import archive, debfile, extras, mirror, resolve, sourcepkg
+from mirrorkit import archive, debfile, extras, keylist, mirror, resolve, sourcepkg
 from mirrorkit import merge as merge_rule
 from mirrorkit._version import __version__
 from mirrorkit.errors import (
@@ -363,16 +363,23 @@ def merge_indexes(
     policy = MergePolicy.parse(policy)
     result: list[IndexRef] = []
     for kind in INDEX_KINDS:  # each kind merges apart: a udeb never displaces a deb
-        loaded = [
-            [
-                (ref.component, ref.architecture, mirror.packages(store, [ref]))
-                for ref in indexes
-                if ref.kind == kind
-            ]
-            for indexes in sources
-        ]
-        if not any(loaded):
+        refs = [[ref for ref in indexes if ref.kind == kind] for indexes in sources]
+        if not any(refs):
             continue
+        # On the indices' key lists (keylist.py): no index is parsed, the kept stanzas copied.
+        keyed = [[(ref, keylist.keys(store, ref)) for ref in indexes] for indexes in refs]
+        if all(keys is not None for indexes in keyed for _, keys in indexes):
+            stanzas = keylist.Stanzas(store)
+            on_keys = [[(r.component, r.architecture, k or []) for r, k in idx] for idx in keyed]
+            for (component, arch), kept in merge_rule.merge_indexes(on_keys, policy).items():
+                digest = store.meta.put(archive.join_stanzas(stanzas[k] for k in kept))
+                keylist.write(store, digest, kept)
+                result.append(IndexRef(component, arch, digest, len(kept), kind))
+            continue
+        loaded = [
+            [(ref.component, ref.architecture, mirror.packages(store, [ref])) for ref in indexes]
+            for indexes in refs
+        ]
         for (component, arch), pkgs in merge_rule.merge_indexes(loaded, policy).items():
             text = archive.render_packages(pkgs)
             result.append(IndexRef(component, arch, store.meta.put(text), len(pkgs), kind))
@@ -513,10 +520,9 @@ def filter_snapshot(
                 for p in mirror.packages(store, [ref])
                 if (p.name, p.version, p.architecture) in keys
             ]
-            text = archive.render_packages(kept)
-            indexes.append(
-                IndexRef(ref.component, ref.architecture, store.meta.put(text), len(kept), ref.kind)
-            )
+            digest = store.meta.put(archive.render_packages(kept))
+            keylist.write(store, digest, kept)
+            indexes.append(IndexRef(ref.component, ref.architecture, digest, len(kept), ref.kind))
         provenance = Provenance(
             "filter", snapshot=info.name, digest=info.digest, **selection_record(selection)
         )
@@ -594,6 +600,18 @@ class Change:
 CHANGE_KINDS = ("added", "removed", "upgraded", "downgraded", "changed")
 
 
+def _keys(store: Store, info: SnapshotInfo) -> list[keylist.Key] | list[Package]:
+    """The snapshot's packages as merge and diff see them: its indices' key lists, or its
+    parsed packages where an index has none."""
+    found: list[keylist.Key] = []
+    for ref in info.indexes:
+        keys = keylist.keys(store, ref)
+        if keys is None:
+            return packages(store, info)
+        found += keys
+    return found
+
+
 def diff(store: Store, a: str, b: str) -> list[Change]:
     """What changed from snapshot A to B, per name and architecture: a single version on each
     side is upgraded, downgraded or, with other bytes under the same version, changed; where
@@ -602,7 +620,7 @@ def diff(store: Store, a: str, b: str) -> list[Change]:
 
     def builds(info: SnapshotInfo) -> dict[tuple[str, str], dict[str, set[str]]]:
         out: dict[tuple[str, str], dict[str, set[str]]] = {}
-        for p in packages(store, info):
+        for p in _keys(store, info):
             out.setdefault((p.name, p.architecture), {}).setdefault(p.version, set()).add(p.sha256)
         return out
 
