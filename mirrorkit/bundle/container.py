@@ -91,19 +91,31 @@ class TarWriter:
         self._out.write(data)
         self.offset += len(data)
 
-    def begin(self, name: str, size: int) -> None:
-        if self._left:
-            raise RuntimeError("previous member not finished")
+    def _header(self, name: str, size: int) -> bytes:
+        if fast := _ustar_header(name, size, self._mtime):
+            return fast
         info = tarfile.TarInfo(name)
         info.size = size
         info.mtime = self._mtime
         info.mode = 0o644
         info.type = tarfile.REGTYPE
         info.uname = info.gname = ""
-        self._emit(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict"))
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
+
+    def begin(self, name: str, size: int) -> None:
+        if self._left:
+            raise RuntimeError("previous member not finished")
+        self._emit(self._header(name, size))
         self._left = self._size = size
         if size == 0:
             self._end()
+
+    def add_whole(self, name: str, data: bytes) -> None:
+        """A whole member in one write: header, data and padding (a pool of 63,000 small
+        .debs is 63,000 writes into zstd instead of 189,000)."""
+        if self._left:
+            raise RuntimeError("previous member not finished")
+        self._emit(b"".join((self._header(name, len(data)), data, _ZEROS[: -len(data) % BLOCK])))
 
     def write(self, data: bytes | memoryview) -> None:
         if len(data) > self._left:
@@ -118,6 +130,9 @@ class TarWriter:
             self._emit(_ZEROS[:pad])
 
     def add(self, name: str, data: bytes) -> None:
+        if len(data) <= CHUNK:
+            self.add_whole(name, data)
+            return
         self.begin(name, len(data))
         if data:
             self.write(data)
@@ -128,6 +143,23 @@ class TarWriter:
         self._emit(_ZEROS[: 2 * BLOCK])
         if pad := -self.offset % RECORD:
             self._emit(_ZEROS[:pad])
+
+
+_USTAR_TAIL = b"0" + bytes(100) + _POSIX_MAGIC + bytes(64 + 16 + 167)
+
+
+def _ustar_header(name: str, size: int, mtime: int) -> bytes | None:
+    """The header tarfile's pax writer makes for a plain regular file (mode 0644, uid and gid
+    0, no user names) whose name is short ASCII, built directly (tarfile's costs ~60 us a
+    member); None for anything else, which tarfile then writes (pax records and all)."""
+    if len(name) > 100 or not name.isascii() or not name.isprintable():
+        return None
+    if not 0 <= size < 8**11 or not 0 <= mtime < 8**11:
+        return None
+    head = name.encode().ljust(100, b"\x00") + b"0000644\x000000000\x000000000\x00"
+    head += b"%011o\x00%011o\x00" % (size, mtime)
+    checksum = sum(head) + 8 * 32 + sum(_USTAR_TAIL)
+    return head + b"%06o\x00 " % checksum + _USTAR_TAIL
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -410,9 +442,23 @@ class DecompressedStream:
         self._reader = dctx.stream_reader(
             cast(IO[bytes], raw), read_size=CHUNK, read_across_frames=False, closefd=False
         )
+        # Small reads (a tar header, a small member, its padding) are served from a buffer
+        # filled a CHUNK at a time: a call into zstd per read cost more than the data.
+        self._buf = memoryview(bytearray(CHUNK))
+        self._pos = self._end = 0
 
-    def readinto(self, buffer: memoryview) -> int:
+    def _read(self, buffer: memoryview) -> int:
         try:
             return int(self._reader.readinto(buffer))
         except zstandard.ZstdError as exc:
             raise BundleError(f"corrupt compressed data ({exc})") from exc
+
+    def readinto(self, buffer: memoryview) -> int:
+        if self._pos == self._end:
+            if len(buffer) >= CHUNK:
+                return self._read(buffer)
+            self._pos, self._end = 0, self._read(self._buf)
+        n = min(len(buffer), self._end - self._pos)
+        buffer[:n] = self._buf[self._pos : self._pos + n]
+        self._pos += n
+        return n

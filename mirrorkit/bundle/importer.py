@@ -11,6 +11,7 @@ was. Importing a bundle again changes nothing.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import time
@@ -91,6 +92,44 @@ class _FileTarget:
         self._pipe.submit(self._close, True)
 
 
+class _SmallFileTarget:
+    """A small staged file: gathered in memory and written by the writer thread in one
+    operation once verified (a pool of 63,000 small .debs: one hand-off each, not three;
+    nothing touches the disk for a member that fails its check)."""
+
+    def __init__(self, pipe: Pipe, path: Path, on_keep: Callable[[Path], None]) -> None:
+        self.path = path
+        self._pipe = pipe
+        self._on_keep = on_keep
+        self._parts: list[bytes] = []
+
+    def _save(self, data: bytes) -> None:
+        try:
+            try:
+                fh = self.path.open("xb", buffering=0)
+            except FileNotFoundError:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fh = self.path.open("xb", buffering=0)
+            with fh:
+                fh.write(data)
+        except OSError as exc:
+            raise storage_error(self.path, exc) from exc
+
+    def write(self, data: memoryview) -> None:
+        self._parts.append(bytes(data))
+
+    def keep(self) -> None:
+        self._pipe.submit(self._save, b"".join(self._parts))
+        self._parts = []
+        self._on_keep(self.path)
+
+    def discard(self) -> None:
+        self._parts = []
+
+
+_SMALL = 256 << 10  # members up to this size are staged by _SmallFileTarget
+
+
 class _MemoryTarget:
     def __init__(self, on_keep: Callable[[bytes], None]) -> None:
         self._parts: list[bytes] = []
@@ -128,7 +167,10 @@ class _Staging:
                 if self._have(sha, member.size):
                     self.pool_present += 1
                     return Discard()
-                return _FileTarget(self.pipe, self.root / path, partial(self.pool.__setitem__, sha))
+                on_keep = partial(self.pool.__setitem__, sha)
+                if member.size <= _SMALL:
+                    return _SmallFileTarget(self.pipe, self.root / path, on_keep)
+                return _FileTarget(self.pipe, self.root / path, on_keep)
             if self.store.meta.has(sha):
                 return Discard()
             return _FileTarget(self.pipe, self.root / path, partial(self.meta.__setitem__, sha))
@@ -151,7 +193,7 @@ class _Staging:
         if sha in self.pool:
             return True
         try:
-            return self.store.pool.path(sha).stat().st_size == size
+            return os.stat(self.store.pool.path(sha)).st_size == size
         except FileNotFoundError:
             return False
 
