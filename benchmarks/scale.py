@@ -14,6 +14,7 @@ everything else copied; outside the timed region) and runs, each as its own time
   filter --with-deps         the resolve section's filter, with dependencies
   bundle export              snap1 (signed) beside ``tar -cf - pool | zstd -T0 -3``
   bundle import              into an empty store beside ``zstd -d | tar -x``
+  gc, 30 snapshots           gc of the store (30 snapshots of the index) beside aptly db cleanup
 
 aptly 1.5 does the same on its own store (publish with -skip-contents, as mirrorkit publishes
 no Contents; signed with the same key). Time: wall time of the whole command, median of the
@@ -49,13 +50,16 @@ GOALS = {
     "snapshot filter --with-deps": 1.0,
     "bundle export": 1.5,
     "bundle import": 1.0,
+    "gc, 30 snapshots": 1.0,
 }
+DAILY = 28  # snapshots of day1 beside snap1 and snap2: gc's roots, 30 snapshots in all
+STORE_VERSION = 2  # what the cached stores hold (bump to rebuild them)
 STEPS = tuple(GOALS)
 
 
 def _source_digest() -> str:
     """What a cached mirrorkit store depends on: the store's layout and record versions."""
-    h = hashlib.sha256()
+    h = hashlib.sha256(b"%d" % STORE_VERSION)
     for rel in ("mirrorkit/store/records.py", "mirrorkit/store/layout.py"):
         h.update((REPO / rel).read_bytes())
     return h.hexdigest()[:12]
@@ -69,7 +73,7 @@ class Stores:
         self.archive = archive
         self.gnupghome = gnupghome
         self.mk = archive.root / f"store-mirrorkit-{_source_digest()}"
-        self.aptly = archive.root / "store-aptly"
+        self.aptly = archive.root / f"store-aptly-{STORE_VERSION}"
 
     def mk_cli(self, store: Path) -> list[str]:
         return [sys.executable, "-m", "mirrorkit", "--store", str(store), "-q"]
@@ -117,6 +121,8 @@ class Stores:
             proc = run([*cli, "mirror", "update", f"day{n}", "--jobs", str(JOBS)]).check()
             self.bench.log(f"  mirrorkit mirror update day{n}: {proc.seconds:.1f} s")
             run([*cli, "snapshot", "create", f"snap{n}", "--from-mirror", f"day{n}"]).check()
+        for n in range(1, DAILY + 1):
+            run([*cli, "snapshot", "create", f"daily-{n:02}", "--from-mirror", "day1"]).check()
         (self.mk / "ready").write_text("")
 
     def _build_aptly(self, url: str) -> None:
@@ -134,6 +140,9 @@ class Stores:
             self.bench.log(f"  aptly mirror update day{n}: {proc.seconds:.1f} s")
             snap = [*cli, "snapshot", "create", f"snap{n}", "from", "mirror", f"day{n}"]
             run(snap, env=env).check()
+        for n in range(1, DAILY + 1):
+            daily = [*cli, "snapshot", "create", f"daily-{n:02}", "from", "mirror", "day1"]
+            run(daily, env=env).check()
         (self.aptly / "ready").write_text("")
 
 
@@ -219,6 +228,7 @@ def _measure_size(bench: Bench, archive: ScaleArchive) -> dict[str, tuple[Row, R
                 *stores.mk_cli(imported),
                 *("bundle", "import", str(bundle), "--keyring", keyring),
             ],
+            "gc, 30 snapshots": [*cli, "gc"],
         }[step]
         if step == "publish fs, first":
             _clone(stores.mk, mk, ("pool", "meta"))
@@ -263,6 +273,7 @@ def _measure_size(bench: Bench, archive: ScaleArchive) -> dict[str, tuple[Row, R
                 *cli,
                 *("snapshot", "filter", "-with-deps", "snap1", "filtered", FILTER),
             ],
+            "gc, 30 snapshots": [*cli, "db", "cleanup"],
         }[step]
         if step in ("publish fs, first", "publish, second suite"):
             cmd.append("snap1")

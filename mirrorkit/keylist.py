@@ -32,6 +32,7 @@ from mirrorkit.store import Store, atomic_write
 log = logging.getLogger(__name__)
 
 VERSION = 1
+KINDS = ("deb", "udeb")  # the binary indices: one pool object per stanza
 _MAGIC = b"mirrorkit-keys"
 
 
@@ -116,7 +117,9 @@ def _read(store: Store, ref: IndexRef) -> list[Key] | None:
 
 def keys(store: Store, ref: IndexRef) -> list[Key] | None:
     """The key list of stored index ``ref``, made from the index if missing; None when the
-    index has none (merge then works on its parsed packages)."""
+    index has none (not a binary index, or see :func:`save`): callers parse it then."""
+    if ref.kind not in KINDS:
+        return None
     found = _read(store, ref)
     if found is not None:
         return found

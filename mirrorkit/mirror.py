@@ -458,7 +458,7 @@ def start_packing(store: Store, indexes: Sequence[LoadedIndex]) -> asyncio.Task[
     def pack(index: LoadedIndex) -> Packed:
         packed = store.meta.pack(index.text, threads=0)
         # Its key list too, for snapshot merge and diff (a cache, keyed by the digest).
-        if not keylist.exists(store, packed.sha256):
+        if index.kind in keylist.KINDS and not keylist.exists(store, packed.sha256):
             keylist.save(store, packed.sha256, index.text, index.packages)
         return packed
 

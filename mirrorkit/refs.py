@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
 
-from mirrorkit import channel, mirror, repo, snapshot
+from mirrorkit import channel, keylist, mirror, repo, snapshot
 from mirrorkit.errors import ConflictError, FormatError, StoreLockedError
 from mirrorkit.models import IndexRef
 from mirrorkit.store import Store, check_name
@@ -186,11 +186,21 @@ def gc_roots(store: Store) -> Roots:
 
     pool: set[str] = set()
     meta: set[str] = set()
+    indexed: set[str] = set()
 
     def index(refs: tuple[IndexRef, ...]) -> None:
+        # Each index once (30 daily snapshots of an unchanged mirror share it), read from
+        # its key list (keylist.py) instead of parsed: memory stays that of one index.
         for ref in refs:
             meta.add(ref.sha256)
-        pool.update(f.sha256 for p in mirror.packages(store, refs) for f in p.pool_files)
+            if ref.sha256 in indexed:
+                continue
+            indexed.add(ref.sha256)
+            keys = keylist.keys(store, ref)
+            if keys is not None:  # a binary index: one pool object per stanza
+                pool.update(k.sha256 for k in keys)
+            else:
+                pool.update(f.sha256 for p in mirror.packages(store, [ref]) for f in p.pool_files)
 
     for m in mirror.list_all(store):
         if m.state is not None:
