@@ -87,4 +87,8 @@ def collect(store: Store, *, dry_run: bool = False) -> GcResult:
                 for sub in d.glob("*"):
                     if sub.is_dir() and not any(sub.iterdir()):
                         os.rmdir(sub)
+            # The resource locks of names long gone would pile up. Only now may they go: no
+            # other command holds one, or has one open (each is opened under the store lock,
+            # which gc holds exclusively); the next command creates what it needs again.
+            shutil.rmtree(store.root / "locks", ignore_errors=True)
     return result

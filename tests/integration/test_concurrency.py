@@ -164,6 +164,8 @@ def test_gc_waits_for_no_one_when_the_store_is_idle_and_excludes_a_holder_of_any
     assert "gave up after waiting" in r.stderr and "mirror/big" in r.stderr, r.stderr
     update.kill()  # SIGKILL: no cleanup; the kernel releases its locks
     update.communicate(timeout=30)
+    assert (store / "locks" / "mirror" / "big.lock").is_file()
     _ok(store, "gc")
+    assert not (store / "locks").exists()  # gc, alone in the store, clears the lock files
     slow.release()
     _ok(store, "mirror", "update", "big")
