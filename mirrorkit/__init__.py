@@ -86,6 +86,7 @@ _API_NAMES = (
     "snapshot_show",
     "snapshot_verify",
     "snapshot_why",
+    "store_verify",
     "sync",
     "sync_async",
 )
@@ -168,6 +169,7 @@ __all__ = [
     "snapshot_show",
     "snapshot_verify",
     "snapshot_why",
+    "store_verify",
     "sync",
     "sync_async",
 ]
@@ -221,6 +223,7 @@ if TYPE_CHECKING:
         snapshot_show,
         snapshot_verify,
         snapshot_why,
+        store_verify,
         sync,
         sync_async,
     )

@@ -23,7 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mirrorkit import refs
+from mirrorkit.errors import FormatError, PublishError
 from mirrorkit.publish import render
+from mirrorkit.publish.fs import tidy_tree
+from mirrorkit.publish.records import published_trees
 from mirrorkit.store import Store
 
 
@@ -35,6 +38,7 @@ class GcResult:
     partial_files: int = 0  # partial downloads of abandoned updates (with their validators)
     bytes: int = 0
     removed: list[str] = field(default_factory=list)
+    tree_files: int = 0  # in published directories: unlisted pool files, debris of killed publishes
 
 
 def collect(store: Store, *, dry_run: bool = False) -> GcResult:
@@ -42,6 +46,11 @@ def collect(store: Store, *, dry_run: bool = False) -> GcResult:
     # gc removes what nothing refers to, so it runs alone: the whole store, exclusively. A dry
     # run removes nothing: it runs beside other commands (its counts are of that moment).
     with store.locked("gc") if dry_run else store.locked():
+        # First the published directories: what a killed publish placed is claimed there
+        # (while the pool objects it compares against are still here), then pruned.
+        for tree in published_trees(store):
+            if tree.is_dir():
+                result.tree_files += _tidy(tree, store, dry_run, result)
         roots = refs.gc_roots(store)
 
         def remove(path: Path, counter: str) -> None:
@@ -92,3 +101,20 @@ def collect(store: Store, *, dry_run: bool = False) -> GcResult:
             # which gc holds exclusively); the next command creates what it needs again.
             shutil.rmtree(store.root / "locks", ignore_errors=True)
     return result
+
+
+def _tidy(tree: Path, store: Store, dry_run: bool, result: GcResult) -> int:
+    try:
+        names = tidy_tree(tree, store.pool, dry_run=dry_run)
+    except PublishError:
+        if not dry_run:
+            raise
+        return 0  # a dry run runs beside publishes: one holds this tree now (and tidies it)
+    except FormatError as exc:
+        raise FormatError(
+            f"gc stopped: published tree {tree}: {exc.message}",
+            "gc prunes what published trees no longer list and cannot read this one; publish "
+            "into it again (or remove it if it is not used), then run gc again.",
+        ) from exc
+    result.removed += [str(tree / name) for name in names]
+    return len(names)

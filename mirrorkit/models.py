@@ -401,3 +401,4 @@ class GcReport:
     bytes: int
     removed: tuple[str, ...] = ()
     partial_files: int = 0  # partial downloads of abandoned updates
+    tree_files: int = 0  # in published directories: unlisted pool files, killed publishes' debris

@@ -51,9 +51,11 @@ from mirrorkit.store import (
     decode_record,
     encode_record,
     fsync_dir,
+    held_dir,
     read_record,
+    reclaim_dirs,
     storage_error,
-    temp_dir,
+    work_dir,
 )
 
 FORMAT = SNAPSHOT.version
@@ -197,21 +199,32 @@ def _commit(store: Store, info: SnapshotInfo, data: bytes) -> None:
             "pick another name, or remove it first with 'mirrorkit snapshot rm'.",
         )
     store.init()
-    staging = temp_dir(store.tmp, f"snapshot-{info.name}-", final)
-    try:
-        path = staging / "snapshot.json"
-        with path.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(path, 0o444)
-        os.rename(staging, final)
-        fsync_dir(store.snapshots)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        if final.exists():
-            raise ConflictError(f"snapshot {info.name} was created by another process") from exc
-        raise StorageError(f"{final}: cannot write snapshot ({exc.strerror})") from exc
+    reclaim_debris(store)
+    with work_dir(store.tmp, f"snapshot-{info.name}-", final) as staging:
+        try:
+            path = staging / "snapshot.json"
+            with path.open("wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(path, 0o444)
+            os.rename(staging, final)
+            fsync_dir(store.snapshots)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if final.exists():
+                raise ConflictError(f"snapshot {info.name} was created by another process") from exc
+            raise StorageError(f"{final}: cannot write snapshot ({exc.strerror})") from exc
+
+
+# What snapshot commands stage under tmp/: a record being written, a snapshot being removed.
+_STAGING = ("snapshot-", "rm-")
+
+
+def reclaim_debris(store: Store) -> list[Path]:
+    """Remove what killed snapshot commands left in tmp/ (a staging or trash directory no
+    live process holds): every snapshot command does, not only gc."""
+    return reclaim_dirs(store.tmp, _STAGING)
 
 
 def parse_record(raw: bytes, where: str) -> SnapshotInfo:
@@ -345,14 +358,17 @@ def remove(store: Store, name: str) -> None:
         # Rename first so the snapshot disappears atomically, then delete at leisure. A rename
         # needs no new inode or block, so removing works on a full disk (where it is the
         # user's way out); gc clears a trash directory a killed rm left.
+        # Held while it is deleted, so that another command's reclaim_debris leaves it alone.
+        reclaim_debris(store)
         trash = store.tmp / f"rm-{name}-{secrets.token_hex(8)}"
         try:
             store.tmp.mkdir(parents=True, exist_ok=True)
-            os.rename(final, trash)
-            fsync_dir(store.snapshots)
+            with held_dir(final):
+                os.rename(final, trash)
+                fsync_dir(store.snapshots)
+                shutil.rmtree(trash, ignore_errors=True)
         except OSError as exc:
             raise storage_error(final, exc) from exc
-        shutil.rmtree(trash, ignore_errors=True)
 
 
 def merge_indexes(

@@ -32,6 +32,7 @@ from mirrorkit.api.exports import (
     publish_list,
     publish_s3,
     publish_s3_async,
+    store_verify,
 )
 from mirrorkit.api.mirrors import (
     mirror_add,
@@ -128,6 +129,7 @@ __all__ = [
     "snapshot_show",
     "snapshot_verify",
     "snapshot_why",
+    "store_verify",
     "sync",
     "sync_async",
 ]

@@ -1,4 +1,4 @@
-"""What leaves the store: publish fs/s3, bundle export/show/verify/import, and gc."""
+"""What leaves the store: publish fs/s3, bundle export/show/verify/import; gc and store verify."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from mirrorkit.progress import Reporter
 
 if TYPE_CHECKING:
     from mirrorkit.bundle import BundleInfo, ExportResult, ImportResult, VerifyReport
+    from mirrorkit.integrity import StoreVerifyReport
     from mirrorkit.publish import Published
     from mirrorkit.publish.records import PublishedSuite
     from mirrorkit.store import Store
@@ -295,7 +296,8 @@ def gc(
 ) -> GcReport:
     """Remove pool objects no mirror, snapshot or published suite references, temporary
     files, and partial downloads of abandoned updates (gc excludes every other command, so
-    no running update owns them)."""
+    no running update owns them); in directories published from the store, pool files no
+    suite lists and what killed publishes left."""
     from mirrorkit import garbage
 
     r = garbage.collect(open_store(store), dry_run=dry_run)
@@ -307,4 +309,21 @@ def gc(
         r.bytes,
         tuple(r.removed),
         partial_files=r.partial_files,
+        tree_files=r.tree_files,
     )
+
+
+@boundary
+def store_verify(
+    *,
+    wait: float | None = None,
+    store: StrPath | None = None,
+    reporter: Reporter | None = None,
+) -> StoreVerifyReport:
+    """Check the store the hard way: every pool and metadata object re-hashed against its
+    name, every record read, every snapshot and mirror state intact, and every directory
+    published from the store consistent with its suites and records. Problems are reported
+    in the result (``.ok``, ``.problems``), not raised."""
+    from mirrorkit import integrity
+
+    return integrity.verify(open_store(store), reporter_or_null(reporter))

@@ -1,4 +1,4 @@
-"""channel set/list/history/rollback, and gc."""
+"""channel set/list/history/rollback; gc and store verify."""
 
 from __future__ import annotations
 
@@ -7,7 +7,18 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mirrorkit import api
-from mirrorkit.cli.common import JSON, G, app, channel_app, emit_json, err, mb, plural, user_errors
+from mirrorkit.cli.common import (
+    JSON,
+    G,
+    TqdmReporter,
+    app,
+    channel_app,
+    emit_json,
+    err,
+    mb,
+    plural,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from mirrorkit.channel import Channel
@@ -86,7 +97,9 @@ def gc_cmd(
     """Remove the files nothing references any more.
 
     Pool and metadata objects no mirror, snapshot or published suite references,
-    temporary files left behind, and partial downloads of abandoned updates."""
+    temporary files left behind, and partial downloads of abandoned updates; in the
+    directories published from the store, pool files no suite lists any more and what
+    killed publishes left."""
     with user_errors():
         result = api.gc(dry_run=dry_run, wait=G.wait, store=G.store)
     if json_out:
@@ -97,6 +110,7 @@ def gc_cmd(
                 "meta_files": result.meta_files,
                 "temp_files": result.temp_files,
                 "partial_files": result.partial_files,
+                "tree_files": result.tree_files,
                 "bytes": result.bytes,
                 "removed": list(result.removed),
             }
@@ -111,4 +125,56 @@ def gc_cmd(
         f"{plural(result.meta_files, 'metadata object')}, "
         f"{plural(result.temp_files, 'temporary file')}, "
         f"{plural(result.partial_files, 'partial download')}"
+        + (f"; {plural(result.tree_files, 'file')} in published trees" if result.tree_files else "")
     )
+
+
+store_app = typer.Typer(help="The store itself: check it the hard way.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("verify")
+def store_verify(json_out: bool = JSON) -> None:
+    """Re-hash every object in the store and check every record.
+
+    Every pool and metadata object against its name, every record readable, every
+    snapshot and mirror state intact, every published directory consistent with its
+    suites and records. Exit 1 on any problem."""
+    with user_errors():
+        report = api.store_verify(wait=G.wait, store=G.store, reporter=TqdmReporter())
+    if json_out:
+        emit_json(
+            {
+                "store": report.store,
+                "ok": report.ok,
+                "pool_objects": report.pool_objects,
+                "meta_objects": report.meta_objects,
+                "records": report.records,
+                "snapshots": report.snapshots,
+                "mirrors": report.mirrors,
+                "trees": report.trees,
+                "problems": list(report.problems),
+                "unrecorded": list(report.unrecorded),
+                "pending": list(report.pending),
+            }
+        )
+    else:
+        for problem in report.problems:
+            err(f"problem: {problem}")
+        for path in report.unrecorded:
+            err(f"note: {path}: in a published tree, but in no record of it")
+        for what in report.pending:
+            err(f"note: {what}: left by a killed publish; the next publish there or gc reclaims it")
+        checked = (
+            f"{plural(report.pool_objects, 'pool object')}, "
+            f"{plural(report.meta_objects, 'metadata object')}, "
+            f"{plural(report.records, 'record')}, {plural(report.snapshots, 'snapshot')}, "
+            f"{plural(report.trees, 'published tree')}"
+        )
+        if report.ok:
+            typer.echo(f"{report.store}: OK: {checked} checked")
+        else:
+            err(f"{report.store}: {plural(len(report.problems), 'problem')} in {checked}")
+            err("hint: restore the damaged files from a backup, or run again what made them.")
+    if not report.ok:
+        raise typer.Exit(1)

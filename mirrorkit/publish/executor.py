@@ -17,6 +17,13 @@ what is still missing (what is already there with the same content is reused).
 The pool record, ``.mirrorkit/pool.sha256`` (the sha256sum format), lists every pool file
 mirrorkit placed in the tree or prefix. Pruning, only after the switch, removes pool files in
 the record that no suite lists any more, never another tool's files.
+
+The intent, ``.mirrorkit/pool.intent`` (same format), is written durably before the first pool
+file is placed: every pool file this publish may place that the record does not list yet. A
+publish killed while placing (SIGKILL, power loss: no ``finally`` runs) leaves it behind, and
+the next publish into the target (or ``gc``, for a directory) claims each file it lists that
+holds exactly the intended bytes (:func:`reclaim_intent`), so the record again lists every
+file mirrorkit placed and pruning can remove it.
 """
 
 from __future__ import annotations
@@ -41,11 +48,12 @@ from mirrorkit.store import Pool
 
 POOL_RECORD = ".mirrorkit/pool.sha256"
 _MAX_FOLDERS = 256  # pruning lists up to this many pool directories, else the whole pool
+POOL_INTENT = ".mirrorkit/pool.intent"
 SIGNED_FILES = ("Release", "Release.gpg", "InRelease")  # in write order: InRelease last
 
 # What an item is decides how a target stores it (S3: Cache-Control and Content-Type) and
 # whether a name's content may ever change ("pool" and "by-hash" never do).
-Kind = Literal["pool", "key", "by-hash", "index", "signed", "state"]
+Kind = Literal["pool", "key", "by-hash", "index", "signed", "state", "intent"]
 
 
 def parse_pool_record(text: str) -> dict[str, str]:
@@ -289,6 +297,45 @@ def read_record(target: Target) -> dict[str, str]:
     return parse_pool_record(data.decode("utf-8", "replace"))
 
 
+def reclaim_intent(
+    target: Target, record: dict[str, str], pool: Pool, *, dry_run: bool = False
+) -> list[str]:
+    """Claim what a killed publish placed: each file the intent it left lists that holds the
+    intended bytes joins ``record`` (written back), then the intent goes. A file with other
+    bytes is not ours (it was there before, or another tool's) and stays unclaimed. Call under
+    the target's lock. ``dry_run``: ``record`` grows, nothing is written. Returns the names
+    claimed."""
+    data = target.get(POOL_INTENT)
+    if data is None:
+        return []
+    claimed = []
+    for rel, sha in sorted(parse_pool_record(data.decode("utf-8", "replace")).items()):
+        if record.get(rel) == sha or not pool.has(sha):
+            # Without the object its bytes cannot be compared; only gc removes an object, and
+            # gc reclaims a directory's intent before it removes any.
+            continue
+        src = pool.path(sha)
+        item = Item(rel, src.stat().st_size, sha, path=src, kind="pool")
+        if target.compare(item, None):
+            record[rel] = sha
+            claimed.append(rel)
+    if dry_run:
+        return claimed
+    if claimed:
+        _write_record(target, record)
+    target.delete([POOL_INTENT])
+    return claimed
+
+
+def _write_intent(target: Target, record: Mapping[str, str], items: Sequence[Item]) -> bool:
+    """Before placing ``items``: record durably which pool files may appear (those the record
+    does not list with that content yet). Returns whether there were any."""
+    intent = {i.rel: i.sha256 for i in items if i.kind == "pool" and record.get(i.rel) != i.sha256}
+    if intent:
+        target.put(Item.from_bytes(POOL_INTENT, render_pool_record(intent), kind="intent"))
+    return bool(intent)
+
+
 def _items(signed: SignedPlan, pool: Pool) -> tuple[list[Item], list[Item], list[Item], list[Item]]:
     plan = signed.plan
     first = [
@@ -347,6 +394,8 @@ def publish(
         first, by_hash, by_name, signed_items = _items(signed, pool)
         everything = [*first, *by_hash, *by_name, *signed_items]
         run = _Run(target, read_record(target), reporter)
+        reclaim_intent(target, run.record, pool)  # what a killed publish placed
+        intent = _write_intent(target, run.record, first)
         reporter.start(target.label, len(everything), sum(i.size for i in everything))
         try:
             try:
@@ -356,8 +405,12 @@ def publish(
                 # failure to write the record must not hide the failure that stopped us.
                 with contextlib.suppress(MirrorkitError):
                     run.save_record()
+                    if intent:
+                        target.delete([POOL_INTENT])
                 raise
             run.save_record()  # before anything refers to the new pool files
+            if intent:
+                target.delete([POOL_INTENT])
             target.begin_suite(suite, previous.by_hash_paths())
             try:
                 run.run(by_hash)  # 2. indices, by hash first: the old InRelease keeps working
@@ -395,8 +448,18 @@ def _prune(target: Target, signed: SignedPlan, previous: SuiteState) -> list[str
     """After the switch: remove the pool files mirrorkit placed that no suite lists, and the
     files of this suite's older generations (keeping the by-hash files of the generation just
     replaced, for clients that read its InRelease a moment ago)."""
+    dists = f"dists/{signed.plan.suite}/"
+    keep_dists = {f"{dists}{rel}" for rel in signed.plan.files}
+    keep_dists |= {f"{dists}{name}" for name in SIGNED_FILES}
+    keep_dists |= {f"{dists}{rel}" for rel in previous.by_hash_paths()}
+    stale_dists = sorted(rel for rel in target.list(dists) if rel not in keep_dists)
+    return _prune_pool(target, read_record(target)) + stale_dists
+
+
+def _prune_pool(target: Target, record: dict[str, str], *, dry_run: bool = False) -> list[str]:
+    """Remove the pool files in ``record`` (mirrorkit placed them) that no suite lists, and
+    rewrite the record to what stays. Returns the names removed."""
     keep_pool = target.listed_pool()
-    record = read_record(target)
     candidates = {rel for rel in record if rel not in keep_pool}
     # Only the directories that may hold one are listed: a walk of a whole pool (34,000
     # directories for Debian) costs more than the rest of a re-publish.
@@ -406,14 +469,20 @@ def _prune(target: Target, signed: SignedPlan, previous: SuiteState) -> list[str
     stale = sorted(
         {rel for folder in folders for rel in target.list(f"{folder}/") if rel in candidates}
     )
-    dists = f"dists/{signed.plan.suite}/"
-    keep_dists = {f"{dists}{rel}" for rel in signed.plan.files}
-    keep_dists |= {f"{dists}{name}" for name in SIGNED_FILES}
-    keep_dists |= {f"{dists}{rel}" for rel in previous.by_hash_paths()}
-    stale_pool = set(stale)
-    stale += sorted(rel for rel in target.list(dists) if rel not in keep_dists)
+    if dry_run:
+        return stale
     target.delete(stale)
     kept = {rel: sha for rel, sha in record.items() if rel in keep_pool}
-    if stale_pool or kept != record:
+    if stale or kept != record:
         _write_record(target, kept)
     return stale
+
+
+def tidy(target: Target, pool: Pool, *, dry_run: bool = False) -> list[str]:
+    """Between publishes (``gc``): return the target to what its records say. What a killed
+    publish placed is claimed (its intent), then every pool file mirrorkit placed that no
+    suite lists is removed, as a publish's pruning would. Call under the target's lock.
+    ``dry_run``: only say what would go. Returns the names removed."""
+    record = read_record(target)
+    reclaim_intent(target, record, pool, dry_run=dry_run)
+    return _prune_pool(target, record, dry_run=dry_run)

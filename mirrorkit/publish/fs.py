@@ -40,7 +40,7 @@ from mirrorkit import archive
 from mirrorkit.errors import FormatError, PublishError
 from mirrorkit.publish.executor import Item
 from mirrorkit.publish.plan import index_files
-from mirrorkit.store import atomic_write, fsync_dir, storage_error, syncfs
+from mirrorkit.store import Pool, atomic_write, fsync_dir, storage_error, syncfs
 
 STATE_DIR = ".mirrorkit"
 _UNTOUCHED = "The published suite is untouched."
@@ -175,6 +175,39 @@ def _newer_than_before(gen: Path, suite_link: Path) -> None:
         os.utime(gen / name, (when, when))
 
 
+def sweep(root: Path, *, dry_run: bool = False) -> list[str]:
+    """Remove what killed publishes left in ``root``: link temp files in pool/ (``_link_into``'s
+    names), the switch's temp symlinks in dists/, and generation directories no suite's
+    symlink points at. Call under the tree's lock. Returns the names (below ``root``)."""
+    found: list[Path] = []
+    pool = root / "pool"
+    # Only a publish that made temp files in the pool leaves the mark (made durable before
+    # the first), so a tree's 34,000 pool directories are rarely walked.
+    marker = root / _TEMP_MARK
+    if marker.exists() and pool.is_dir():
+        found += [p for p in pool.glob("**/.tmp-*") if _TMP_NAME.match(p.name)]
+    dists = root / "dists"
+    live: set[str] = set()
+    if dists.is_dir():
+        for entry in dists.iterdir():
+            if entry.is_symlink():
+                if entry.name.startswith("."):
+                    found.append(entry)  # a switch's temp link: never renamed into place
+                else:
+                    live.add(os.path.basename(os.readlink(entry)))
+    generations = root / STATE_DIR / "dists"
+    if generations.is_dir():
+        found += [g for g in generations.iterdir() if g.name not in live]
+    for path in found if not dry_run else ():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if not dry_run:
+        marker.unlink(missing_ok=True)
+    return sorted(str(path.relative_to(root)) for path in found)
+
+
 class DirectoryTarget:
     """A publish target in a local directory (see the module's docstring)."""
 
@@ -271,8 +304,9 @@ class DirectoryTarget:
             else:
                 assert item.data is not None
                 # World-readable: the web server serves the key, and apt reads Signed-By files
-                # as _apt. The record is made durable by the publish's syncfs.
-                atomic_write(dest, item.data, mode=0o644, durable=item.kind != "state")
+                # as _apt. Durable at once: the pool intent must be on disk before the first
+                # link, and the record before the intent it replaces is removed.
+                atomic_write(dest, item.data, mode=0o644)
         except OSError as exc:
             error = storage_error(dest, exc)
             if staged is not None:
@@ -368,23 +402,13 @@ class DirectoryTarget:
             raise error from exc
         self._gen = None
         self.generation = gen.name
-        # Old generations of this suite are unreachable now.
-        for old in gen.parent.glob(f"{suite}.*"):
-            if old.name != gen.name and old.name.rpartition(".")[0] == suite:
-                shutil.rmtree(old, ignore_errors=True)
-        # Temp files a killed publish left behind (_link_into's names): only a publish that
-        # made one leaves the mark, so a tree's 34,000 pool directories are rarely walked.
-        marker = self.root / _TEMP_MARK
-        if marker.exists():
-            pool = self.root / "pool"
-            for leftover in pool.glob("**/.tmp-*") if pool.is_dir() else ():
-                if _TMP_NAME.match(leftover.name):
-                    leftover.unlink(missing_ok=True)
-            marker.unlink(missing_ok=True)
-            self._marked = False
+        # Old generations of this suite are unreachable now, and so is what killed publishes
+        # of any suite left (no other publisher runs: we hold the tree's lock).
+        sweep(self.root)
+        self._marked = False
 
     def _mark_temp(self) -> None:
-        """Before the first temp file in the pool: leave the mark switch() looks for."""
+        """Before the first temp file in the pool: leave the mark sweep() looks for."""
         if not self._marked:
             marker = self.root / _TEMP_MARK
             marker.touch()
@@ -395,3 +419,14 @@ class DirectoryTarget:
         if self._gen is not None:
             shutil.rmtree(self._gen, ignore_errors=True)
             self._gen = None
+
+
+def tidy_tree(root: Path, pool: Pool, *, dry_run: bool = False) -> list[str]:
+    """``gc``'s part in a published directory, under its lock: what a killed publish placed is
+    claimed and, with every other pool file mirrorkit placed that no suite lists, removed; the
+    debris of killed publishes goes too (:func:`sweep`). Returns the names (below ``root``)."""
+    from mirrorkit.publish import executor
+
+    target = DirectoryTarget(root)
+    with target.lock(""):
+        return executor.tidy(target, pool, dry_run=dry_run) + sweep(root, dry_run=dry_run)

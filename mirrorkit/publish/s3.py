@@ -276,7 +276,7 @@ def _headers(item: Item) -> dict[str, Any]:
     """Content-Type and Cache-Control by what the item is; its SHA256 as metadata."""
     if item.kind == "key":
         content_type = "application/pgp-keys"
-    elif item.kind == "state":
+    elif item.kind in ("state", "intent"):
         content_type = "text/plain"
     elif item.kind == "by-hash":
         content_type = "application/octet-stream"

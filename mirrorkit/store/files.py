@@ -9,10 +9,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import json
 import os
 import re
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +71,65 @@ def temp_file(parent: Path, prefix: str, what: Path | str, suffix: str = "") -> 
     except OSError as exc:
         raise storage_error(what, exc) from exc
     return fd, Path(name)
+
+
+@contextmanager
+def held_dir(path: Path) -> Iterator[int]:
+    """Hold an flock on directory ``path`` for the block: it marks the directory as in use by
+    a live process (the kernel drops the lock when the process dies, even by SIGKILL), so
+    :func:`reclaim_dirs` leaves it alone. Yields the descriptor."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def work_dir(parent: Path, prefix: str, what: Path | str) -> Iterator[Path]:
+    """:func:`temp_dir` held (:func:`held_dir`) for the block. It is created under a name
+    :func:`reclaim_dirs` does not look at and renamed to ``prefix...`` once held, so a
+    reclaimer never sees it unheld; a rename keeps the inode, and with it the flock."""
+    fresh = temp_dir(parent, f".new-{prefix}", what)
+    with held_dir(fresh):
+        path = parent / fresh.name.removeprefix(".new-")
+        try:
+            os.rename(fresh, path)
+        except OSError as exc:
+            shutil.rmtree(fresh, ignore_errors=True)
+            raise storage_error(what, exc) from exc
+        yield path
+
+
+def reclaim_dirs(parent: Path, prefixes: tuple[str, ...]) -> list[Path]:
+    """Remove the directories ``parent/PREFIX*`` no live process holds: what commands killed
+    mid-way (SIGKILL, power loss) left. Whoever holds one (:func:`held_dir`) is running, so
+    this is safe beside other commands, under any lock. Returns what was removed."""
+    removed: list[Path] = []
+    try:
+        entries = sorted(parent.iterdir())
+    except FileNotFoundError:
+        return removed
+    except OSError as exc:
+        raise storage_error(parent, exc) from exc
+    for path in entries:
+        if not path.name.startswith(prefixes):
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # gone meanwhile, or not a directory
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a running command's
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def fsync_dir(path: Path) -> None:
