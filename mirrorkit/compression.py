@@ -330,9 +330,10 @@ def compress_xz(data: bytes, *, preset: int = XZ_PRESET, block: int = XZ_BLOCK) 
     format ``xz -T0`` writes and apt, xz and liblzma read; the blocks are compressed on
     threads at once (lzma releases the GIL). Deterministic: the bytes depend only on ``data``,
     ``preset`` and ``block``."""
-    pieces = [data[i : i + block] for i in range(0, len(data), block)] or [b""]
+    view = memoryview(data)  # slices of a view: no copy of the text
+    pieces = [view[i : i + block] for i in range(0, len(data), block)] or [view]
 
-    def one(piece: bytes) -> bytes:
+    def one(piece: memoryview) -> bytes:
         return lzma.compress(piece, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=preset)
 
     if len(pieces) == 1:

@@ -530,15 +530,26 @@ def filter_snapshot(
             built = sourcepkg.sources_of(picked.packages, u.packages)
             keys |= {(p.name, p.version, p.architecture) for p in built}
         indexes = []
+        stanzas = keylist.Stanzas(store)
         for ref in info.indexes:
-            kept = [
-                p
-                for p in mirror.packages(store, [ref])
-                if (p.name, p.version, p.architecture) in keys
-            ]
-            digest = store.meta.put(archive.render_packages(kept))
-            keylist.write(store, digest, kept)
-            indexes.append(IndexRef(ref.component, ref.architecture, digest, len(kept), ref.kind))
+            # The kept stanzas by their key lists: each index is parsed once (the universe).
+            listed = keylist.keys(store, ref)
+            chosen: Sequence[keylist.Key | Package]
+            if listed is not None:
+                picked_keys = [k for k in listed if (k.name, k.version, k.architecture) in keys]
+                chosen, text = picked_keys, archive.join_stanzas(stanzas[k] for k in picked_keys)
+            else:
+                kept = [
+                    p
+                    for p in mirror.packages(store, [ref])
+                    if (p.name, p.version, p.architecture) in keys
+                ]
+                chosen, text = kept, archive.render_packages(kept)
+            digest = store.meta.put(text)
+            if ref.kind in keylist.KINDS:
+                keylist.write(store, digest, chosen)
+            count = len(chosen)
+            indexes.append(IndexRef(ref.component, ref.architecture, digest, count, ref.kind))
         provenance = Provenance(
             "filter", snapshot=info.name, digest=info.digest, **selection_record(selection)
         )

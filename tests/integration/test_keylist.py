@@ -92,3 +92,16 @@ def test_diff_and_a_damaged_key_list(store: Path) -> None:
     path.unlink()
     assert run_cli(store, "snapshot", "diff", "d1", "d2", "--json").stdout == before
     assert path.exists()
+
+
+def test_split_stanzas_is_iter_stanzas() -> None:
+    texts = [
+        b"Package: a\nVersion: 1\n\nPackage: b\nVersion: 2\n\n",
+        b"\nPackage: a\n\nPackage: b",
+        b"Package: a\r\n\r\nPackage: b\r\n",
+        b"Package: a\n \nPackage: b\n\n\n\nPackage: c\n",
+        b"",
+        b"\n\n",
+    ]
+    for text in texts:
+        assert keylist.split_stanzas(text) == list(archive.iter_stanzas(text)), text
