@@ -1,7 +1,7 @@
 """Key lists: what merge and diff need of a stored index, without parsing it.
 
 A key list holds, for every stanza of one stored Packages index in its order, the package's
-name, version, architecture and SHA256: about a tenth of the index, read in milliseconds where
+name, version, architecture, SHA256 and size: about a tenth of the index, read in milliseconds where
 parsing Debian's 63,000 stanzas takes most of a second. Merge and diff decide on the keys; a
 merge then copies the kept stanzas from the index text by position (``iter_stanzas`` splits
 the text exactly as the parser did when the list was made).
@@ -34,7 +34,7 @@ from mirrorkit.store import Store, atomic_write
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2  # 2: the size column
 KINDS = ("deb", "udeb")  # the binary indices: one pool object per stanza
 _MAGIC = b"mirrorkit-keys"
 
@@ -47,6 +47,7 @@ class Key(NamedTuple):
     version: str
     architecture: str
     sha256: str
+    size: int
     component: str
     digest: str  # of the stored index holding the stanza
     n: int  # the stanza's position in that index
@@ -74,7 +75,9 @@ def exists(store: Store, digest: str) -> bool:
 
 def write(store: Store, digest: str, rows: Sequence[Package | Key]) -> None:
     """Keep ``rows`` (each stanza of index ``digest``, in order) as its key list."""
-    body = "".join(f"{p.name} {p.version} {p.architecture} {p.sha256}\n" for p in rows).encode()
+    body = "".join(
+        f"{p.name} {p.version} {p.architecture} {p.sha256} {p.size}\n" for p in rows
+    ).encode()
     head = b"%s %d %s %d %s\n" % (
         _MAGIC,
         VERSION,
@@ -102,9 +105,9 @@ def _read(store: Store, ref: IndexRef) -> list[Key] | None:
         if hashlib.sha256(body).hexdigest().encode() != body_sha:
             return None
         words = body.decode().split()
-        if len(words) != 4 * int(count) or body.count(b"\n") != int(count):
+        if len(words) != 5 * int(count) or body.count(b"\n") != int(count):
             return None
-        columns = (words[0::4], words[1::4], words[2::4], words[3::4])
+        columns = (words[0::5], words[1::5], words[2::5], words[3::5], map(int, words[4::5]))
         rows = zip(*columns, repeat(ref.component), repeat(ref.sha256), count_from(0))
         return list(map(Key._make, rows))
     except FileNotFoundError:
@@ -128,7 +131,7 @@ def keys(store: Store, ref: IndexRef) -> list[Key] | None:
     if not save(store, ref.sha256, text, packages):
         return None
     return [
-        Key(p.name, p.version, p.architecture, p.sha256, ref.component, ref.sha256, n)
+        Key(p.name, p.version, p.architecture, p.sha256, p.size, ref.component, ref.sha256, n)
         for n, p in enumerate(packages)
     ]
 

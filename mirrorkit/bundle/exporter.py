@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import IO, Any, cast
 
 import zstandard
 
-from mirrorkit import archive, channel, gpg, mirror, snapshot
+from mirrorkit import archive, channel, gpg, keylist, mirror, snapshot
 from mirrorkit._version import __version__
 from mirrorkit.bundle.container import CHUNK, TarWriter
 from mirrorkit.bundle.manifest import (
@@ -40,6 +40,7 @@ from mirrorkit.bundle.manifest import (
 from mirrorkit.bundle.parts import Part, PartsWriter, index_path, write_index
 from mirrorkit.bundle.workers import HashAhead
 from mirrorkit.errors import IntegrityError, StorageError, UsageError
+from mirrorkit.models import IndexRef
 from mirrorkit.progress import NullReporter, Reporter
 from mirrorkit.store import Store
 
@@ -110,15 +111,28 @@ def _pool_needs(
             text = store.meta.get(ref.sha256)
             if sizes is not None:
                 sizes[ref.sha256] = len(text)
-            label = f"{info.name}: {mirror.index_label(ref)}"
-            for p in mirror.parse_index(text, ref, label):
-                for f in p.pool_files:
-                    size, _ = needs.setdefault(f.sha256, (f.size, p.ref))
-                    if size != f.size:
-                        raise IntegrityError(
-                            f"snapshot {info.name}: {p.ref}", str(size), str(f.size), kind="size"
-                        )
+            for name, sha, want in _files_of(store, info, ref, text):
+                size, _ = needs.setdefault(sha, (want, name))
+                if size != want:
+                    raise IntegrityError(
+                        f"snapshot {info.name}: {name}", str(size), str(want), kind="size"
+                    )
     return needs
+
+
+def _files_of(
+    store: Store, info: snapshot.SnapshotInfo, ref: IndexRef, text: bytes
+) -> Iterator[tuple[str, str, int]]:
+    """(package, SHA256, size) of every pool file an index names: from its key list
+    (keylist.py) where it has one, else parsed."""
+    keys = keylist.keys(store, ref)
+    if keys is not None:
+        for k in keys:
+            yield f"{k.name}_{k.version}_{k.architecture}", k.sha256, k.size
+        return
+    for p in mirror.parse_index(text, ref, f"{info.name}: {mirror.index_label(ref)}"):
+        for f in p.pool_files:
+            yield p.ref, f.sha256, f.size
 
 
 def _plan(
