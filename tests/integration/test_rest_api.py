@@ -264,3 +264,33 @@ def test_aptly_api_client_publishes_and_switches_to_apt(
         assert shown["Sources"] == [{"Component": "main", "Name": "s2"}]
         assert rd.get("/api/publish/filesystem:web:team_apt__x/other").status_code == 404
         assert rd.get("/api/publish/s3:nowhere:x/stable").status_code == 404
+
+
+def test_python_aptly_client_flow(srv: ApiServer) -> None:
+    """python-aptly's Aptly(url) client as its publisher drives it: snapshots by time, a
+    snapshot from package refs, a publish in the default storage, a switch, the list."""
+    from aptly.client import Aptly
+
+    client = Aptly(srv.url, auth=srv.auth("publish"))
+    assert client.api_version
+    by_time = [s["Name"] for s in client.do_get("/snapshots", {"sort": "time"})]
+    assert by_time.index("s1") < by_time.index("s2")
+    keys = client.do_get("/snapshots/s1/packages")
+    minimal = {"Name": "py-min", "SourceSnapshots": [], "Description": "Minimal",
+               "PackageRefs": keys[:1]}  # fmt: skip
+    client.do_post("/snapshots", minimal)
+    assert client.do_get("/snapshots/py-min/packages") == keys[:1]
+    sources = [{"Component": "main", "Name": "s1"}]
+    client.do_post("/publish/:py", {"Storage": "", "SourceKind": "snapshot", "Distribution": "d",
+                                    "Sources": sources, "ForceOverwrite": False,
+                                    "SkipContents": True})  # fmt: skip
+    switch = {"Snapshots": [{"Component": "main", "Name": "s2"}], "ForceOverwrite": False,
+              "SkipContents": True}  # fmt: skip
+    switched = client.do_put("/publish/:py/d", switch)
+    assert switched["Sources"] == [{"Component": "main", "Name": "s2"}]
+    mine = [p for p in client.do_get("/publish") if p["Storage"] == "" and p["Prefix"] == "py"]
+    assert [(p["Distribution"], p["Sources"][0]["Name"]) for p in mine] == [("d", "s2")]
+    assert (srv.store / "api" / "public" / "py" / "dists" / "d" / "InRelease").exists()
+    assert client.do_get("/snapshots/s1/diff/s2")
+    client.do_delete("/snapshots/py-min")
+    assert "py-min" not in [s["Name"] for s in client.do_get("/snapshots")]
