@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -167,6 +167,10 @@ def endpoint(role: str) -> Callable[[Handler], Handler]:
                 return await handler(request)
             except MirrorkitError as exc:
                 return error_response(http_status(exc), error_text(exc))
+            except ClientDisconnect:
+                # Gone before its request was read: nothing was started for it.
+                log.info("%s %s: the client went away", request.method, request.url.path)
+                return error_response(400, "the client went away")
 
         call.role = role  # type: ignore[attr-defined]
         return call

@@ -29,10 +29,11 @@ class ApiServer:
     url: str = ""
     secrets: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[str] | None = None
+    shared_users: Path | None = None  # another server's users file (its secrets given)
 
     @property
     def users_file(self) -> Path:
-        return self.base / "users"
+        return self.shared_users or self.base / "users"
 
     @property
     def log_file(self) -> Path:
@@ -55,7 +56,7 @@ class ApiServer:
             )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        if "http://" not in line:
+        if "://" not in line:
             self.stop()
             raise RuntimeError(f"api serve did not start: {line}{self.log_file.read_text()}")
         self.url = line.split(" at ", 1)[1].split()[0]

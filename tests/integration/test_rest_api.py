@@ -294,3 +294,52 @@ def test_python_aptly_client_flow(srv: ApiServer) -> None:
     assert client.do_get("/snapshots/s1/diff/s2")
     client.do_delete("/snapshots/py-min")
     assert "py-min" not in [s["Name"] for s in client.do_get("/snapshots")]
+
+
+def test_a_task_outlives_its_client(srv: ApiServer) -> None:
+    """A synchronous change whose client hangs up at once still runs to the end."""
+    import base64
+    import socket
+    import time
+
+    host, port = srv.url.removeprefix("http://").rsplit(":", 1)
+    payload = json.dumps({"Sources": ["s1", "s2"]}).encode()
+    token = base64.b64encode(f"publish:{srv.secrets['publish']}".encode()).decode()
+    request = (
+        f"POST /api/snapshots/after-hangup/merge HTTP/1.1\r\nHost: {host}\r\n"
+        f"Authorization: Basic {token}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+    with srv.client("read") as rd:
+        deadline = time.monotonic() + 30
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(request)
+            # Hang up once the server holds the request (its task is listed, or done).
+            while not any(t["Name"] == "Merge snapshot after-hangup"
+                          for t in rd.get("/api/tasks").json()):  # fmt: skip
+                if rd.get("/api/snapshots/after-hangup").status_code == 200:
+                    break
+                assert time.monotonic() < deadline, "the server never started the merge"
+        while rd.get("/api/snapshots/after-hangup").status_code != 200:
+            assert time.monotonic() < deadline, "the merge did not happen"
+            time.sleep(0.05)
+
+
+def test_tls_and_no_auth_only_on_loopback(
+    tmp_path: Path, srv: ApiServer, publish_key: TestKey
+) -> None:
+    import ssl
+
+    from tests.helpers.tls import make_ca
+
+    r = run_cli(srv.store, "api", "serve", "--listen", "0.0.0.0:0", "--no-auth")
+    assert r.exit_code != 0 and "only allowed on a loopback address" in r.output
+    ca = make_ca(tmp_path / "ca")
+    args = ["--tls-cert", str(ca.server_cert), "--tls-key", str(ca.server_key)]
+    tls_server = ApiServer(srv.store, tmp_path / "tls", args, secrets=dict(srv.secrets),
+                           shared_users=srv.users_file)  # fmt: skip
+    with tls_server as tls:
+        assert tls.url.startswith("https://127.0.0.1:")
+        with tls.client("read", verify=ssl.create_default_context(cafile=ca.cert)) as rd:
+            assert rd.get("/api/snapshots").status_code == 200
+            assert rd.get("/api/snapshots", auth=None).status_code == 401
