@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from mirrorkit.bundle import BundleInfo, ExportResult, ImportResult, VerifyReport
     from mirrorkit.integrity import StoreVerifyReport
     from mirrorkit.publish import Published
+    from mirrorkit.publish.drop import Dropped
+    from mirrorkit.publish.executor import Target
     from mirrorkit.publish.records import PublishedSuite
     from mirrorkit.store import Store
 
@@ -208,6 +211,36 @@ def publish_list(*, store: StrPath | None = None) -> tuple[PublishedSuite, ...]:
     from mirrorkit.publish.records import published_suites
 
     return tuple(published_suites(open_store(store)))
+
+
+@boundary
+def publish_drop(
+    target: StrPath,
+    suite: str,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    break_lock: bool = False,
+    store: StrPath | None = None,
+) -> Dropped:
+    """Drop ``suite`` from a published directory or ``s3://BUCKET/PREFIX``: its indices and
+    signed files, then the pool files mirrorkit placed there that no other suite lists."""
+    from mirrorkit.publish import drop, s3
+    from mirrorkit.publish.fs import DirectoryTarget
+
+    st = open_store(store)
+    text = os.fspath(target)
+    if text.startswith("s3://"):
+        parsed = s3.S3Target.parse(text, endpoint_url=endpoint_url, region=region)
+        bucket = s3.connect(parsed)
+        bucket.check()
+        where: Path | str = parsed.url
+        dest: Target = s3.BucketTarget(bucket, break_lock=break_lock)
+        endpoint_url = parsed.endpoint_url
+    else:
+        where = Path(text).resolve()
+        dest = DirectoryTarget(where)
+    return drop.drop(st, dest, where, suite, endpoint_url)
 
 
 # --- bundles -------------------------------------------------------------------------------------

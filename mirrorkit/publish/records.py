@@ -54,6 +54,22 @@ def record_published(
     write_record(path, PUBLISHED, data, tmp_dir=store.tmp)
 
 
+def forget_published(
+    store: Store, target: Path | str, suite: str, *, endpoint_url: str | None = None
+) -> None:
+    """Forget that ``suite`` is published to ``target`` (it was dropped); a target left with no
+    suite loses its record."""
+    path = _record_path(store, _record_identity(target, endpoint_url))
+    if not path.exists():
+        return
+    data = read_record(path, PUBLISHED)
+    data.get("suites", {}).pop(suite, None)
+    if data.get("suites"):
+        write_record(path, PUBLISHED, data, tmp_dir=store.tmp)
+    else:
+        path.unlink()
+
+
 def published_records(store: Store) -> list[dict[str, Any]]:
     """Every published target: ``{"dir": ...}`` or ``{"s3": ..., "endpoint_url": ...}``, with
     ``"suites"``: suite -> snapshot."""

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from mirrorkit.apiusers import ApiUser, Authenticator, parse_authorization, role_allows
 from mirrorkit.errors import MirrorkitError
 from mirrorkit.server import aptly
-from mirrorkit.server.keys import KeyIndex
+from mirrorkit.server.keys import KeyIndex, SnapshotCache
 from mirrorkit.server.tasks import HTTPError, Output, TaskList, error_text, http_status
 from mirrorkit.server.uploads import Uploads
 
@@ -72,6 +72,7 @@ class Server:
         self.auth = Authenticator(config.users)
         self.checksums = aptly.Checksums(self._pool_path)
         self.keys = KeyIndex(str(config.store), self.checksums)
+        self.snapshots = SnapshotCache(str(config.store))
 
     def _pool_path(self, sha256: str) -> Path:
         return self.config.store / "pool" / sha256[:2] / sha256

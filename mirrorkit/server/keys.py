@@ -7,14 +7,51 @@ digest and kept; a key not found sends the index to look for snapshots made sinc
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mirrorkit import api
+from mirrorkit.errors import MirrorkitError
 from mirrorkit.server import aptly
 
 if TYPE_CHECKING:
     from mirrorkit.models import Package
+    from mirrorkit.snapshot import SnapshotInfo
+
+
+class SnapshotCache:
+    """The store's snapshots, each read once: a snapshot never changes, and a new one under
+    an old name is a new directory (a new inode), so the directory listing says exactly which
+    records are still current."""
+
+    def __init__(self, store: str) -> None:
+        self._store = store
+        self._dir = Path(store) / "snapshots"
+        self._lock = threading.Lock()
+        self._known: dict[tuple[str, int], SnapshotInfo] = {}
+
+    def current(self) -> list[SnapshotInfo]:
+        try:
+            entries = [(e.name, e.inode()) for e in os.scandir(self._dir) if e.is_dir()]
+        except FileNotFoundError:
+            return []
+        with self._lock:
+            known = dict(self._known)
+        out, fresh = [], {}
+        for entry in entries:
+            info = known.get(entry)
+            if info is None:
+                try:
+                    info = api.snapshot_show(entry[0], store=self._store).snapshot
+                except MirrorkitError:
+                    continue  # being written or removed, or damaged: 'snapshot list' says
+            fresh[entry] = info
+            out.append(info)
+        with self._lock:
+            self._known = fresh
+        return out
 
 
 class KeyIndex:

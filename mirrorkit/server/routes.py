@@ -227,9 +227,9 @@ async def snapshots_list(request: Request) -> Response:
     order = request.query_params.get("sort") or "name"
     if order not in ("name", "time"):
         raise HTTPError(400, f"unknown sort method {order!r}: use name or time")
-    listed = await read(lambda: api.snapshot_list(store=server.store))
+    listed = await read(server.snapshots.current)
     infos = sorted(
-        listed.snapshots,
+        listed,
         key=(lambda i: (i.created_at, i.name)) if order == "time" else (lambda i: i.name),
     )
     return json_response([aptly.snapshot_json(i) for i in infos])

@@ -350,6 +350,35 @@ async def publish_update(request: Request) -> Response:
     )
 
 
+@endpoint("publish")
+async def publish_drop(request: Request) -> Response:
+    """Drop a published suite: its files, and the pool files only it used."""
+    server = _server(request)
+    storage, prefix = _address(request)
+    distribution = _distribution(request)
+    found = await read(lambda: _find(server, storage, prefix, distribution))
+    if found is None:
+        raise HTTPError(
+            404, f"unable to drop: published repo {storage}:{prefix}/{distribution} not found"
+        )
+
+    def work(out: Output) -> tuple[int, Any]:
+        loc = found.location
+        endpoint_url = server.config.s3_endpoint_url if loc.kind == "s3" else None
+        dropped = api.publish_drop(
+            loc.where, distribution, endpoint_url=endpoint_url, store=server.store
+        )
+        out.say(f"Removed {len(dropped.pool_removed)} pool files no other suite lists")
+        return 200, {}
+
+    return await change(
+        request,
+        f"Delete published repository {storage}:{prefix}/{distribution}",
+        [found.location.resource],
+        work,
+    )
+
+
 def _server(request: Request) -> Server:
     server: Server = request.app.state.server
     return server
@@ -361,7 +390,7 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/api/publish/{prefix}", publish_create),
     ("GET", "/api/publish/{prefix}/{distribution}", publish_show),
     ("PUT", "/api/publish/{prefix}/{distribution}", publish_update),
-    ("DELETE", "/api/publish/{prefix}/{distribution}", not_implemented("publish drop")),
+    ("DELETE", "/api/publish/{prefix}/{distribution}", publish_drop),
     *[
         (method, "/api/publish/{prefix}/{distribution}/sources" + tail, not_implemented(what))
         for method, tail, what in [

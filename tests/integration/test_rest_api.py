@@ -343,3 +343,24 @@ def test_tls_and_no_auth_only_on_loopback(
         with tls.client("read", verify=ssl.create_default_context(cafile=ca.cert)) as rd:
             assert rd.get("/api/snapshots").status_code == 200
             assert rd.get("/api/snapshots", auth=None).status_code == 401
+
+
+def test_publish_drop_removes_the_suite_and_only_its_pool_files(srv: ApiServer) -> None:
+    body = {"SourceKind": "snapshot", "Sources": [{"Name": "s1"}], "Distribution": "one"}
+    with srv.client("publish") as pub:
+        assert pub.post("/api/publish/filesystem:web:dropme", json=body).status_code == 201
+        body2 = {**body, "Sources": [{"Name": "s2"}], "Distribution": "two"}
+        assert pub.post("/api/publish/filesystem:web:dropme", json=body2).status_code == 201
+        tree = srv.base.parent / "web" / "dropme"
+        pool = {p.name for p in (tree / "pool").rglob("*.deb")}
+        assert {"hello_1.0_amd64.deb", "hello_1.1_amd64.deb"} <= pool
+        r = pub.delete("/api/publish/filesystem:web:dropme/one")
+        assert r.status_code == 200, r.text
+        assert not (tree / "dists" / "one").exists() and (tree / "dists" / "two").is_symlink()
+        left = {p.name for p in (tree / "pool").rglob("*.deb")}
+        assert "hello_1.0_amd64.deb" not in left  # only suite one used it
+        assert {"hello_1.1_amd64.deb", "libgreet_1.0_amd64.deb"} <= left  # two lists them
+        assert pub.get("/api/publish/filesystem:web:dropme/one").status_code == 404
+        assert pub.delete("/api/publish/filesystem:web:dropme/one").status_code == 404
+        assert [p["Distribution"] for p in pub.get("/api/publish").json()
+                if p["Prefix"] == "dropme"] == ["two"]  # fmt: skip
