@@ -504,6 +504,40 @@ async def mirror_create(request: Request) -> Response:
     return await change(request, f"Create mirror {name}", [f"mirror:{name}"], work)
 
 
+@endpoint("admin")
+async def mirror_edit(request: Request) -> Response:
+    """aptly's mirror edit: ArchiveURL, Architectures, Keyrings, Filter, FilterWithDeps."""
+    server, name = _server(request), _param(request, "name")
+    data = await body(request)
+    if data.get("IgnoreSignatures"):
+        raise HTTPError(400, "unable to edit: mirrorkit verifies every upstream's signature")
+    for fld, what in _MIRROR_UNSUPPORTED.items():
+        if data.get(fld):
+            raise HTTPError(501, f"mirrors with {what} ({fld}) are not implemented by mirrorkit")
+    keyrings = str_list(data, "Keyrings")
+    if len(keyrings) > 1:
+        raise HTTPError(400, "unable to edit: give at most one keyring in Keyrings")
+    archs = data.get("Architectures")
+    changes: dict[str, Any] = {
+        "url": field_of(data, "ArchiveURL", str, "") or None,
+        "architectures": str_list(data, "Architectures") if archs is not None else None,
+        "keyring": keyrings[0] if keyrings else None,
+        "filter": data["Filter"] if isinstance(data.get("Filter"), str) else None,
+        "with_deps": data.get("FilterWithDeps")
+        if isinstance(data.get("FilterWithDeps"), bool)
+        else None,
+    }
+    await read(lambda: api.mirror_show(name, store=server.store))
+
+    def work(out: Output) -> tuple[int, Any]:
+        edited = api.mirror_edit(name, **changes, store=server.store)
+        if edited.unchecked:
+            out.say(f"Warning: the upstream was not checked: {edited.unchecked}")
+        return 200, aptly.mirror_json(edited.mirror)
+
+    return await change(request, f"Edit mirror {name}", [f"mirror:{name}"], work)
+
+
 @endpoint("publish")
 async def mirror_update(request: Request) -> Response:
     server, name = _server(request), _param(request, "name")
@@ -593,7 +627,7 @@ def table() -> list[tuple[str, str, Callable[[Request], Any]]]:
         ("GET", "/api/mirrors", mirrors_list),
         ("POST", "/api/mirrors", mirror_create),
         ("GET", "/api/mirrors/{name}", mirror_show),
-        ("POST", "/api/mirrors/{name}", not_implemented("mirror edit over the API")),
+        ("POST", "/api/mirrors/{name}", mirror_edit),
         ("PUT", "/api/mirrors/{name}", mirror_update),
         ("DELETE", "/api/mirrors/{name}", mirror_drop),
         ("GET", "/api/mirrors/{name}/packages", mirror_packages),

@@ -18,6 +18,7 @@ from tests.helpers.apiserver import ApiServer
 from tests.helpers.apt import AptClient
 from tests.helpers.debs import build_deb
 from tests.helpers.gpgkeys import TestKey
+from tests.helpers.httpserver import FaultServer
 from tests.mk import run_cli
 
 
@@ -364,3 +365,32 @@ def test_publish_drop_removes_the_suite_and_only_its_pool_files(srv: ApiServer) 
         assert pub.delete("/api/publish/filesystem:web:dropme/one").status_code == 404
         assert [p["Distribution"] for p in pub.get("/api/publish").json()
                 if p["Prefix"] == "dropme"] == ["two"]  # fmt: skip
+
+
+def test_mirrors_create_update_snapshot_edit_drop(
+    srv: ApiServer, upstream: FaultServer, test_key: TestKey
+) -> None:
+    with srv.client("admin") as adm:
+        body = {"Name": "up", "ArchiveURL": upstream.url, "Distribution": "stable",
+                "Components": ["main"], "Architectures": ["amd64"],
+                "Keyrings": [str(test_key.public_keyring)]}  # fmt: skip
+        r = adm.post("/api/mirrors", json=body)
+        assert r.status_code == 201, r.text
+        assert r.json()["Name"] == "up" and r.json()["Distribution"] == "stable"
+        assert adm.post("/api/mirrors", json={**body, "IgnoreSignatures": True}).status_code == 400
+        assert "up" in [m["Name"] for m in adm.get("/api/mirrors").json()]
+        assert adm.get("/api/mirrors/up/packages").status_code == 404  # not updated yet
+        r = adm.put("/api/mirrors/up", params={"_async": "true"}, json={})
+        assert r.status_code == 202
+        assert srv.wait_task(adm, r.json()["ID"])["State"] == 2
+        keys = adm.get("/api/mirrors/up/packages", params={"q": "hello"}).json()
+        assert len(keys) == 1 and keys[0].startswith("Pamd64 hello 1.0 ")
+        r = adm.post("/api/mirrors/up/snapshots", json={"Name": "from-up"})
+        assert r.status_code == 201 and r.json()["SourceKind"] == "repo"
+        r = adm.post("/api/mirrors/up", json={"Filter": "hello", "FilterWithDeps": True})
+        assert r.status_code == 200, r.text
+        assert r.json()["Filter"] == "hello" and r.json()["FilterWithDeps"] is True
+        with srv.client("publish") as pub:
+            assert pub.delete("/api/mirrors/up").status_code == 403
+        assert adm.delete("/api/mirrors/up").status_code == 200
+        assert adm.get("/api/mirrors/up").status_code == 404
