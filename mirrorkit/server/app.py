@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
 from starlette.requests import ClientDisconnect, Request
@@ -19,10 +19,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mirrorkit.apiusers import ApiUser, Authenticator, parse_authorization, role_allows
 from mirrorkit.errors import MirrorkitError
-from mirrorkit.server import aptly
+from mirrorkit.server import aptly, batch
 from mirrorkit.server.keys import KeyIndex, SnapshotCache
-from mirrorkit.server.tasks import HTTPError, Output, TaskList, error_text, http_status
+from mirrorkit.server.tasks import (
+    BatchRunner,
+    HTTPError,
+    Output,
+    TaskList,
+    error_text,
+    http_status,
+)
 from mirrorkit.server.uploads import Uploads
+
+if TYPE_CHECKING:
+    from mirrorkit.repo import Change
 
 log = logging.getLogger("mirrorkit.server")
 STORE_LOCK = "store"
@@ -73,6 +83,12 @@ class Server:
         self.checksums = aptly.Checksums(self._pool_path)
         self.keys = KeyIndex(str(config.store), self.checksums)
         self.snapshots = SnapshotCache(str(config.store))
+        self.add_runner = batch.runner(self._commit_add, _add_report)
+
+    def _commit_add(self, repo: str, files: list[Path], force: bool) -> Change:
+        from mirrorkit import api
+
+        return api.repo_add(repo, files, force_replace=force, store=self.store)
 
     def _pool_path(self, sha256: str) -> Path:
         return self.config.store / "pool" / sha256[:2] / sha256
@@ -80,6 +96,14 @@ class Server:
     @property
     def store(self) -> str:
         return str(self.config.store)
+
+
+def _add_report(share: batch.Share) -> tuple[int, Any]:
+    """aptly's answer to an add: ``{"FailedFiles": [], "Report": {...}}``."""
+    added = [f"{p.ref} added" for p in (*share.added, *share.unchanged)]
+    conflict = "removed due to conflict with package being added"
+    removed = [f"{p.ref} {conflict}" for p in share.removed]
+    return 200, {"FailedFiles": [], "Report": {"Warnings": [], "Added": added, "Removed": removed}}
 
 
 # --- running work ----------------------------------------------------------------------------
@@ -114,6 +138,8 @@ async def change(
     name: str,
     resources: list[str],
     work: Callable[[Output], tuple[int, Any]],
+    *,
+    batch: tuple[tuple[str, ...], BatchRunner, Any] | None = None,
 ) -> Response:
     """Run a change as a task: ``_async=true`` answers 202 with the task at once; otherwise
     the answer is the task's result (the task keeps running if the client goes away)."""
@@ -122,7 +148,7 @@ async def change(
     # The store's lock is store-wide today (one change at a time, failing at once if taken):
     # the server queues its own changes on it rather than answering 409 to a concurrent one.
     resources = [*resources, STORE_LOCK]
-    task = server.tasks.submit(name, resources, work, keep=background)
+    task = server.tasks.submit(name, resources, work, keep=background, batch=batch)
     if background:
         return json_response(task.json(), 202)
     await server.tasks.wait(task)

@@ -145,6 +145,12 @@ def _description(info: SnapshotInfo) -> str:
     return "; ".join(parts)
 
 
+def is_repo_history(info: SnapshotInfo) -> bool:
+    """A snapshot a local repo made of one of its changes (``NAME+N``): aptly has no such
+    snapshots (a repo's history is mirrorkit's), so its snapshot list leaves them out."""
+    return any(s.kind == "repo" and s.action != "snapshot" for s in info.sources)
+
+
 def snapshot_json(info: SnapshotInfo) -> dict[str, Any]:
     return {
         "Name": info.name,

@@ -27,6 +27,7 @@ from mirrorkit.server.app import (
     required,
     str_list,
 )
+from mirrorkit.server.listing import packages_answer
 from mirrorkit.server.tasks import HTTPError, Output
 
 
@@ -179,35 +180,6 @@ async def tasks_clear(request: Request) -> Response:
 # --- packages ------------------------------------------------------------------------------------
 
 
-def render_packages(
-    server: Server, packages: tuple[Package, ...] | list[Package], details: bool
-) -> Any:
-    """aptly's package list: keys, or with ``format=details`` each package's fields."""
-    if details:
-        return [aptly.package_json(p, server.checksums) for p in packages]
-    return sorted(aptly.package_key(p, server.checksums) for p in packages)
-
-
-async def packages_answer(
-    request: Request,
-    all_of: Callable[[], tuple[Package, ...]],
-    search: Callable[[str, bool], tuple[Package, ...]],
-) -> Response:
-    """``?q=QUERY&withDeps=1&format=details`` over a package list (aptly's showPackages)."""
-    server = _server(request)
-    q = request.query_params.get("q", "")
-    with_deps = request.query_params.get("withDeps") == "1"
-    details = request.query_params.get("format") == "details"
-    if request.query_params.get("maximumVersion") == "1":
-        raise HTTPError(501, "maximumVersion=1 is not implemented by mirrorkit")
-
-    def work() -> Any:
-        found = search(q, with_deps) if q else all_of()
-        return render_packages(server, found, details)
-
-    return json_response(await read(work))
-
-
 @endpoint("read")
 async def package_show(request: Request) -> Response:
     server = _server(request)
@@ -229,7 +201,7 @@ async def snapshots_list(request: Request) -> Response:
         raise HTTPError(400, f"unknown sort method {order!r}: use name or time")
     listed = await read(server.snapshots.current)
     infos = sorted(
-        listed,
+        (i for i in listed if not aptly.is_repo_history(i)),
         key=(lambda i: (i.created_at, i.name)) if order == "time" else (lambda i: i.name),
     )
     return json_response([aptly.snapshot_json(i) for i in infos])

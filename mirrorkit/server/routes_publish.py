@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mirrorkit import api
+from mirrorkit.errors import MirrorkitError
 from mirrorkit.server import aptly
 from mirrorkit.server.app import (
     Server,
@@ -118,7 +119,8 @@ def _find(server: Server, storage: str, prefix: str, distribution: str) -> Suite
 
 
 def _release_fields(loc: Location, distribution: str) -> dict[str, str]:
-    """Origin and Label as the published Release says them (directories only)."""
+    """Origin, Label, Architectures... as the published Release says them (directories only;
+    an S3 suite would cost a request to the bucket)."""
     if loc.kind != "fs":
         return {}
     try:
@@ -126,16 +128,116 @@ def _release_fields(loc: Location, distribution: str) -> dict[str, str]:
     except OSError:
         return {}
     head = text.split("\nMD5Sum:", 1)[0].split("\nSHA256:", 1)[0]
-    return dict(re.findall(r"^(Origin|Label|Suite|Codename): *(.*)$", head, re.M))
+    fields = "Origin|Label|Suite|Codename|Architectures|Components"
+    return dict(re.findall(rf"^({fields}): *(.*)$", head, re.M))
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a suite is published from, in aptly's terms: ``kind`` ``snapshot`` or ``local``
+    (repos), and (component, name) pairs; component "" means "as the source holds it"."""
+
+    kind: str
+    pairs: tuple[tuple[str, str], ...]
+
+    def args(self) -> tuple[str | None, dict[str, str]]:
+        """mirrorkit's publish arguments: one source, or one source per component."""
+        if len(self.pairs) == 1 and self.pairs[0][0] == "":
+            return self.pairs[0][1], {}
+        return None, dict(self.pairs)
+
+    @property
+    def names(self) -> list[str]:
+        return [n for _, n in self.pairs]
+
+
+def _natural(server: Server, kind: str, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The components and architectures source ``name`` holds now."""
+    if kind == "local":
+        details = api.repo_show(name, store=server.store)
+        archs = details.head.architectures if details.head is not None else ()
+        return (details.repo.component,), archs
+    info = api.snapshot_show(name, store=server.store).snapshot
+    return info.components, info.architectures
+
+
+def parse_sources(
+    server: Server, kind: str, raw: Any, field_name: str, architectures: list[str] | None = None
+) -> Sources:
+    if kind not in ("snapshot", "local"):
+        raise HTTPError(400, "unknown SourceKind")
+    if not isinstance(raw, list) or not raw:
+        raise HTTPError(400, f"unable to publish: {field_name} are empty")
+    pairs: list[tuple[str, str]] = []
+    for src in raw:
+        if not isinstance(src, dict) or not isinstance(src.get("Name"), str):
+            raise HTTPError(400, f"each of {field_name} needs a Name")
+        name: str = src["Name"]
+        component = src.get("Component") or ""
+        if not isinstance(component, str):
+            raise HTTPError(400, "Component must be a string")
+        held, archs = _natural(server, kind, name)
+        if architectures:
+            missing = sorted(set(archs) - {"all"} - set(architectures))
+            if missing:
+                raise HTTPError(
+                    501,
+                    f"publishing a subset of {name}'s architectures is not implemented by "
+                    f"mirrorkit (it also holds {', '.join(missing)})",
+                    "filter the snapshot first",
+                )
+        if len(raw) == 1 and (not component or list(held) == [component]):
+            return Sources(kind, (("", name),))
+        if not component:
+            raise HTTPError(400, f"{field_name}: each source needs a Component")
+        if any(c == component for c, _ in pairs):
+            raise HTTPError(400, f"{field_name}: component {component} is given twice")
+        pairs.append((component, name))
+    return Sources(kind, tuple(pairs))
+
+
+def current_sources(server: Server, s: Suite) -> Sources:
+    """What suite ``s`` is published from: the repo (or components) it follows, else the
+    snapshot(s) its publish record names."""
+    where = s.location.where
+    for r in api.repo_list(store=server.store):
+        for f in r.followers:
+            if (f.get("kind"), f.get("target"), f.get("suite")) != (
+                s.location.kind,
+                where,
+                s.distribution,
+            ):
+                continue
+            if f.get("published") != s.snapshot:
+                continue  # published from something else since
+            if "source" in f:
+                return Sources("local", (("", str(f["source"])),))
+            comps = f.get("components") or {}
+            return Sources("local", tuple(sorted((str(c), str(n)) for c, n in comps.items())))
+    if "=" in s.snapshot:
+        pairs = [part.split("=", 1) for part in s.snapshot.split(",")]
+        return Sources("snapshot", tuple(sorted((c, n) for c, n in pairs)))
+    return Sources("snapshot", (("", s.snapshot),))
 
 
 def suite_json(server: Server, s: Suite) -> dict[str, Any]:
-    info = api.snapshot_show(s.snapshot, store=server.store).snapshot
+    sources = current_sources(server, s)
     release = _release_fields(s.location, s.distribution)
-    components = list(info.components) or ["main"]
+    listed = []
+    archs: set[str] = set()
+    for component, name in sources.pairs:
+        try:
+            kind = "local" if sources.kind == "local" and component == "" else "snapshot"
+            held, held_archs = _natural(server, kind, name)
+        except MirrorkitError:
+            held, held_archs = (component or "main",), ()
+        archs.update(held_archs)
+        listed += [{"Component": c, "Name": name} for c in ([component] if component else held)]
+    if release.get("Architectures"):
+        archs = set(release["Architectures"].split())
     path = s.distribution if s.prefix == "." else f"{s.prefix}/{s.distribution}"
     return {
-        "Architectures": [a for a in info.architectures if a != "all"] or list(info.architectures),
+        "Architectures": sorted(archs - {"all"}) or sorted(archs),
         "Distribution": s.distribution,
         "Label": release.get("Label", ""),
         "Origin": release.get("Origin", ""),
@@ -146,8 +248,8 @@ def suite_json(server: Server, s: Suite) -> dict[str, Any]:
         "ButAutomaticUpgrades": "",
         "Prefix": s.prefix,
         "Path": path,
-        "SourceKind": "snapshot",
-        "Sources": [{"Component": c, "Name": s.snapshot} for c in components],
+        "SourceKind": sources.kind,
+        "Sources": listed,
         "Storage": s.storage,
         "SkipContents": False,
         "AcquireByHash": True,
@@ -189,17 +291,19 @@ def _signing(server: Server, data: dict[str, Any]) -> str | None:
 def _publish(
     server: Server,
     loc: Location,
-    source: str,
+    sources: Sources,
     distribution: str,
     key: str | None,
     origin: str | None,
     label: str | None,
 ) -> None:
+    source, components = sources.args()
     common: dict[str, Any] = {
         "suite": distribution,
         "key": key,
         "origin": origin or None,
         "label": label or None,
+        "component": components,
         "store": server.store,
         "gnupghome": server.config.gnupghome,
     }
@@ -208,44 +312,6 @@ def _publish(
         api.publish_fs(source, loc.where, **common)
     else:
         api.publish_s3(source, loc.where, endpoint_url=server.config.s3_endpoint_url, **common)
-
-
-def _one_source(
-    server: Server, sources: Any, field_name: str, architectures: list[str] | None = None
-) -> str:
-    """The snapshot of a one-source publish; what mirrorkit cannot publish as asked is 501."""
-    if not isinstance(sources, list) or not sources:
-        raise HTTPError(400, f"unable to publish: {field_name} are empty")
-    if len(sources) > 1:
-        raise HTTPError(
-            501,
-            "publishing several components from several sources is not implemented by "
-            "mirrorkit's REST API yet",
-            "merge the snapshots into one and publish that",
-        )
-    src = sources[0]
-    if not isinstance(src, dict) or not isinstance(src.get("Name"), str):
-        raise HTTPError(400, f"each of {field_name} needs a Name")
-    name: str = src["Name"]
-    info = api.snapshot_show(name, store=server.store).snapshot
-    component = src.get("Component") or ""
-    if component and list(info.components) != [component]:
-        raise HTTPError(
-            501,
-            f"publishing snapshot {name} (components {', '.join(info.components)}) as "
-            f"component {component} is not implemented by mirrorkit",
-            "a snapshot is published with the components it holds",
-        )
-    if architectures:
-        missing = sorted(set(info.architectures) - {"all"} - set(architectures))
-        if missing:
-            raise HTTPError(
-                501,
-                f"publishing a subset of snapshot {name}'s architectures is not implemented "
-                f"by mirrorkit (it also holds {', '.join(missing)})",
-                "filter the snapshot first",
-            )
-    return name
 
 
 @endpoint("read")
@@ -276,18 +342,15 @@ async def publish_create(request: Request) -> Response:
     server = _server(request)
     storage, prefix = _address(request)
     data = await body(request)
-    kind = data.get("SourceKind")
-    if kind == "local":
-        from mirrorkit.server import routes_repos
-
-        return await routes_repos.publish_repo(request, storage, prefix, data)
-    if kind != "snapshot":
-        raise HTTPError(400, "unknown SourceKind")
+    kind = str(data.get("SourceKind") or "")
     loc = locate(server, storage, prefix)
     key = _signing(server, data)
     archs = data.get("Architectures") or None
-    source = await read(lambda: _one_source(server, data.get("Sources"), "sources", archs))
-    distribution = field_of(data, "Distribution", str, "") or source
+    raw = data.get("Sources")
+    sources = await read(lambda: parse_sources(server, kind, raw, "sources", archs))
+    distribution = field_of(data, "Distribution", str, "")
+    if not distribution:
+        distribution = await read(lambda: _default_distribution(server, sources))
     origin = field_of(data, "Origin", str, "")
     label = field_of(data, "Label", str, "")
 
@@ -298,22 +361,36 @@ async def publish_create(request: Request) -> Response:
                 f"prefix/distribution already used by another published repo: "
                 f"{storage}:{prefix}/{distribution}",
             )
-        _publish(server, loc, source, distribution, key, origin, label)
+        _publish(server, loc, sources, distribution, key, origin, label)
         found = _find(server, storage, prefix, distribution)
         assert found is not None
         return 201, suite_json(server, found)
 
+    names = ", ".join(sources.names)
     return await change(
         request,
-        f'Publish snapshot repository {storage}:{prefix}/{distribution} with sources "{source}"',
-        [loc.resource, f"snapshot:{source}"],
+        f'Publish {kind} repository {storage}:{prefix}/{distribution} with sources "{names}"',
+        [
+            loc.resource,
+            *(f"{'repo' if kind == 'local' else 'snapshot'}:{n}" for n in sources.names),
+        ],
         work,
     )
 
 
+def _default_distribution(server: Server, sources: Sources) -> str:
+    """aptly guesses the distribution from the sources: a repo's DefaultDistribution, else
+    the (first) source's name."""
+    name = sources.names[0]
+    if sources.kind == "local":
+        r = api.repo_show(name, store=server.store).repo
+        return r.distribution or name
+    return name
+
+
 @endpoint("publish")
 async def publish_update(request: Request) -> Response:
-    """Switch a published suite to other snapshots (``Snapshots``), or publish its source
+    """Switch a published suite to other snapshots (``Snapshots``), or publish its sources
     again (a repo's current state)."""
     server = _server(request)
     storage, prefix = _address(request)
@@ -325,26 +402,27 @@ async def publish_update(request: Request) -> Response:
         raise HTTPError(
             404, f"unable to update: published repo {storage}:{prefix}/{distribution} not found"
         )
+    current = await read(lambda: current_sources(server, found))
     snapshots = data.get("Snapshots")
     if snapshots:
-        source = await read(lambda: _one_source(server, snapshots, "snapshots"))
+        if current.kind == "local":
+            raise HTTPError(400, "snapshots shouldn't be given when updating local repo")
+        sources = await read(lambda: parse_sources(server, "snapshot", snapshots, "snapshots"))
     else:
-        from mirrorkit.server import routes_repos
-
-        source = await read(lambda: routes_repos.source_of(server, found.snapshot))
+        sources = current
     release = _release_fields(found.location, distribution)
     origin = field_of(data, "Origin", str, "") or release.get("Origin", "")
     label = field_of(data, "Label", str, "") or release.get("Label", "")
 
     def work(out: Output) -> tuple[int, Any]:
-        _publish(server, found.location, source, distribution, key, origin, label)
+        _publish(server, found.location, sources, distribution, key, origin, label)
         now = _find(server, storage, prefix, distribution)
         assert now is not None
         return 200, suite_json(server, now)
 
     return await change(
         request,
-        f"Update published repository {storage}:{prefix}/{distribution}",
+        f"Update published {current.kind} repository {storage}:{prefix}/{distribution}",
         [found.location.resource],
         work,
     )

@@ -94,6 +94,10 @@ class Output:
 Work = Callable[[Output], tuple[int, Any]]
 """A task's body: returns the status and the value to answer with; raises MirrorkitError."""
 
+Outcome = tuple[int, Any] | MirrorkitError
+BatchRunner = Callable[[list["Task"]], list[Outcome]]
+"""Runs several queued tasks of one batch key as one (group commit): an outcome per task."""
+
 
 @dataclass
 class Task:
@@ -102,6 +106,9 @@ class Task:
     resources: tuple[str, ...]
     work: Work
     keep: bool
+    batch_key: tuple[str, ...] | None = None
+    batch_runner: BatchRunner | None = None
+    payload: Any = None  # what a batch runner reads of each task
     state: State = State.IDLE
     output: Output = field(default_factory=Output)
     code: int = 0
@@ -138,10 +145,22 @@ class TaskList:
 
     # --- running ---------------------------------------------------------------------------------
 
-    def submit(self, name: str, resources: list[str], work: Work, *, keep: bool = True) -> Task:
+    def submit(
+        self,
+        name: str,
+        resources: list[str],
+        work: Work,
+        *,
+        keep: bool = True,
+        batch: tuple[tuple[str, ...], BatchRunner, Any] | None = None,
+    ) -> Task:
+        """Queue ``work``. ``batch`` (key, runner, payload): tasks of one key that wait at the
+        moment the first of them starts are run together by ``runner``."""
         with self._lock:
             self._prune()
             task = Task(next(self._ids), name, tuple(dict.fromkeys(resources)), work, keep)
+            if batch is not None:
+                task.batch_key, task.batch_runner, task.payload = batch
             self._tasks[task.id] = task
             self._start_ready()
             return task
@@ -154,23 +173,53 @@ class TaskList:
                 continue
             if task.state is State.IDLE and not held.intersection(task.resources):
                 task.state = State.RUNNING
-                self._pool.submit(self._run, task)
+                if task.batch_key is None:
+                    self._pool.submit(self._run, task)
+                else:
+                    # Whatever else of this key waits joins it (adds commute: a publish queued
+                    # between them only sees more of what was asked for).
+                    group = [task] + [
+                        t
+                        for t in self._tasks.values()
+                        if t.state is State.IDLE and t.batch_key == task.batch_key
+                    ]
+                    for t in group:
+                        t.state = State.RUNNING
+                        held.update(t.resources)
+                    self._pool.submit(self._run_batch, sorted(group, key=lambda t: t.id))
             held.update(task.resources)
 
     def _run(self, task: Task) -> None:
         log.debug("task %d started: %s", task.id, task.name)
         try:
-            code, value = task.work(task.output)
-            state, error = State.SUCCEEDED, None
-            task.output.say("Task succeeded")
+            outcome: Outcome = task.work(task.output)
         except MirrorkitError as exc:
-            code, value, state, error = http_status(exc), None, State.FAILED, error_text(exc)
-            task.output.say(f"Task failed with error: {error}")
+            outcome = exc
         except Exception as exc:  # a bug: the task fails, the server stays up
             log.exception("task %d (%s) failed unexpectedly", task.id, task.name)
-            code, value, state = 500, None, State.FAILED
-            error = f"unexpected {type(exc).__name__}: {exc}"
+            outcome = MirrorkitError(f"unexpected {type(exc).__name__}: {exc}")
+        self._finish(task, outcome)
+
+    def _run_batch(self, tasks: list[Task]) -> None:
+        log.debug("tasks %s started together", [t.id for t in tasks])
+        runner = tasks[0].batch_runner
+        assert runner is not None
+        try:
+            outcomes = runner(tasks)
+        except Exception as exc:  # a bug: every task of the batch fails, the server stays up
+            log.exception("tasks %s failed unexpectedly", [t.id for t in tasks])
+            outcomes = [MirrorkitError(f"unexpected {type(exc).__name__}: {exc}")] * len(tasks)
+        for task, outcome in zip(tasks, outcomes, strict=True):
+            self._finish(task, outcome)
+
+    def _finish(self, task: Task, outcome: Outcome) -> None:
+        if isinstance(outcome, MirrorkitError):
+            code, value = http_status(outcome), None
+            state, error = State.FAILED, error_text(outcome)
             task.output.say(f"Task failed with error: {error}")
+        else:
+            (code, value), state, error = outcome, State.SUCCEEDED, None
+            task.output.say("Task succeeded")
         with self._lock:
             task.code, task.value, task.error = code, value, error
             task.state = state

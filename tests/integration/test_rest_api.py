@@ -346,6 +346,117 @@ def test_tls_and_no_auth_only_on_loopback(
             assert rd.get("/api/snapshots", auth=None).status_code == 401
 
 
+def test_aptly_api_client_repo_flow_to_apt(
+    srv: ApiServer, debs_dir: dict[str, Path], apt_client: AptClient, tmp_path: Path
+) -> None:
+    """aptly-api-client's normal flow, unchanged: create a repo, upload, add, snapshot the
+    repo, publish it, update the publish to a new snapshot, list and show everything."""
+    client = Client(srv.url, http_auth=HTTPBasicAuth(*srv.auth("publish")))
+    repo = client.repos.create("ci", comment="from CI", default_distribution="ci",
+                               default_component="main")  # fmt: skip
+    assert (repo.name, repo.default_distribution, repo.default_component) == ("ci", "ci", "main")
+    client.files.upload("ci-job-1", str(debs_dir["hello"]), str(debs_dir["libgreet"]))
+    report = client.repos.add_uploaded_file("ci", "ci-job-1")
+    assert report.failed_files == []
+    assert sorted(report.report["Added"]) == ["hello_1.0_amd64 added", "libgreet_1.0_amd64 added"]
+    assert "ci-job-1" not in client.files.list()  # taken from the upload directory
+    keys = [p.key for p in client.repos.search_packages("ci")]
+    assert len(keys) == 2 and all(k.startswith("Pamd64 ") for k in keys)
+    client.snapshots.create_from_repo("ci", "ci-1")
+    prefix = "filesystem:web:ci"
+    client.publish.publish(source_kind="snapshot", sources=[{"Name": "ci-1"}],
+                           architectures=["amd64"], prefix=prefix, distribution="ci",
+                           sign_skip=True)  # fmt: skip
+    newer = build_deb(tmp_path, "hello", "1.2", "amd64", depends="libgreet (>= 1.0)")
+    client.files.upload("ci-job-2", str(newer))
+    client.repos.add_uploaded_file("ci", "ci-job-2")
+    client.snapshots.create_from_repo("ci", "ci-2")
+    client.publish.update(prefix=prefix, distribution="ci", snapshots=[{"Name": "ci-2"}])
+    tree = srv.base.parent / "web" / "ci"
+    key = next(tree.glob("mirrorkit-archive-*.gpg"))
+    apt_client.add_source(tree.as_uri(), "ci", ["main"], key)
+    assert apt_client.update().returncode == 0
+    assert "Inst hello (1.2 " in apt_client.simulate_install("hello").stdout
+    assert "ci" in [r.name for r in client.repos.list()]
+    assert client.repos.show("ci").comment == "from CI"
+    assert {"ci-1", "ci-2"} <= {s.name for s in client.snapshots.list()}
+    assert ("ci", "ci") in [(p.prefix, p.distribution) for p in client.publish.list()]
+    # Packages by key: out of the repo and back in.
+    hello_key = next(k for k in keys if k.startswith("Pamd64 hello 1.0 "))
+    client.repos.delete_packages_by_key("ci", hello_key)
+    assert hello_key not in [p.key for p in client.repos.search_packages("ci")]
+    client.repos.add_packages_by_key("ci", hello_key)
+    assert hello_key in [p.key for p in client.repos.search_packages("ci")]
+
+
+CI_SCRIPT = r"""
+set -euo pipefail
+API=$1; AUTH=$2; DEB=$3; JOB=$4
+json() { python3 -c "import json, sys; print(json.load(sys.stdin)$1)"; }
+curl -fsS -u "$AUTH" -F "file=@$DEB" "$API/api/files/$JOB" >/dev/null
+id=$(curl -fsS -u "$AUTH" -X POST "$API/api/repos/team/file/$JOB?_async=true" | json '["ID"]')
+while :; do
+  state=$(curl -fsS -u "$AUTH" "$API/api/tasks/$id" | json '["State"]')
+  [ "$state" = 2 ] && break
+  [ "$state" = 3 ] && { curl -sS -u "$AUTH" "$API/api/tasks/$id/output"; exit 1; }
+  sleep 0.1
+done
+curl -fsS -u "$AUTH" -X PUT -H 'Content-Type: application/json' \
+  -d '{"Signing": {"Skip": true}}' "$API/api/publish/filesystem:web:team/stable" >/dev/null
+"""
+
+
+def test_ci_curl_script_eight_jobs_at_once_lose_nothing(
+    srv: ApiServer, tmp_path: Path, apt_client: AptClient
+) -> None:
+    debs = [build_deb(tmp_path / "debs", f"job{n}", "1.0", "amd64") for n in range(9)]
+    with srv.client("publish") as pub:
+        assert pub.post("/api/repos", json={"Name": "team"}).status_code == 201
+        assert pub.post("/api/files/seed", files={"f": (debs[0].name, debs[0].read_bytes())})
+        assert pub.post("/api/repos/team/file/seed").status_code == 200
+        body = {"SourceKind": "local", "Sources": [{"Name": "team"}], "Distribution": "stable"}
+        r = pub.post("/api/publish/filesystem:web:team", json=body)
+        assert r.status_code == 201, r.text
+        assert r.json()["SourceKind"] == "local"
+        assert r.json()["Sources"] == [{"Component": "main", "Name": "team"}]
+    script = tmp_path / "ci.sh"
+    script.write_text(CI_SCRIPT)
+    auth = ":".join(srv.auth("publish"))
+    jobs = [
+        subprocess.Popen(
+            ["bash", str(script), srv.url, auth, str(deb), f"ci-{n}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for n, deb in enumerate(debs[1:], 1)
+    ]
+    for job in jobs:
+        out, _ = job.communicate(timeout=120)
+        assert job.returncode == 0, out
+    with srv.client("read") as rd:
+        held = rd.get("/api/repos/team/packages").json()
+        assert sorted(k.split()[1] for k in held) == [f"job{n}" for n in range(9)]
+        assert rd.get("/api/files").json() == [
+            d for d in rd.get("/api/files").json() if not d.startswith("ci-")
+        ]
+    # Adds that wait for the repo together are committed together (one history entry).
+    assert 2 <= len(api_history(srv, "team")) <= 9
+    tree = srv.base.parent / "web" / "team"
+    apt_client.add_source(
+        tree.as_uri(), "stable", ["main"], next(tree.glob("mirrorkit-archive-*.gpg"))
+    )
+    assert apt_client.update().returncode == 0
+    sim = apt_client.simulate_install(*(f"job{n}" for n in range(9)))
+    assert sim.returncode == 0 and sim.stdout.count("Inst job") == 9, sim.stdout
+
+
+def api_history(srv: ApiServer, repo: str) -> tuple[Any, ...]:
+    from mirrorkit import api
+
+    return api.repo_history(repo, store=srv.store)
+
+
 def test_publish_drop_removes_the_suite_and_only_its_pool_files(srv: ApiServer) -> None:
     body = {"SourceKind": "snapshot", "Sources": [{"Name": "s1"}], "Distribution": "one"}
     with srv.client("publish") as pub:
