@@ -58,9 +58,10 @@ STEPS = tuple(GOALS)
 
 
 def _source_digest() -> str:
-    """What a cached mirrorkit store depends on: the store's layout and record versions."""
+    """What a cached mirrorkit store depends on: the store's layout and record versions, and
+    the key lists mirror update writes."""
     h = hashlib.sha256(b"%d" % STORE_VERSION)
-    for rel in ("mirrorkit/store/records.py", "mirrorkit/store/layout.py"):
+    for rel in ("mirrorkit/store/records.py", "mirrorkit/store/layout.py", "mirrorkit/keylist.py"):
         h.update((REPO / rel).read_bytes())
     return h.hexdigest()[:12]
 
